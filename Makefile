@@ -1,0 +1,33 @@
+# Two commands matter: `make run` (the bot) and `make test` (the suite). Each installs what it needs.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench worker web clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@bash deploy/make-venv.sh $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+## run: start the bot in the foreground (web, job workers, embedded Redis when REDIS_URL is unset)
+run: $(STAMP)
+	$(PY) -m bot.run
+
+## test: run the whole test suite against a real redis-server on loopback
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## lint: ruff (lint + format check) and mypy
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app.py bot handlers tests bench
+
+## bench: webhook throughput and reply delay benchmarks; results go to bench/results/
+bench: $(STAMP)
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

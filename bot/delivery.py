@@ -1,0 +1,125 @@
+"""The 5-second logic, in one place: which of WeChat's attempts carries which passive reply.
+
+WeChat waits `WECHAT_ATTEMPT_TIMEOUT` (5 s) for each delivery of a push and delivers it up to
+`WECHAT_ATTEMPTS` (3) times. For every delivery we:
+
+1. answer at once with the reply this push already got, if any (WeChat retried after a reply
+   that reached it late);
+2. otherwise wait — woken by Redis pub/sub, not by a fixed poll — until something this push may
+   deliver is ready, up to `WECHAT_ATTEMPT_TIMEOUT - WECHAT_REPLY_MARGIN` after it arrived, and
+   claim it under the user's lock so that it is delivered exactly once;
+3. if nothing is ready in time: on attempts 1 and 2 keep the connection open past WeChat's
+   timeout, so that WeChat retries; on the last attempt reply that the answer is on its way and
+   release the answer, which the user's next message then fetches.
+
+What a push may deliver: the oldest released (late) answer of its user first, else its own
+answer (a question), else the next page of the answer being read (继续).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from bot import texts
+from bot.answers import AnswerStore, Target
+from bot.config import Settings
+from bot.paging import preview
+from bot.pushes import Plan, PushLog
+from bot.waiter import ReadyWaiter
+
+log = logging.getLogger(__name__)
+
+#: how long past WeChat's timeout a not-ready attempt keeps its connection open
+HOLD_GRACE = 0.5
+
+
+class PassiveDelivery:
+    def __init__(
+        self,
+        settings: Settings,
+        answers: AnswerStore,
+        pushes: PushLog,
+        waiter: ReadyWaiter,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.answers = answers
+        self.pushes = pushes
+        self.waiter = waiter
+        self.clock = clock
+        self.sleep = sleep
+
+    def reply(self, openid: str, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
+        """The text to reply on this attempt, or None: stay silent (WeChat has given up on it)."""
+        deadline = arrived + self.settings.reply_deadline
+        with self.waiter.ticket(openid) as ticket:
+            while True:
+                text = self._try_claim(openid, push_key, plan)
+                if text is not None:
+                    return text
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    break
+                ticket.wait(remaining)
+        return self._not_ready(push_key, plan, attempt, arrived)
+
+    def owed_now(self, openid: str, push_key: str) -> str | None:
+        """Active mode: a late answer that is ready rides on this push's reply; nothing waits."""
+        with self.answers.user_lock(openid):
+            if (already := self.pushes.reply(push_key)) is not None:
+                return already
+            target = self.answers.next_target(openid, push_key, include_current=False)
+            if target is None or not target.answer.page_ready(target.page):
+                return None
+            return self._deliver(target, push_key, Plan("fetch"))
+
+    def _try_claim(self, openid: str, push_key: str, plan: Plan) -> str | None:
+        already = self.pushes.reply(push_key)
+        if already is not None:
+            return already
+        with self.answers.user_lock(openid):
+            if (already := self.pushes.reply(push_key)) is not None:
+                return already
+            target = self.answers.next_target(openid, push_key, include_current=plan.kind == "fetch")
+            if target is None:
+                return self._record(push_key, texts.NOTHING_MORE) if plan.kind == "fetch" else None
+            if not target.answer.page_ready(target.page):
+                return None
+            return self._deliver(target, push_key, plan)
+
+    def _deliver(self, target: Target, push_key: str, plan: Plan) -> str:
+        page = self.answers.page(target.answer, target.page)
+        if page is None:
+            return self._record(push_key, texts.NOTHING_MORE)
+        self.answers.mark_delivered(target)
+        text = compose(target, page, late=target.answer.owner != push_key)
+        if plan.kind == "ask" and plan.answer_id != target.answer.id:
+            self.answers.release(plan.answer_id)
+            text += texts.QUEUED_NOTE
+        return self._record(push_key, text)
+
+    def _record(self, push_key: str, text: str) -> str:
+        self.pushes.save_reply(push_key, text)
+        return text
+
+    def _not_ready(self, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
+        if attempt < self.settings.wechat_attempts:
+            self.sleep(max(0.0, arrived + self.settings.wechat_attempt_timeout + HOLD_GRACE - self.clock()))
+            return None
+        if plan.kind == "ask":
+            self.answers.release(plan.answer_id)
+        log.info("push %s: answer not ready on the last attempt; the next message fetches it", push_key)
+        return self._record(push_key, texts.STILL_WORKING)
+
+
+def compose(target: Target, page: str, *, late: bool) -> str:
+    """A page as the user reads it: a note on late answers, a hint when more follows."""
+    text = page.strip("\n") if target.page else page.rstrip("\n")
+    if late and target.page == 0 and target.from_owed:
+        text = texts.LATE_ANSWER_PREFIX.format(question=preview(target.answer.question)) + text
+    if target.answer.more_after(target.page):
+        text += texts.MORE_HINT
+    return text

@@ -1,0 +1,133 @@
+"""The background job: turn a question into an answer's pages, exactly once, durably.
+
+Runs in a Dramatiq worker. A lease in Redis makes a duplicate delivery of the job wait instead of
+generating twice; a job whose worker was killed is redelivered by Dramatiq, finds the answer
+`running` with no live lease, and writes it again (keeping the pages the user already read).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Literal
+
+from bot import keys, texts
+from bot.answers import Answer
+from bot.llm import LLMError
+from bot.paging import PageSplitter, decoration_reserve
+from bot.services import Services
+from bot.voice import TranscriptionError
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["done", "failed", "gone", "busy", "delivered"]
+
+_FAILURE_TEXTS = {"timeout": texts.LLM_TIMEOUT, "unavailable": texts.LLM_FAILED, "failed": texts.LLM_FAILED}
+
+
+class AnswerJob:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.answers = services.answers
+        self.redis = services.redis
+        self.lease_ms = int(services.settings.job_lease_seconds * 1000)
+        self.budget = services.settings.wechat_max_reply_bytes - decoration_reserve()
+
+    def run(self, answer_id: str) -> Outcome:
+        answer = self.answers.get(answer_id)
+        if answer is None:
+            return "gone"
+        if answer.finished:
+            self._deliver_active(answer)
+            return "delivered"
+        lease = uuid.uuid4().hex
+        if not self.redis.set(keys.answer_lease(answer_id), lease, nx=True, px=self.lease_ms):
+            return "busy"
+        try:
+            return self._generate(answer, lease)
+        finally:
+            if self.redis.get(keys.answer_lease(answer_id)) == lease:
+                self.redis.delete(keys.answer_lease(answer_id))
+
+    def lease_left(self, answer_id: str) -> int:
+        """Milliseconds until another run may take this answer over."""
+        return max(int(self.redis.pttl(keys.answer_lease(answer_id))), 100)
+
+    def _generate(self, answer: Answer, lease: str) -> Outcome:
+        splitter = PageSplitter(self.budget)
+        if answer.status == "running":
+            answer, note = self._restart(answer)
+            splitter.feed(note)
+        self.answers.set_status(answer, "running")
+        if answer.delivery == "active":
+            self.services.sender.typing(answer.openid)
+        try:
+            question = self._question(answer)
+            outcome = self._stream(answer, question, splitter, lease)
+        except (LLMError, TranscriptionError) as exc:
+            outcome = self._fail(answer, splitter, exc)
+        self._deliver_active(answer)
+        return outcome
+
+    def _restart(self, answer: Answer) -> tuple[Answer, str]:
+        """A previous run died: keep the pages the user already has, rewrite the rest."""
+        keep = self._pages_seen(answer)
+        log.warning("answer %s: previous run died; regenerating (keeping %s pages)", answer.id, keep)
+        self.answers.restart(answer, keep)
+        fresh = self.answers.get(answer.id)
+        return (fresh or answer), (texts.REGENERATED_NOTE if keep else "")
+
+    def _pages_seen(self, answer: Answer) -> int:
+        if answer.delivery == "active":
+            return int(self.redis.get(keys.answer_sent(answer.id)) or 0)
+        current = self.answers.current_target(answer.openid)
+        return current.page if current is not None and current.answer.id == answer.id else 0
+
+    def _question(self, answer: Answer) -> str:
+        if answer.kind != "voice" or answer.question:
+            return answer.question
+        text = self.services.transcriber.transcribe_media(answer.media_id)
+        if not text:
+            raise TranscriptionError("empty transcript")
+        self.redis.hset(keys.answer(answer.id), "question", text)
+        return text
+
+    def _stream(self, answer: Answer, question: str, splitter: PageSplitter, lease: str) -> Outcome:
+        settings = self.services.settings
+        prompt = self.services.history.prompt(answer.openid, settings.system_prompt, question)
+        parts: list[str] = []
+        renewed = time.monotonic()
+        for piece in self.services.backend.stream(prompt):
+            parts.append(piece)
+            self._publish(answer, splitter.feed(piece))
+            if time.monotonic() - renewed > self.lease_ms / 3000:
+                self.redis.pexpire(keys.answer_lease(answer.id), self.lease_ms)
+                renewed = time.monotonic()
+        text = "".join(parts)
+        if not text.strip():
+            raise LLMError("failed", "the model returned an empty answer")
+        self._publish(answer, splitter.finish())
+        self.services.history.add_turn(answer.openid, question, text)
+        self.answers.set_status(answer, "done")
+        return "done"
+
+    def _publish(self, answer: Answer, pages: list[str]) -> None:
+        if pages:
+            self.answers.add_pages(answer, pages)
+            self._deliver_active(answer)
+
+    def _fail(self, answer: Answer, splitter: PageSplitter, exc: Exception) -> Outcome:
+        if isinstance(exc, LLMError):
+            message = texts.LLM_EMPTY if "empty" in exc.detail else _FAILURE_TEXTS[exc.kind]
+        else:
+            message = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
+        log.warning("answer %s failed: %s", answer.id, exc)
+        if splitter.rest.strip():
+            self.answers.add_pages(answer, splitter.finish())
+        self.answers.set_status(answer, "failed", message)
+        return "failed"
+
+    def _deliver_active(self, answer: Answer) -> None:
+        if answer.delivery == "active":
+            self.services.sender.send_ready_pages(answer.id)

@@ -1,0 +1,60 @@
+"""Background work on Dramatiq with its Redis broker: the web tier sends, the workers generate.
+
+Dramatiq keeps a message in a per-worker "ack" set until the job returns; when a worker is
+killed, its heartbeat stops and another worker requeues the message after
+`WORKER_HEARTBEAT_TIMEOUT`. The job itself (bot.generation) makes redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+from bot.config import Settings
+from bot.generation import AnswerJob
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+QUEUE = "answers"
+#: chance (per million broker commands) of a maintenance pass that requeues dead workers' jobs
+MAINTENANCE_CHANCE = 100_000
+#: a job may run this long (the LLM has its own, shorter timeouts)
+TIME_LIMIT_MS = 10 * 60 * 1000
+
+
+def make_broker(settings: Settings) -> RedisBroker:
+    return RedisBroker(
+        url=settings.redis_url,
+        heartbeat_timeout=int(settings.worker_heartbeat_timeout * 1000),
+        maintenance_chance=MAINTENANCE_CHANCE,
+    )
+
+
+class Jobs:
+    """The broker and the one actor, bound to one set of services."""
+
+    def __init__(self, services: Services, broker: RedisBroker | None = None) -> None:
+        self.services = services
+        self.broker = broker or make_broker(services.settings)
+        self.job = AnswerJob(services)
+        self.actor: dramatiq.Actor = dramatiq.Actor(
+            self._generate_answer,
+            broker=self.broker,
+            actor_name="generate_answer",
+            queue_name=QUEUE,
+            priority=0,
+            options={"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": TIME_LIMIT_MS},
+        )
+
+    def enqueue(self, answer_id: str) -> None:
+        self.actor.send(answer_id)
+
+    def _generate_answer(self, answer_id: str) -> None:
+        outcome = self.job.run(answer_id)
+        if outcome == "busy":  # another run holds the lease: look again when it would expire
+            delay = self.job.lease_left(answer_id)
+            log.info("answer %s is leased by another run; retrying in %sms", answer_id, delay)
+            self.actor.send_with_options(args=(answer_id,), delay=delay)

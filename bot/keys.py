@@ -1,0 +1,77 @@
+"""Every Redis key the bot uses, built in one place, each with its lifetime.
+
+Keys are shared by every web process, job worker and machine of one deployment.
+"""
+
+from __future__ import annotations
+
+PREFIX = "wxbot"
+
+#: a push's record (attempt count, plan, the reply given) outlives WeChat's ~15 s of retries
+MESSAGE_TTL = 3600
+#: the conversation of a user is forgotten after this long without a message (setting HISTORY_TTL)
+#: an answer and its pages live this long (setting ANSWER_TTL)
+#: the lock that serialises one user's deliveries is held for at most this long
+USER_LOCK_TTL = 10
+#: the access_token lock: one process fetches, the others wait for it
+TOKEN_LOCK_TTL = 15
+#: we stop using a token this long before WeChat says it expires
+TOKEN_EXPIRY_MARGIN = 300
+#: after WeChat answers 48001 (no customer-service permission) we stay passive this long
+CS_UNAUTHORIZED_TTL = 3600
+
+
+def message(dedup_key: str) -> str:
+    """Hash: attempts, plan, reply, created — one per inbound push (MsgId or event identity)."""
+    return f"{PREFIX}:msg:{dedup_key}"
+
+
+def answer(answer_id: str) -> str:
+    """Hash: openid, question, status, error, owner, reserved_until, created, restarts."""
+    return f"{PREFIX}:ans:{answer_id}"
+
+
+def answer_pages(answer_id: str) -> str:
+    """List of finished pages of an answer, in order."""
+    return f"{PREFIX}:ans:{answer_id}:pages"
+
+
+def answer_lease(answer_id: str) -> str:
+    """String: the job run that is generating this answer (expires if its worker dies)."""
+    return f"{PREFIX}:ans:{answer_id}:lease"
+
+
+def answer_sent(answer_id: str) -> str:
+    """Integer: pages already sent through the customer-service API (active mode)."""
+    return f"{PREFIX}:ans:{answer_id}:sent"
+
+
+def owed(openid: str) -> str:
+    """List of answer ids whose first page has not reached the user yet, oldest first."""
+    return f"{PREFIX}:user:{openid}:owed"
+
+
+def current(openid: str) -> str:
+    """Hash: answer (id of the answer being read), cursor (pages delivered) — for 继续."""
+    return f"{PREFIX}:user:{openid}:current"
+
+
+def history(openid: str) -> str:
+    """List of JSON chat messages (OpenAI format), oldest first."""
+    return f"{PREFIX}:user:{openid}:history"
+
+
+def user_lock(openid: str) -> str:
+    return f"{PREFIX}:user:{openid}:lock"
+
+
+def ready_channel(openid: str) -> str:
+    """Pub/sub channel: something new to deliver for this user."""
+    return f"{PREFIX}:ready:{openid}"
+
+
+READY_PATTERN = f"{PREFIX}:ready:*"
+
+ACCESS_TOKEN = f"{PREFIX}:wechat:access_token"
+ACCESS_TOKEN_LOCK = f"{PREFIX}:wechat:access_token:lock"
+CS_UNAUTHORIZED = f"{PREFIX}:wechat:cs_unauthorized"

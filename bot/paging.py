@@ -1,0 +1,89 @@
+"""Byte-safe pages of a (possibly still growing) answer.
+
+A page is cut only once enough text follows it, and where it is cut depends only on the text
+inside its own window, so the pages of a streamed answer never change once they exist: page 1
+can go out while the model is still writing page 2, and nothing is lost or repeated.
+"""
+
+from __future__ import annotations
+
+from bot import texts
+
+#: cut after the last of these found in the second half of a page's window, best first
+_BREAKS = ("\n", "。！？!?；;", "，,、 ")
+#: room kept on every page for the notes a page may carry (late-answer prefix, queued note, hint)
+_QUESTION_PREVIEW_CHARS = 20
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """The longest prefix of `text` that fits in `max_bytes` UTF-8 bytes (never half a character)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def preview(question: str) -> str:
+    """A short form of a question, as quoted in notes."""
+    question = " ".join(question.split())
+    if len(question) <= _QUESTION_PREVIEW_CHARS:
+        return question
+    return question[:_QUESTION_PREVIEW_CHARS] + "…"
+
+
+def decoration_reserve() -> int:
+    """Bytes every page keeps free for the notes that may be added when it is delivered."""
+    prefix = texts.LATE_ANSWER_PREFIX.format(question="字" * (_QUESTION_PREVIEW_CHARS + 1))
+    notes = (prefix, texts.QUEUED_NOTE, texts.REGENERATED_NOTE, texts.MORE_HINT)
+    return sum(utf8_len(note) for note in notes)
+
+
+def page_end(text: str, budget: int) -> int:
+    """Where (in characters) a page of at most `budget` bytes taken from `text` ends."""
+    window = truncate_utf8(text, budget)
+    if len(window) == len(text):
+        return len(text)
+    for breaks in _BREAKS:
+        position = max(window.rfind(mark) for mark in breaks)
+        if position >= len(window) // 2:
+            return position + 1
+    return max(len(window), 1)
+
+
+class PageSplitter:
+    """Turns a stream of text chunks into finished pages of at most `budget` bytes each."""
+
+    def __init__(self, budget: int) -> None:
+        if budget < 16:
+            raise ValueError("page budget too small")
+        self.budget = budget
+        self.rest = ""
+        self.pages = 0
+
+    def feed(self, chunk: str) -> list[str]:
+        """Add generated text; return the pages it completed (usually none)."""
+        self.rest += chunk
+        finished: list[str] = []
+        while utf8_len(self.rest) > self.budget:
+            end = page_end(self.rest, self.budget)
+            finished.append(self.rest[:end])
+            self.rest = self.rest[end:]
+        self.pages += len(finished)
+        return finished
+
+    def finish(self) -> list[str]:
+        """The answer is complete: return its last page (if any text is left)."""
+        last = [self.rest] if self.rest.strip() or self.pages == 0 else []
+        self.rest = ""
+        self.pages += len(last)
+        return last
+
+
+def split_pages(text: str, budget: int) -> list[str]:
+    """All pages of a finished text."""
+    splitter = PageSplitter(budget)
+    return splitter.feed(text) + splitter.finish()

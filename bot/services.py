@@ -1,0 +1,61 @@
+"""Everything the web tier and the job workers share, built from the settings in one place.
+
+Outside services (the LLM, WeChat's API) are built on first use, so that a web process that
+only answers pushes never opens a connection to them.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+
+from bot.active import ActiveSender
+from bot.answers import AnswerStore
+from bot.config import Settings
+from bot.history import History
+from bot.llm import ChatBackend, make_backend
+from bot.pushes import PushLog
+from bot.voice import Transcriber
+from bot.wechat_api import WeChatAPI
+
+
+def make_redis(settings: Settings, socket_timeout: float | None = 10) -> redis.Redis:
+    """A client for short commands; pub/sub listeners pass socket_timeout=None (they idle)."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=socket_timeout,
+        health_check_interval=30,
+    )
+
+
+class Services:
+    def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = client or make_redis(settings)
+        self.answers = AnswerStore(self.redis, settings.answer_ttl)
+        self.pushes = PushLog(self.redis)
+        self.history = History(
+            self.redis,
+            max_turns=settings.history_max_turns,
+            max_chars=settings.history_max_chars,
+            ttl=settings.history_ttl,
+        )
+
+    @cached_property
+    def backend(self) -> ChatBackend:
+        return make_backend(self.settings)
+
+    @cached_property
+    def wechat(self) -> WeChatAPI:
+        return WeChatAPI(self.settings, self.redis)
+
+    @cached_property
+    def sender(self) -> ActiveSender:
+        return ActiveSender(self.answers, self.wechat, self.redis, self.settings.wechat_cs_quota)
+
+    @cached_property
+    def transcriber(self) -> Transcriber:
+        return Transcriber(self.settings, self.wechat)

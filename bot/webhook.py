@@ -1,0 +1,92 @@
+"""The webhook, framework-free: an inbound HTTP request in, the answer for WeChat out.
+
+The Flask view (app.py) only converts to and from these types. Whatever happens here, WeChat
+gets a 4xx for requests it would never send, and otherwise a reply, or `success` — never a 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot import texts
+from bot.delivery import PassiveDelivery
+from bot.jobs import Jobs
+from bot.protocol import ProtocolError, Push, WeChatProtocol
+from bot.pushes import Plan, dedup_key
+from bot.services import Services
+from handlers.context import Context
+from handlers.messages import plan_for
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "success"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    method: str
+    args: dict[str, str]
+    body: bytes
+    arrived: float  # monotonic clock
+
+
+@dataclass(frozen=True)
+class Outbound:
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+def xml(body: str) -> Outbound:
+    return Outbound(200, body, "application/xml; charset=utf-8")
+
+
+class Webhook:
+    def __init__(
+        self, services: Services, jobs: Jobs, protocol: WeChatProtocol, delivery: PassiveDelivery
+    ) -> None:
+        self.services = services
+        self.jobs = jobs
+        self.protocol = protocol
+        self.delivery = delivery
+
+    def handle(self, inbound: Inbound) -> Outbound:
+        try:
+            if inbound.method == "GET":
+                return Outbound(200, self.protocol.check_echo(inbound.args))
+            push = self.protocol.open(inbound.args, inbound.body)
+        except ProtocolError as exc:
+            log.warning("refused %s /wechat: %s (%s)", inbound.method, exc.reason, exc.status)
+            return Outbound(exc.status, exc.reason)
+        try:
+            return self._answer(push, inbound.arrived)
+        except Exception:
+            log.exception("could not handle a push from %s", push.message.source)
+            return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
+
+    def _answer(self, push: Push, arrived: float) -> Outbound:
+        key, openid = dedup_key(push.message), str(push.message.source)
+        attempt = self.services.pushes.arrive(key)
+        plan = self._plan(push, key, attempt)
+        log.info("push %s from %s: attempt %s, plan %s", key, openid, attempt, plan.kind)
+        if plan.kind == "reply":
+            return xml(self.protocol.render_text(push, plan.text))
+        if plan.kind == "image":
+            return xml(self.protocol.render_image(push, plan.media_id))
+        if plan.kind == "silent":
+            return Outbound(200, SUCCESS)
+        if plan.kind == "ask" and plan.delivery == "active":
+            text = self.delivery.owed_now(openid, key)
+        else:
+            text = self.delivery.reply(openid, key, plan, attempt, arrived)
+        return Outbound(200, SUCCESS) if text is None else xml(self.protocol.render_text(push, text))
+
+    def _plan(self, push: Push, key: str, attempt: int) -> Plan:
+        """The first delivery decides; later ones reuse its decision."""
+        if attempt > 1 and (plan := self.services.pushes.plan(key)) is not None:
+            return plan
+        context = Context(str(push.message.source), key, self.services, self.jobs)
+        plan = plan_for(push.message, context)
+        self.services.pushes.save_plan(key, plan)
+        return plan

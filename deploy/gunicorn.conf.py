@@ -1,0 +1,26 @@
+"""gunicorn settings for the web tier: `gunicorn -c deploy/gunicorn.conf.py 'app:create_app()'`.
+
+Each push may hold its request for up to ~5.5 s (the 5-second logic keeps unanswered attempts
+open past WeChat's timeout), so the web tier needs many threads, not many processes: gthread
+workers with WEB_THREADS threads each hold hundreds of waiting requests on two cores.
+"""
+
+import os
+
+from dotenv import load_dotenv
+
+load_dotenv(".env")
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+threads = int(os.environ.get("WEB_THREADS", "128"))
+# well above the longest request (one attempt: WECHAT_ATTEMPT_TIMEOUT + 0.5 s)
+timeout = 60
+# on SIGTERM, requests in flight (waiting for an answer) get this long to finish
+graceful_timeout = 20
+keepalive = 5
+# behind nginx: bound by the proxy, small bodies only
+limit_request_line = 8190
+accesslog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

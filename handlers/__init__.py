@@ -1,0 +1,1 @@
+"""What happens to each kind of inbound message and to each chat command."""

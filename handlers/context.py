@@ -1,0 +1,27 @@
+"""What a handler may use: the sender, the shared services and the job queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot import keys
+from bot.jobs import Jobs
+from bot.services import Services
+
+
+@dataclass(frozen=True)
+class Context:
+    openid: str
+    push_key: str
+    services: Services
+    jobs: Jobs
+
+    @property
+    def is_admin(self) -> bool:
+        return self.openid in self.services.settings.wechat_admin_openids
+
+    def delivery_mode(self) -> str:
+        """`active` only for accounts that may use the customer-service API right now."""
+        if self.services.settings.wechat_reply_mode != "active":
+            return "passive"
+        return "passive" if self.services.redis.exists(keys.CS_UNAUTHORIZED) else "active"

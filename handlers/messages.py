@@ -1,0 +1,67 @@
+"""What each kind of inbound message becomes: a ready reply, nothing, or a question for the LLM."""
+
+from __future__ import annotations
+
+from wechatpy.messages import BaseMessage
+
+from bot import texts
+from bot.pushes import Plan
+from handlers import commands
+from handlers.context import Context
+
+#: events that need no reply (WeChat gets `success`)
+SILENT_EVENTS = ("unsubscribe", "view", "location", "view_miniprogram", "templatesendjobfinish")
+
+
+def plan_for(message: BaseMessage, ctx: Context) -> Plan:
+    if message.type == "text":
+        return on_text(str(message.content or ""), ctx)
+    if message.type == "voice":
+        return on_voice(message, ctx)
+    if message.type == "event":
+        return on_event(str(getattr(message, "event", "")), ctx)
+    return Plan("reply", texts.UNSUPPORTED)
+
+
+def on_text(content: str, ctx: Context) -> Plan:
+    content = content.strip()
+    if not content:
+        return Plan("reply", texts.EMPTY_MESSAGE)
+    if commands.is_command(content):
+        return Plan("reply", commands.run(content, ctx))
+    if content.lower() in texts.FETCH_WORDS:
+        return Plan("fetch")
+    return ask(ctx, content)
+
+
+def on_voice(message: BaseMessage, ctx: Context) -> Plan:
+    recognition = str(getattr(message, "recognition", None) or "").strip()
+    if recognition:
+        return on_text(recognition, ctx)
+    return ask(ctx, "", kind="voice", media_id=str(message.media_id))
+
+
+def on_event(event: str, ctx: Context) -> Plan:
+    if event.startswith("subscribe"):
+        return Plan("reply", ctx.services.settings.welcome_text or texts.WELCOME)
+    if event in SILENT_EVENTS:
+        return Plan("silent")
+    return Plan("reply", texts.UNSUPPORTED) if event == "click" else Plan("silent")
+
+
+def ask(ctx: Context, question: str, *, kind: str = "text", media_id: str = "") -> Plan:
+    """Create the answer, queue its generation, and say how it will be delivered."""
+    settings = ctx.services.settings
+    mode = ctx.delivery_mode()
+    reserved = settings.wechat_attempts * settings.wechat_attempt_timeout + 2.0 if mode == "passive" else 0.0
+    answer_id = ctx.services.answers.create(
+        ctx.openid,
+        question,
+        owner=ctx.push_key,
+        reserved_for=reserved,
+        delivery=mode,
+        kind=kind,
+        media_id=media_id,
+    )
+    ctx.jobs.enqueue(answer_id)
+    return Plan("ask", answer_id=answer_id, delivery=mode)

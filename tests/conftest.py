@@ -1,0 +1,137 @@
+"""Shared fixtures: a real redis-server, loopback fakes of WeChat's API and OpenAI, the app served
+by a real threaded HTTP server, an in-process Dramatiq worker, and a WeChat-platform simulator.
+
+The attempt timeout is shortened (WECHAT_ATTEMPT_TIMEOUT) so the 5-second logic runs in about a
+second per attempt; the defaults stay WeChat's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from app import create_app
+from bot.redis_server import RedisServer
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.wechat_api import FakeWeChatAPI
+from tests.simulator import WeChatSimulator
+
+TOKEN = "test-token"
+APPID = "wx0123456789abcdef"
+SECRET = "test-secret"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+#: shortened WeChat attempt timeout used by the tests (WeChat's is 5 s)
+ATTEMPT_TIMEOUT = 1.2
+REPLY_MARGIN = 0.3
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_wechat() -> Iterator[FakeWeChatAPI]:
+    with FakeWeChatAPI(appid=APPID, secret=SECRET) as fake:
+        yield fake
+
+
+@pytest.fixture
+def base_config(
+    redis_client: redis.Redis, redis_server: RedisServer, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> dict[str, Any]:
+    return {
+        "wechat_token": TOKEN,
+        "wechat_appid": APPID,
+        "wechat_secret": SECRET,
+        "wechat_api_base": fake_wechat.url,
+        "redis_url": redis_server.url,
+        "openai_api_key": "test-key",
+        "openai_base_url": fake_openai.base_url,
+        "openai_timeout": 10.0,
+        "wechat_attempt_timeout": ATTEMPT_TIMEOUT,
+        "wechat_reply_margin": REPLY_MARGIN,
+        "worker_heartbeat_timeout": 2.0,
+        "job_lease_seconds": 3.0,
+    }
+
+
+class Bot:
+    """The app, served for real on loopback, with its job worker, and a simulator pointed at it."""
+
+    def __init__(self, app: Flask, server: BaseWSGIServer, worker: dramatiq.Worker | None) -> None:
+        self.app = app
+        self.server = server
+        self.worker = worker
+        self.url = f"http://127.0.0.1:{server.server_port}/wechat"
+        self.ext = app.extensions["wxbot"]
+
+    @property
+    def services(self) -> Any:
+        return self.ext["services"]
+
+    def simulator(self, mode: str = "plain", attempt_timeout: float = ATTEMPT_TIMEOUT) -> WeChatSimulator:
+        aes_key = AES_KEY if mode != "plain" else None
+        return WeChatSimulator(
+            self.url, TOKEN, APPID, aes_key=aes_key, mode=mode, attempt_timeout=attempt_timeout
+        )
+
+
+def start_worker(app: Flask, threads: int = 16) -> dramatiq.Worker:
+    worker = dramatiq.Worker(
+        app.extensions["wxbot"]["jobs"].broker, worker_timeout=50, worker_threads=threads
+    )
+    worker.start()
+    return worker
+
+
+@pytest.fixture
+def make_bot(base_config: dict[str, Any]) -> Iterator[Callable[..., Bot]]:
+    bots: list[Bot] = []
+
+    def make(with_worker: bool = True, **overrides: Any) -> Bot:
+        app = create_app({**base_config, **overrides})
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        bot = Bot(app, server, start_worker(app) if with_worker else None)
+        bots.append(bot)
+        return bot
+
+    yield make
+    for bot in bots:
+        bot.server.shutdown()
+        bot.server.server_close()
+        if bot.worker is not None:
+            bot.worker.stop()
+        bot.ext["jobs"].broker.close()
+
+
+@pytest.fixture
+def bot(make_bot: Callable[..., Bot]) -> Bot:
+    return make_bot()
+
+
