@@ -34,7 +34,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.wechat_max_body_bytes
-    app.extensions["wxbot"] = {"settings": settings, "services": services, "jobs": jobs, "webhook": webhook}
+    app.extensions["wxbot"] = {
+        "settings": settings,
+        "services": services,
+        "jobs": jobs,
+        "webhook": webhook,
+        "waiter": waiter,
+    }
 
     @app.route("/wechat", methods=["GET", "POST"])
     def wechat() -> Response:

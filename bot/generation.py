@@ -67,6 +67,9 @@ class AnswerJob:
             outcome = self._stream(answer, question, splitter, lease)
         except (LLMError, TranscriptionError) as exc:
             outcome = self._fail(answer, splitter, exc)
+        except Exception as exc:  # a bug must not leave the user waiting forever
+            log.exception("answer %s: unexpected error", answer.id)
+            outcome = self._fail(answer, splitter, LLMError("failed", repr(exc)))
         self._deliver_active(answer)
         return outcome
 

@@ -43,7 +43,7 @@ HELP_HEADER = "可用命令："
 HELP_FOOTER = "直接发文字或语音即可提问；回答较长时回复「继续」查看下一页。"
 
 #: words that fetch the next page or a late answer instead of asking a new question
-FETCH_WORDS = ("继续", "继续。", "继续！", "c", "continue", "next", "下一页", "?", "？")
+FETCH_WORDS = ("继续", "继续。", "继续！", "continue", "next", "下一页", "?", "？")
 
 #: Redis or another part of the bot itself is down
 SERVICE_DOWN = "服务暂时繁忙，请稍后再试。"

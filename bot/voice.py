@@ -14,7 +14,7 @@ import openai
 
 from bot.config import Settings
 from bot.llm.openai_backend import make_client
-from bot.wechat_api import WeChatAPI
+from bot.wechat_api import WeChatAPI, WeChatAPIError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,10 @@ class Transcriber:
 
     def transcribe_media(self, media_id: str) -> str:
         """The text of a voice message, from its WeChat media id."""
-        audio = self.api.download_media(media_id)
+        try:
+            audio = self.api.download_media(media_id)
+        except WeChatAPIError as exc:
+            raise TranscriptionError(f"cannot download the voice message: {exc}") from exc
         mp3 = to_mp3(audio)
         upload = ("voice.mp3", mp3) if mp3 is not None else ("voice.amr", audio)
         try:

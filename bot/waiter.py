@@ -51,6 +51,7 @@ class ReadyWaiter:
         self._listener: threading.Thread | None = None
         self._pid = 0
         self._subscribed = threading.Event()
+        self._closed = False
 
     def ticket(self, openid: str) -> Ticket:
         return Ticket(self, openid)
@@ -79,19 +80,28 @@ class ReadyWaiter:
             self._listener.start()
         self._subscribed.wait(timeout=1.0)
 
+    def close(self) -> None:
+        """Stop the listener (tests and graceful shutdown)."""
+        self._closed = True
+        if self._listener is not None:
+            self._listener.join(timeout=2)
+        self.redis.close()
+
     def _listen(self) -> None:
         prefix_length = len(keys.ready_channel(""))
-        while True:
+        while not self._closed:
             try:
-                pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.psubscribe(keys.READY_PATTERN)
-                self._subscribed.set()
-                for message in pubsub.listen():
-                    if message.get("type") == "pmessage":
-                        self._wake(str(message["channel"])[prefix_length:])
+                with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    pubsub.psubscribe(keys.READY_PATTERN)
+                    self._subscribed.set()
+                    while not self._closed:
+                        message = pubsub.get_message(timeout=RECHECK_SECONDS)
+                        if message and message.get("type") == "pmessage":
+                            self._wake(str(message["channel"])[prefix_length:])
             except redis.exceptions.RedisError as exc:
-                log.warning("ready listener lost Redis (%s); retrying", exc)
-                time.sleep(0.5)
+                if not self._closed:
+                    log.warning("ready listener lost Redis (%s); retrying", exc)
+                    time.sleep(0.5)
 
     def _wake(self, openid: str) -> None:
         with self._lock:

@@ -128,6 +128,8 @@ def make_bot(base_config: dict[str, Any]) -> Iterator[Callable[..., Bot]]:
         if bot.worker is not None:
             bot.worker.stop()
         bot.ext["jobs"].broker.close()
+        bot.ext["waiter"].close()
+        bot.services.redis.close()
 
 
 @pytest.fixture

@@ -1,0 +1,142 @@
+"""Child processes of the benchmarks: started in their own session, always killed as a group.
+
+Every child (gunicorn and its workers, Dramatiq and its worker processes) gets its own process
+group, so `stop()` reaches the grandchildren too; `Children` is a context manager so that a
+failed or interrupted benchmark still cleans up everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+#: settings the bench sets itself: inherited values must not leak into the measured processes
+_OWN_PREFIXES = ("WECHAT_", "OPENAI_", "REDIS_", "WEB_", "WORKER_", "LLM_", "LOG_")
+STOP_TIMEOUT = 10.0
+
+
+def clean_env(**settings: str) -> dict[str, str]:
+    """The parent's environment without bot settings, plus `settings` (names upper-cased)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES) and k not in ("PORT", "HOST")}
+    env.update({name.upper(): value for name, value in settings.items()})
+    return env
+
+
+def gunicorn_command(app_spec: str) -> list[str]:
+    """The production command line (bot/run.py) with another app when benchmarking the baseline."""
+    return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), app_spec]
+
+
+def worker_command(threads: int = 128) -> list[str]:
+    return [
+        *(sys.executable, "-m", "dramatiq", "bot.worker", "--queues", "answers"),
+        *("--processes", "1", "--threads", str(threads)),
+    ]
+
+
+class Child:
+    """One command in its own session; its output goes to a log file for the post-mortem."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log: IO[bytes] = log_path.open("wb")
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM to the whole group, SIGKILL what is left after STOP_TIMEOUT."""
+        if self.alive():
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._signal(signal.SIGKILL)  # stragglers whose parent already exited
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=STOP_TIMEOUT)
+        self._log.close()
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Children:
+    """The children of one benchmark phase, stopped in reverse order on exit (whatever happens)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[Child] = []
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, command, env, self.log_dir / f"{name}.log")
+        self.started.append(child)
+        return child
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for child in reversed(self.started):
+            child.stop()
+
+
+def http_status(port: int, method: str, path: str, timeout: float = 1.0) -> int | None:
+    """Status of one request to 127.0.0.1:port, or None when nothing answers yet."""
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request(method, path)
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+def wait_http(child: Child, port: int, path: str, timeout: float = 20.0) -> None:
+    """Wait until the server answers `path` with a non-5xx status (any gunicorn worker has booted)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"{child.name} exited during startup:\n{child.log_text()[-3000:]}")
+        status = http_status(port, "GET", path)
+        if status is not None and status < 500:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{child.name} did not answer {path} within {timeout:.0f} s")
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into SystemExit so that every `finally`/`with` cleans up its children."""
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
