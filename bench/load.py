@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from urllib.parse import urlencode
 
 from tests.simulator import MsgIdGenerator, WeChatSimulator
@@ -68,8 +69,9 @@ class _Pusher:
         self.ids = ids
         self.start, self.end = window
         mode = "safe" if spec.aes_key else "plain"
-        self.simulator = WeChatSimulator(f"http://{HOST}:{spec.port}/wechat", spec.token, spec.appid,
-                                         aes_key=spec.aes_key, mode=mode)
+        self.simulator = WeChatSimulator(
+            f"http://{HOST}:{spec.port}/wechat", spec.token, spec.appid, aes_key=spec.aes_key, mode=mode
+        )
         self.result = LoadResult(spec.duration)
         self.sent = 0
 
@@ -134,27 +136,36 @@ def generate(spec: LoadSpec, first_index: int, threads: int, sender: Connection)
 
 def run_load(spec: LoadSpec, processes: int = 1) -> LoadResult:
     """Run the load in `processes` spawned processes sharing the connections; bounded in time."""
-    context = multiprocessing.get_context("spawn")
     spec = dataclasses.replace(spec, start_at=time.monotonic() + SPAWN_TIME + spec.warmup)
     total = LoadResult(spec.duration)
-    running: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    running: list[tuple[BaseProcess, Connection]] = []
     try:
-        for index, threads in enumerate(_split(spec.connections, processes)):
-            receiver, sender = context.Pipe(duplex=False)
-            first = sum(_split(spec.connections, processes)[:index])
-            process = context.Process(target=generate, args=(spec, first, threads, sender), daemon=True)
-            process.start()
-            sender.close()
-            running.append((process, receiver))
+        shares = _split(spec.connections, processes)
+        for index, threads in enumerate(shares):
+            running.append(_spawn(spec, sum(shares[:index]), threads))
         for _, receiver in running:
             total.merge(_receive(receiver, SPAWN_TIME + spec.warmup + spec.duration + JOIN_GRACE))
     finally:
-        for process, _ in running:
-            process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
+        for child, _ in running:
+            _end(child)
     return total
+
+
+def _spawn(spec: LoadSpec, first: int, threads: int) -> tuple[BaseProcess, Connection]:
+    """Spawn (not fork: the parent has threads) one load process; its result comes over a pipe."""
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=generate, args=(spec, first, threads, sender), daemon=True)
+    child.start()
+    sender.close()
+    return child, receiver
+
+
+def _end(child: BaseProcess) -> None:
+    child.join(5)
+    if child.is_alive():
+        child.kill()
+        child.join(5)
 
 
 def _receive(receiver: Connection, timeout: float) -> LoadResult:

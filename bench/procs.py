@@ -28,7 +28,9 @@ STOP_TIMEOUT = 10.0
 
 def clean_env(**settings: str) -> dict[str, str]:
     """The parent's environment without bot settings, plus `settings` (names upper-cased)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES) and k not in ("PORT", "HOST")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES) and k not in ("PORT", "HOST")
+    }
     env.update({name.upper(): value for name, value in settings.items()})
     return env
 

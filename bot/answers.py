@@ -139,6 +139,16 @@ class AnswerStore:
         self.redis.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
         self.notify(answer.openid)
 
+    def finish(self, answer: Answer, last_pages: list[str], status: str, error: str = "") -> None:
+        """Add the last pages and the final status together: nobody sees the end without the status."""
+        pipe = self.redis.pipeline(transaction=True)
+        if last_pages:
+            pipe.rpush(keys.answer_pages(answer.id), *last_pages)
+            pipe.expire(keys.answer_pages(answer.id), self.ttl)
+        pipe.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
+        pipe.execute()
+        self.notify(answer.openid)
+
     def add_pages(self, answer: Answer, pages: list[str]) -> None:
         if not pages:
             return

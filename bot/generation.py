@@ -110,9 +110,8 @@ class AnswerJob:
         text = "".join(parts)
         if not text.strip():
             raise LLMError("failed", "the model returned an empty answer")
-        self._publish(answer, splitter.finish())
         self.services.history.add_turn(answer.openid, question, text)
-        self.answers.set_status(answer, "done")
+        self.answers.finish(answer, splitter.finish(), "done")
         return "done"
 
     def _publish(self, answer: Answer, pages: list[str]) -> None:
@@ -126,9 +125,8 @@ class AnswerJob:
         else:
             message = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
         log.warning("answer %s failed: %s", answer.id, exc)
-        if splitter.rest.strip():
-            self.answers.add_pages(answer, splitter.finish())
-        self.answers.set_status(answer, "failed", message)
+        partial = splitter.finish() if splitter.rest.strip() else []
+        self.answers.finish(answer, partial, "failed", message)
         return "failed"
 
     def _deliver_active(self, answer: Answer) -> None:

@@ -8,13 +8,15 @@ killed, its heartbeat stops and another worker requeues the message after
 from __future__ import annotations
 
 import logging
+import sys
 
 import dramatiq
+import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from bot.config import Settings
 from bot.generation import AnswerJob
-from bot.services import Services
+from bot.services import REDIS_MAX_CONNECTIONS, Services
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,21 @@ MAINTENANCE_CHANCE = 100_000
 TIME_LIMIT_MS = 10 * 60 * 1000
 
 
+def worker_command(processes: int, threads: int) -> tuple[list[str], dict[str, str]]:
+    """The command line (and environment additions) that runs the job workers.
+
+    Each process prefetches only as many jobs as it has threads: with Dramatiq's default (twice
+    the threads) one process hoards jobs that another process has idle threads for.
+    """
+    command = [sys.executable, "-m", "dramatiq", "bot.worker", "--queues", QUEUE]
+    command += ["--processes", str(processes), "--threads", str(threads)]
+    return command, {"dramatiq_queue_prefetch": str(threads)}
+
+
 def make_broker(settings: Settings) -> RedisBroker:
+    pool = redis.ConnectionPool.from_url(settings.redis_url, max_connections=REDIS_MAX_CONNECTIONS)
     return RedisBroker(
-        url=settings.redis_url,
+        connection_pool=pool,
         heartbeat_timeout=int(settings.worker_heartbeat_timeout * 1000),
         maintenance_chance=MAINTENANCE_CHANCE,
     )

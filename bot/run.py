@@ -18,7 +18,7 @@ from types import FrameType
 from dotenv import load_dotenv
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.jobs import QUEUE
+from bot.jobs import worker_command
 from bot.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,14 +30,6 @@ def _settings() -> Settings:
         return load_settings(redis_url=os.environ.get("REDIS_URL") or "redis://embedded")
     except ConfigError as exc:
         sys.exit(f"cannot start: {exc}")
-
-
-def _worker_command(settings: Settings) -> list[str]:
-    return [
-        sys.executable,
-        *("-m", "dramatiq", "bot.worker", "--queues", QUEUE),
-        *("--processes", str(settings.worker_processes), "--threads", str(settings.worker_threads)),
-    ]
 
 
 def _web_command() -> list[str]:
@@ -58,12 +50,14 @@ class Launcher:
             self.redis.start()
             os.environ["REDIS_URL"] = self.redis.url
             print(f"embedded Redis at {self.redis.url} (data in {self.redis.data_dir})", flush=True)
-        self._spawn("workers", _worker_command(self.settings))
+        command, env = worker_command(self.settings.worker_processes, self.settings.worker_threads)
+        self._spawn("workers", command, env)
         self._spawn("web", _web_command())
         self._banner()
 
-    def _spawn(self, name: str, command: list[str]) -> None:
-        self.children.append((name, subprocess.Popen(command, cwd=ROOT)))
+    def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})})
+        self.children.append((name, process))
 
     def _banner(self) -> None:
         settings = self.settings

@@ -19,6 +19,9 @@ from bot.pushes import PushLog
 from bot.voice import Transcriber
 from bot.wechat_api import WeChatAPI
 
+#: one connection per busy thread: web threads and job threads each hold one for short commands
+REDIS_MAX_CONNECTIONS = 1024
+
 
 def make_redis(settings: Settings, socket_timeout: float | None = 10) -> redis.Redis:
     """A client for short commands; pub/sub listeners pass socket_timeout=None (they idle)."""
@@ -27,6 +30,7 @@ def make_redis(settings: Settings, socket_timeout: float | None = 10) -> redis.R
         decode_responses=True,
         socket_connect_timeout=5,
         socket_timeout=socket_timeout,
+        max_connections=REDIS_MAX_CONNECTIONS,
         health_check_interval=30,
     )
 

@@ -7,6 +7,9 @@ second per attempt; the defaults stay WeChat's.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,11 +22,13 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
+from bot.jobs import worker_command
 from bot.redis_server import RedisServer
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.wechat_api import FakeWeChatAPI
 from tests.simulator import WeChatSimulator
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token"
 APPID = "wx0123456789abcdef"
 SECRET = "test-secret"
@@ -113,11 +118,11 @@ def start_worker(app: Flask, threads: int = 16) -> dramatiq.Worker:
 def make_bot(base_config: dict[str, Any]) -> Iterator[Callable[..., Bot]]:
     bots: list[Bot] = []
 
-    def make(with_worker: bool = True, **overrides: Any) -> Bot:
+    def make(with_worker: bool = True, worker_threads: int = 16, **overrides: Any) -> Bot:
         app = create_app({**base_config, **overrides})
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        bot = Bot(app, server, start_worker(app) if with_worker else None)
+        bot = Bot(app, server, start_worker(app, worker_threads) if with_worker else None)
         bots.append(bot)
         return bot
 
@@ -137,3 +142,25 @@ def bot(make_bot: Callable[..., Bot]) -> Bot:
     return make_bot()
 
 
+def worker_env(config: dict[str, Any]) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("WECHAT_", "OPENAI_"))}
+    env.update({key.upper(): str(value) for key, value in config.items()})
+    return env
+
+
+@pytest.fixture
+def start_worker_process(base_config: dict[str, Any]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(processes: int = 1, threads: int = 4) -> subprocess.Popen[bytes]:
+        command, extra_env = worker_command(processes, threads)
+        env = worker_env(base_config) | extra_env
+        process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)

@@ -93,4 +93,9 @@ def test_history_is_trimmed_by_turns(make_bot, fake_openai: FakeOpenAI) -> None:
     sim = bot.simulator()
     for index in range(4):
         sim.send_text("user-1", f"q{index}")
-    assert [m["content"] for m in bot.services.history.messages("user-1")] == ["q2", "echo: q2", "q3", "echo: q3"]
+    assert [m["content"] for m in bot.services.history.messages("user-1")] == [
+        "q2",
+        "echo: q2",
+        "q3",
+        "echo: q3",
+    ]

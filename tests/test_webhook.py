@@ -34,7 +34,9 @@ def test_encrypted_modes_round_trip(make_bot, fake_openai: FakeOpenAI, mode: str
 def test_previous_aes_key_still_decrypts_during_rotation(make_bot, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
     new_key = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
     bot = make_bot(wechat_aes_key=new_key, wechat_aes_key_previous=AES_KEY)
-    assert bot.simulator(mode="safe").send_text("user-1", "old key").text is None  # reply sealed with the new key
+    assert (
+        bot.simulator(mode="safe").send_text("user-1", "old key").text is None
+    )  # reply sealed with the new key
     assert fake_openai.chat_requests()[0]["messages"][-1]["content"] == "old key"
 
 
@@ -73,7 +75,9 @@ def test_bad_base64_and_wrong_appid_in_safe_mode_are_400(make_bot, fake_openai: 
     assert response.status_code == 400
     garbage = base64.b64encode(b"x" * 48).decode()
     body = f"<xml><ToUserName>gh</ToUserName><Encrypt>{garbage}</Encrypt></xml>".encode()
-    response = sim.post_raw(body, params=sim.signed_params(encrypted=garbage) | {"encrypt_type": "aes"}, sign=False)
+    response = sim.post_raw(
+        body, params=sim.signed_params(encrypted=garbage) | {"encrypt_type": "aes"}, sign=False
+    )
     assert response.status_code == 400
     assert fake_openai.chat_requests() == []
     assert APPID  # the right one is configured

@@ -1,0 +1,58 @@
+"""Durability: a job worker killed with SIGKILL mid-generation; the message is still answered once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import keys, texts
+from tests.conftest import Bot
+from tests.fakes.openai_server import FakeOpenAI
+
+ROOT = Path(__file__).resolve().parent.parent
+STREAMED = "这是一个会被打断的长回答。" * 30
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_killed_worker_mid_generation_still_answers_once(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, start_worker_process: Callable[[], Any]
+) -> None:
+    bot = make_bot(with_worker=False)
+    fake_openai.set_behavior(reply=STREAMED, chunk_size=6, chunk_delay=0.05)
+    doomed = start_worker_process()
+    sim = bot.simulator()
+    sim.attempts = 1
+    first_try = sim.send_text("user-1", "please answer")
+    assert first_try.attempts[0].status == "timeout"
+    wait_until(lambda: len(fake_openai.chat_requests()) == 1, timeout=20)
+    time.sleep(0.3)  # mid-stream
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=10)
+    start_worker_process()
+    wait_until(lambda: len(fake_openai.chat_requests()) == 2, timeout=60)
+    answer = bot.services.answers
+    wait_until(lambda: _answer_status(answer, "user-1") == "done", timeout=30)
+    fetched = bot.simulator().send_text("user-1", "继续")
+    assert fetched.text is not None and STREAMED in fetched.text
+    assert bot.simulator().send_text("user-1", "继续").text == texts.NOTHING_MORE
+    time.sleep(1.0)
+    assert len(fake_openai.chat_requests()) == 2  # regenerated once, not again
+
+
+def _answer_status(store: Any, openid: str) -> str:
+    owed = store.redis.lrange(keys.owed(openid), 0, -1)
+    found = store.get(owed[0]) if owed else None
+    return found.status if found is not None else "missing"
