@@ -68,9 +68,13 @@ class Child:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        """SIGTERM to the whole group, SIGKILL what is left after STOP_TIMEOUT."""
+        """SIGTERM to the leader, then SIGKILL to the whole group (whatever is left of it).
+
+        Only the leader gets SIGTERM: gunicorn and Dramatiq forward it to their workers, and a
+        Dramatiq worker process that gets a second SIGTERM (ours, then its parent's) dies at once.
+        """
         if self.alive():
-            self._signal(signal.SIGTERM)
+            self.process.terminate()
             try:
                 self.process.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:

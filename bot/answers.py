@@ -11,10 +11,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from bot import keys
 
@@ -84,7 +85,7 @@ class AnswerStore:
         media_id: str = "",
     ) -> str:
         answer_id = uuid.uuid4().hex
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "openid": openid,
             "question": question,
             "status": "queued",
@@ -188,15 +189,13 @@ class AnswerStore:
         try:
             yield
         finally:
-            try:
+            with suppress(redis.exceptions.LockError):  # expired: the work under it was short
                 lock.release()
-            except redis.exceptions.LockError:
-                pass  # it expired; the work under it was short and idempotent
 
     def next_target(self, openid: str, push_key: str, *, include_current: bool) -> Target | None:
         """The oldest owed answer this push may deliver, else (for 继续) the current answer's next page."""
         now = time.time()
-        for answer_id in self.redis.lrange(keys.owed(openid), 0, -1):
+        for answer_id in map(str, self.redis.lrange(keys.owed(openid), 0, -1)):
             answer = self.get(answer_id)
             if answer is None:  # expired
                 self.redis.lrem(keys.owed(openid), 0, answer_id)
@@ -210,7 +209,7 @@ class AnswerStore:
         state = self.redis.hgetall(keys.current(openid))
         if not state:
             return None
-        answer = self.get(state["answer"])
+        answer = self.get(str(state["answer"]))
         if answer is None:
             return None
         cursor = int(state.get("cursor", 0))

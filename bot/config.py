@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     openai_timeout: float = Field(default=60.0, gt=0)
     openai_connect_timeout: float = Field(default=5.0, gt=0)
     llm_max_tokens: int = Field(default=1024, ge=16)
+    llm_temperature: float = Field(default=0.7, ge=0, le=2)
+    #: FastChat: the controller that knows the model workers (LLM_BACKEND=fastchat)
+    fastchat_controller_url: str = ""
+    #: FastChat: the default model name (a user may switch to another one the controller lists)
+    fastchat_model: str = "vicuna-7b-v1.5"
+    #: FastChat: seconds to wait for the controller/worker to connect and between streamed chunks
+    fastchat_timeout: float = Field(default=30.0, gt=0)
 
     # --- Web -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -99,7 +106,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be exactly 43 characters (got {len(value)})")
         return value
 
-    @field_validator("wechat_api_base", "openai_base_url", "redis_url")
+    @field_validator("wechat_api_base", "openai_base_url", "redis_url", "fastchat_controller_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         if value and "://" not in value:
@@ -117,6 +124,8 @@ class Settings(BaseSettings):
         uses_openai_com = self.openai_base_url == DEFAULT_OPENAI_BASE_URL
         if self.llm_backend == "openai" and not self.openai_api_key and uses_openai_com:
             raise ValueError("OPENAI_API_KEY: required for api.openai.com (or set OPENAI_BASE_URL)")
+        if self.llm_backend == "fastchat" and not self.fastchat_controller_url:
+            raise ValueError("FASTCHAT_CONTROLLER_URL: required with LLM_BACKEND=fastchat")
         if self.wechat_reply_margin >= self.wechat_attempt_timeout:
             raise ValueError("WECHAT_REPLY_MARGIN: must be smaller than WECHAT_ATTEMPT_TIMEOUT")
         return self

@@ -70,7 +70,7 @@ class PushLog:
         while True:
             raw = self.redis.hget(keys.message(key), "plan")
             if raw is not None:
-                return Plan.from_json(raw)
+                return Plan.from_json(str(raw))
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.02)

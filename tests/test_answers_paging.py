@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot import texts
 from bot.paging import utf8_len
 from tests.conftest import ATTEMPT_TIMEOUT, Bot
@@ -32,7 +34,7 @@ def test_long_answer_is_read_page_by_page_without_loss(bot: Bot, fake_openai: Fa
     assert bot.simulator().send_text("user-1", "继续").text == texts.NOTHING_MORE
 
 
-def test_page_limit_is_a_setting(make_bot, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+def test_page_limit_is_a_setting(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI) -> None:
     bot = make_bot(wechat_max_reply_bytes=600)
     fake_openai.set_behavior(reply="字" * 1000)
     first = bot.simulator().send_text("user-1", "q")
@@ -72,7 +74,9 @@ def test_stream_cut_midway_keeps_what_was_written_and_says_so(bot: Bot, fake_ope
         assert bot.simulator().send_text("user-1", "继续").text == texts.LLM_FAILED
 
 
-def test_history_and_system_prompt_reach_the_model(make_bot, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+def test_history_and_system_prompt_reach_the_model(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     bot = make_bot(system_prompt="You are terse.")
     sim = bot.simulator()
     sim.send_text("user-1", "first")
@@ -88,7 +92,7 @@ def test_history_and_system_prompt_reach_the_model(make_bot, fake_openai: FakeOp
     assert len(fake_openai.chat_requests()[2]["messages"]) == 2
 
 
-def test_history_is_trimmed_by_turns(make_bot, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+def test_history_is_trimmed_by_turns(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI) -> None:
     bot = make_bot(history_max_turns=2)
     sim = bot.simulator()
     for index in range(4):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_url_check_with_a_wrong_signature_is_403(bot: Bot) -> None:
 
 
 @pytest.mark.parametrize("mode", ["compat", "safe"])
-def test_encrypted_modes_round_trip(make_bot, fake_openai: FakeOpenAI, mode: str) -> None:  # type: ignore[no-untyped-def]
+def test_encrypted_modes_round_trip(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, mode: str) -> None:
     bot = make_bot(wechat_aes_key=AES_KEY)
     delivery = bot.simulator(mode=mode).send_text("user-1", "secret question")
     assert delivery.text == "echo: secret question"
@@ -31,7 +32,9 @@ def test_encrypted_modes_round_trip(make_bot, fake_openai: FakeOpenAI, mode: str
     assert b"<Encrypt>" in delivery.attempts[-1].body
 
 
-def test_previous_aes_key_still_decrypts_during_rotation(make_bot, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+def test_previous_aes_key_still_decrypts_during_rotation(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     new_key = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
     bot = make_bot(wechat_aes_key=new_key, wechat_aes_key_previous=AES_KEY)
     assert (
@@ -60,7 +63,9 @@ def test_hostile_bodies_get_4xx_and_no_llm_call(bot: Bot, fake_openai: FakeOpenA
     assert fake_openai.chat_requests() == []
 
 
-def test_bad_base64_and_wrong_appid_in_safe_mode_are_400(make_bot, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+def test_bad_base64_and_wrong_appid_in_safe_mode_are_400(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     bot = make_bot(wechat_aes_key=AES_KEY)
     sim = bot.simulator(mode="safe")
     wrong_signature = sim.envelope(sim.text_xml("user-1", "hi"))[0]
@@ -89,7 +94,7 @@ def test_reply_text_is_made_xml_safe(bot: Bot, fake_openai: FakeOpenAI) -> None:
     assert delivery.text == "a]]>bcd"
 
 
-def test_subscribe_gets_the_configured_welcome(make_bot) -> None:  # type: ignore[no-untyped-def]
+def test_subscribe_gets_the_configured_welcome(make_bot: Callable[..., Bot]) -> None:
     bot = make_bot(welcome_text="欢迎光临")
     sim = bot.simulator()
     assert sim.send_event("user-1", "subscribe").text == "欢迎光临"
@@ -128,7 +133,9 @@ def test_healthz_reports_redis(bot: Bot) -> None:
     assert client.get("/healthz").status_code == 200
 
 
-def test_an_attempt_at_another_process_is_still_one_llm_call(make_bot, fake_openai: FakeOpenAI) -> None:  # type: ignore[no-untyped-def]
+def test_an_attempt_at_another_process_is_still_one_llm_call(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     """WeChat's retry may reach another process or machine: de-duplication lives in Redis."""
     first, second = make_bot(), make_bot(with_worker=False)
     fake_openai.set_behavior(first_token_delay=1.6)

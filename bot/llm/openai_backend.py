@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import openai
+from openai.types.chat import ChatCompletionChunk
 
 from bot.config import Settings
 from bot.llm.base import ChatMessage, LLMError
@@ -37,7 +39,7 @@ class OpenAIBackend:
                 max_tokens=self.max_tokens,
                 stream=True,
             )
-            for chunk in chunks:
+            for chunk in cast(Iterator[ChatCompletionChunk], chunks):
                 if chunk.choices and chunk.choices[0].delta.content:
                     yield chunk.choices[0].delta.content
         except openai.APITimeoutError as exc:
