@@ -30,6 +30,7 @@ class OpenAIBackend:
         self.client = client or make_client(settings)
         self.model = settings.openai_model
         self.max_tokens = settings.llm_max_tokens
+        self.temperature = settings.llm_temperature
 
     def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Iterator[str]:
         try:
@@ -37,6 +38,7 @@ class OpenAIBackend:
                 model=model or self.model,
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=self.max_tokens,
+                temperature=self.temperature,
                 stream=True,
             )
             for chunk in cast(Iterator[ChatCompletionChunk], chunks):
