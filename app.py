@@ -5,21 +5,33 @@ Production: `gunicorn -c deploy/gunicorn.conf.py 'app:create_app()'`.
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Any
 
 import redis
 from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
+from bot import keys
 from bot.config import load_settings
 from bot.delivery import PassiveDelivery
 from bot.jobs import Jobs
 from bot.logs import configure_logging
+from bot.metrics import registry
 from bot.protocol import WeChatProtocol
 from bot.services import Services, make_redis
 from bot.waiter import ReadyWaiter
 from bot.webhook import Inbound, Webhook
+
+
+def metrics_allowed(token: str) -> bool:
+    """With METRICS_TOKEN: that bearer token. Without: direct loopback requests only (not via a proxy)."""
+    if token:
+        return hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}")
+    proxied = "X-Forwarded-For" in request.headers or "X-Real-IP" in request.headers
+    return request.remote_addr in ("127.0.0.1", "::1") and not proxied
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -29,7 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     services = Services(settings)
     jobs = Jobs(services)
     waiter = ReadyWaiter(make_redis(settings, socket_timeout=None))
-    delivery = PassiveDelivery(settings, services.answers, services.pushes, waiter)
+    delivery = PassiveDelivery(settings, services.answers, services.pushes, waiter, services.metrics)
     webhook = Webhook(services, jobs, WeChatProtocol(settings), delivery)
 
     app = Flask(__name__)
@@ -57,6 +69,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         except redis.exceptions.RedisError as exc:
             return Response(f"redis: {exc}", status=503, content_type="text/plain")
         return Response("ok", content_type="text/plain")
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        if not metrics_allowed(settings.metrics_token):
+            return Response("forbidden", status=403, content_type="text/plain")
+        body = generate_latest(registry(services.redis, keys.JOB_QUEUE))
+        return Response(body, content_type=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -139,15 +139,17 @@ def run_load(spec: LoadSpec, processes: int = 1) -> LoadResult:
     spec = dataclasses.replace(spec, start_at=time.monotonic() + SPAWN_TIME + spec.warmup)
     total = LoadResult(spec.duration)
     running: list[tuple[BaseProcess, Connection]] = []
+    reported = False
     try:
         shares = _split(spec.connections, processes)
         for index, threads in enumerate(shares):
             running.append(_spawn(spec, sum(shares[:index]), threads))
         for _, receiver in running:
             total.merge(_receive(receiver, SPAWN_TIME + spec.warmup + spec.duration + JOIN_GRACE))
+        reported = True
     finally:
         for child, _ in running:
-            _end(child)
+            _end(child, 5.0 if reported else 0.0)
     return total
 
 
@@ -161,8 +163,9 @@ def _spawn(spec: LoadSpec, first: int, threads: int) -> tuple[BaseProcess, Conne
     return child, receiver
 
 
-def _end(child: BaseProcess) -> None:
-    child.join(5)
+def _end(child: BaseProcess, grace: float) -> None:
+    """Let a process that has reported exit by itself; kill it at once when interrupted."""
+    child.join(grace)
     if child.is_alive():
         child.kill()
         child.join(5)

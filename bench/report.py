@@ -43,8 +43,8 @@ def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     load = meta["throughput_load"]
     lines = [
-        f"Benchmarks of {meta['date']} on {meta['nproc']} cores (Python {meta['python']}), "
-        f"everything on 127.0.0.1, `make bench`.",
+        f"Benchmarks of {meta['date']} on {meta['nproc']} cores (Python {meta['python']}, load average "
+        f"{meta['loadavg_1min_before']} before the run), everything on 127.0.0.1, `make bench`.",
         "",
         f"**Webhook throughput** — gunicorn gthread ({meta['web_workers']} workers × {meta['web_threads']} "
         f"threads, deploy/gunicorn.conf.py), {load['connections']} keep-alive connections for "

@@ -62,6 +62,8 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": len(os.sched_getaffinity(0)),
         "python": platform.python_version(),
+        # other work on the machine skews every figure: this shows whether the box was quiet
+        "loadavg_1min_before": round(os.getloadavg()[0], 2),
         "web_workers": fields["web_workers"].default,
         "web_threads": fields["web_threads"].default,
         "throughput_load": {
@@ -77,6 +79,7 @@ def run_all(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"meta": meta(args), "throughput": run_throughput(args, logs)}
     if not args.skip_delay:
         results["reply_delay"] = reply_delay.run(reply_delay.Params(users=args.users), logs)
+    results["meta"]["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
     return results
 
 

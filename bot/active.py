@@ -14,6 +14,7 @@ import redis
 
 from bot import keys, texts
 from bot.answers import Answer, AnswerStore, Target
+from bot.metrics import Metrics
 from bot.wechat_api import CS_REFUSED, WeChatAPI, WeChatAPIError
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,10 @@ SEND_TRIES = 3
 
 
 class ActiveSender:
-    def __init__(self, answers: AnswerStore, api: WeChatAPI, client: redis.Redis, quota: int) -> None:
+    def __init__(
+        self, answers: AnswerStore, api: WeChatAPI, client: redis.Redis, quota: int, metrics: Metrics
+    ) -> None:
+        self.metrics = metrics
         self.answers = answers
         self.api = api
         self.redis = client
@@ -72,12 +76,17 @@ class ActiveSender:
                 continue
             with self.answers.user_lock(answer.openid):
                 self.answers.mark_delivered(Target(answer, index, from_owed=False))
+            self.metrics.inc("answers", path="customer_service")
             return True
         return False
 
     def _fall_back(self, answer: Answer, index: int, exc: WeChatAPIError) -> None:
         """Give the unsent page back and let the user's next message fetch it."""
-        log.warning("customer-service refused page %s of %s (%s): passive fallback", index, answer.id, exc)
+        reason = f"cs_refused:{exc.errcode}" if exc.errcode else f"cs_failed:{exc.errmsg[:60]}"
+        self.metrics.undelivered(
+            answer.id, answer.openid, f"{reason} (page {index + 1}; waits for next message)"
+        )
+        self.metrics.inc("answers", path=f"failed_{exc.errcode or 'error'}")
         if exc.errcode == 48001:
             self.redis.set(keys.CS_UNAUTHORIZED, "1", ex=keys.CS_UNAUTHORIZED_TTL)
         with self.answers.user_lock(answer.openid):

@@ -36,6 +36,7 @@ class Answer:
     restarts: int
     kind: str  # text | voice
     media_id: str
+    created: float
 
     @property
     def finished(self) -> bool:
@@ -125,7 +126,11 @@ class AnswerStore:
             restarts=int(fields.get("restarts", 0)),
             kind=fields.get("kind", "text"),
             media_id=fields.get("media_id", ""),
+            created=float(fields.get("created", 0)),
         )
+
+    def page_count(self, answer_id: str) -> int:
+        return int(self.redis.llen(keys.answer_pages(answer_id)))
 
     def page(self, answer: Answer, index: int) -> str | None:
         """Text of page `index`; past the last page of a failed answer, its error note."""

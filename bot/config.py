@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     web_workers: int = Field(default=2, ge=1)
     web_threads: int = Field(default=128, ge=1)
     log_level: str = "INFO"
+    #: `text` or `json` (one JSON object per line, for log collectors)
+    log_format: Literal["text", "json"] = "text"
+    #: log what users wrote (off: only kinds, ids and timings are logged)
+    log_message_content: bool = False
+    #: bearer token for /metrics; without it /metrics answers only direct loopback requests
+    metrics_token: str = ""
 
     @field_validator("wechat_admin_openids", mode="before")
     @classmethod

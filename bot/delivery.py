@@ -25,6 +25,7 @@ from collections.abc import Callable
 from bot import texts
 from bot.answers import AnswerStore, Target
 from bot.config import Settings
+from bot.metrics import Metrics
 from bot.paging import preview
 from bot.pushes import Plan, PushLog
 from bot.waiter import ReadyWaiter
@@ -42,6 +43,7 @@ class PassiveDelivery:
         answers: AnswerStore,
         pushes: PushLog,
         waiter: ReadyWaiter,
+        metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -49,6 +51,7 @@ class PassiveDelivery:
         self.answers = answers
         self.pushes = pushes
         self.waiter = waiter
+        self.metrics = metrics
         self.clock = clock
         self.sleep = sleep
 
@@ -57,14 +60,14 @@ class PassiveDelivery:
         deadline = arrived + self.settings.reply_deadline
         with self.waiter.ticket(openid) as ticket:
             while True:
-                text = self._try_claim(openid, push_key, plan)
+                text = self._try_claim(openid, push_key, plan, attempt)
                 if text is not None:
                     return text
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     break
                 ticket.wait(remaining)
-        return self._not_ready(push_key, plan, attempt, arrived)
+        return self._not_ready(openid, push_key, plan, attempt, arrived)
 
     def owed_now(self, openid: str, push_key: str) -> str | None:
         """Active mode: a late answer that is ready rides on this push's reply; nothing waits."""
@@ -74,9 +77,9 @@ class PassiveDelivery:
             target = self.answers.next_target(openid, push_key, include_current=False)
             if target is None or not target.answer.page_ready(target.page):
                 return None
-            return self._deliver(target, push_key, Plan("fetch"))
+            return self._deliver(target, push_key, Plan("fetch"), attempt=1)
 
-    def _try_claim(self, openid: str, push_key: str, plan: Plan) -> str | None:
+    def _try_claim(self, openid: str, push_key: str, plan: Plan, attempt: int) -> str | None:
         already = self.pushes.reply(push_key)
         if already is not None:
             return already
@@ -88,13 +91,14 @@ class PassiveDelivery:
                 return self._record(push_key, texts.NOTHING_MORE) if plan.kind == "fetch" else None
             if not target.answer.page_ready(target.page):
                 return None
-            return self._deliver(target, push_key, plan)
+            return self._deliver(target, push_key, plan, attempt)
 
-    def _deliver(self, target: Target, push_key: str, plan: Plan) -> str:
+    def _deliver(self, target: Target, push_key: str, plan: Plan, attempt: int) -> str:
         page = self.answers.page(target.answer, target.page)
         if page is None:
             return self._record(push_key, texts.NOTHING_MORE)
         self.answers.mark_delivered(target)
+        self.metrics.inc("answers", path=delivery_path(target, push_key, attempt))
         text = compose(target, page, late=target.answer.owner != push_key)
         if plan.kind == "ask" and plan.answer_id != target.answer.id:
             self.answers.release(plan.answer_id)
@@ -105,14 +109,22 @@ class PassiveDelivery:
         self.pushes.save_reply(push_key, text)
         return text
 
-    def _not_ready(self, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
+    def _not_ready(self, openid: str, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
         if attempt < self.settings.wechat_attempts:
             self.sleep(max(0.0, arrived + self.settings.wechat_attempt_timeout + HOLD_GRACE - self.clock()))
             return None
         if plan.kind == "ask":
             self.answers.release(plan.answer_id)
-        log.info("push %s: answer not ready on the last attempt; the next message fetches it", push_key)
+            reason = "late: not ready within WeChat's attempts; waits for the user's next message"
+            self.metrics.undelivered(plan.answer_id, openid, reason)
         return self._record(push_key, texts.STILL_WORKING)
+
+
+def delivery_path(target: Target, push_key: str, attempt: int) -> str:
+    """How a page reached its user, for the `answers` metric."""
+    if not target.from_owed:
+        return "continue"
+    return f"attempt_{attempt}" if target.answer.owner == push_key else "next_message"
 
 
 def compose(target: Target, page: str, *, late: bool) -> str:

@@ -62,9 +62,11 @@ class AnswerJob:
         self.answers.set_status(answer, "running")
         if answer.delivery == "active":
             self.services.sender.typing(answer.openid)
+        started = time.monotonic()
         try:
             question = self._question(answer)
             outcome = self._stream(answer, question, splitter, lease)
+            self.services.metrics.observe("llm_latency_seconds", time.monotonic() - started)
         except (LLMError, TranscriptionError) as exc:
             outcome = self._fail(answer, splitter, exc)
         except Exception as exc:  # a bug must not leave the user waiting forever
@@ -111,11 +113,16 @@ class AnswerJob:
         if not text.strip():
             raise LLMError("failed", "the model returned an empty answer")
         self.services.history.add_turn(answer.openid, question, text)
-        self.answers.finish(answer, splitter.finish(), "done")
+        last = splitter.finish()
+        if self.answers.page_count(answer.id) == 0:
+            self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
+        self.answers.finish(answer, last, "done")
         return "done"
 
     def _publish(self, answer: Answer, pages: list[str]) -> None:
         if pages:
+            if self.answers.page_count(answer.id) == 0:
+                self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
             self.answers.add_pages(answer, pages)
             self._deliver_active(answer)
 
@@ -125,6 +132,7 @@ class AnswerJob:
         else:
             message = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
         log.warning("answer %s failed: %s", answer.id, exc)
+        self.services.metrics.inc("job_failures", reason=getattr(exc, "kind", "voice"))
         partial = splitter.finish() if splitter.rest.strip() else []
         self.answers.finish(answer, partial, "failed", message)
         return "failed"

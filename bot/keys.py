@@ -75,3 +75,14 @@ READY_PATTERN = f"{PREFIX}:ready:*"
 ACCESS_TOKEN = f"{PREFIX}:wechat:access_token"
 ACCESS_TOKEN_LOCK = f"{PREFIX}:wechat:access_token:lock"
 CS_UNAUTHORIZED = f"{PREFIX}:wechat:cs_unauthorized"
+
+
+def metric(name: str) -> str:
+    """Hash: one field per label set (and per histogram bucket); no TTL, like any counter."""
+    return f"{PREFIX}:metrics:{name}"
+
+
+#: capped list of JSON records of answers that could not be delivered, newest first
+UNDELIVERED = f"{PREFIX}:undelivered"
+#: Dramatiq's list of queued job ids (its Redis broker's naming)
+JOB_QUEUE = "dramatiq:answers"

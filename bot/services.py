@@ -15,6 +15,7 @@ from bot.answers import AnswerStore
 from bot.config import Settings
 from bot.history import History
 from bot.llm import ChatBackend, make_backend
+from bot.metrics import Metrics
 from bot.pushes import PushLog
 from bot.voice import Transcriber
 from bot.wechat_api import WeChatAPI
@@ -41,6 +42,7 @@ class Services:
         self.redis = client or make_redis(settings)
         self.answers = AnswerStore(self.redis, settings.answer_ttl)
         self.pushes = PushLog(self.redis)
+        self.metrics = Metrics(self.redis)
         self.history = History(
             self.redis,
             max_turns=settings.history_max_turns,
@@ -54,11 +56,13 @@ class Services:
 
     @cached_property
     def wechat(self) -> WeChatAPI:
-        return WeChatAPI(self.settings, self.redis)
+        return WeChatAPI(self.settings, self.redis, self.metrics)
 
     @cached_property
     def sender(self) -> ActiveSender:
-        return ActiveSender(self.answers, self.wechat, self.redis, self.settings.wechat_cs_quota)
+        return ActiveSender(
+            self.answers, self.wechat, self.redis, self.settings.wechat_cs_quota, self.metrics
+        )
 
     @cached_property
     def transcriber(self) -> Transcriber:

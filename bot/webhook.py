@@ -7,11 +7,14 @@ gets a 4xx for requests it would never send, and otherwise a reply, or `success`
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from dataclasses import dataclass
 
 from bot import texts
 from bot.delivery import PassiveDelivery
 from bot.jobs import Jobs
+from bot.logs import request_id
 from bot.protocol import ProtocolError, Push, WeChatProtocol
 from bot.pushes import Plan, dedup_key
 from bot.services import Services
@@ -59,17 +62,26 @@ class Webhook:
         except ProtocolError as exc:
             log.warning("refused %s /wechat: %s (%s)", inbound.method, exc.reason, exc.status)
             return Outbound(exc.status, exc.reason)
+        token = request_id.set(uuid.uuid4().hex[:12])
         try:
             return self._answer(push, inbound.arrived)
         except Exception:
             log.exception("could not handle a push from %s", push.message.source)
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
+        finally:
+            request_id.reset(token)
 
     def _answer(self, push: Push, arrived: float) -> Outbound:
         key, openid = dedup_key(push.message), str(push.message.source)
         attempt = self.services.pushes.arrive(key)
         plan = self._plan(push, key, attempt)
-        log.info("push %s from %s: attempt %s, plan %s", key, openid, attempt, plan.kind)
+        out = self._respond(push, key, openid, plan, attempt, arrived)
+        self._log(push, key, plan, attempt, arrived, out)
+        return out
+
+    def _respond(
+        self, push: Push, key: str, openid: str, plan: Plan, attempt: int, arrived: float
+    ) -> Outbound:
         if plan.kind == "reply":
             return xml(self.protocol.render_text(push, plan.text))
         if plan.kind == "image":
@@ -82,11 +94,38 @@ class Webhook:
             text = self.delivery.reply(openid, key, plan, attempt, arrived)
         return Outbound(200, SUCCESS) if text is None else xml(self.protocol.render_text(push, text))
 
+    def _log(self, push: Push, key: str, plan: Plan, attempt: int, arrived: float, out: Outbound) -> None:
+        """One line per delivery of a push: who, what, which attempt, what went back, how long."""
+        fields = {
+            "push": key,
+            "openid": str(push.message.source),
+            "kind": kind_of(push),
+            "attempt": attempt,
+            "plan": plan.kind,
+            "replied": "xml" if out.content_type.startswith("application/xml") else out.body or "empty",
+            "seconds": round(time.monotonic() - arrived, 3),
+        }
+        if self.services.settings.log_message_content:
+            fields["content"] = str(getattr(push.message, "content", ""))[:200]
+        log.info(" ".join(f"{name}={value}" for name, value in fields.items()), extra=fields)
+
     def _plan(self, push: Push, key: str, attempt: int) -> Plan:
         """The first delivery decides; later ones reuse its decision."""
+        metrics = self.services.metrics
+        if attempt > 1:
+            metrics.inc("duplicates")
         if attempt > 1 and (plan := self.services.pushes.plan(key)) is not None:
             return plan
+        metrics.inc("messages", kind=kind_of(push))
         context = Context(str(push.message.source), key, self.services, self.jobs)
         plan = plan_for(push.message, context)
         self.services.pushes.save_plan(key, plan)
         return plan
+
+
+def kind_of(push: Push) -> str:
+    """`text`, `voice`, … or `event:subscribe`, … (labels for logs and metrics)."""
+    message = push.message
+    if message.type == "event":
+        return f"event:{getattr(message, 'event', '') or 'unknown'}"
+    return str(message.type)

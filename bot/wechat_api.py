@@ -19,6 +19,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from bot import keys
 from bot.config import Settings
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,10 @@ class _SharedTokenClient(WeChatClient):
 
 
 class WeChatAPI:
-    def __init__(self, settings: Settings, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, client: redis.Redis, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.redis = client
+        self.metrics = metrics or Metrics(client)
         self.http = requests.Session()
         self.wechat = _SharedTokenClient(self, settings)
         self.token_fetches = 0
@@ -86,6 +88,7 @@ class WeChatAPI:
         ttl = max(60, expires_in - keys.TOKEN_EXPIRY_MARGIN)
         self.redis.set(keys.ACCESS_TOKEN, token, ex=ttl)
         self.token_fetches += 1
+        self.metrics.inc("token_refreshes", forced=str(force).lower())
         log.info("fetched access_token (force_refresh=%s, valid %ss)", force, expires_in)
         return token
 

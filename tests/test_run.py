@@ -39,7 +39,9 @@ def launcher_env(tmp_path: Path, port: int, fake_openai: FakeOpenAI) -> dict[str
 def launcher(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.run"], cwd=ROOT, env=launcher_env(tmp_path, port, fake_openai),
+        [sys.executable, "-m", "bot.run"],
+        cwd=ROOT,
+        env=launcher_env(tmp_path, port, fake_openai),
         start_new_session=True,
     )
     yield process, port
@@ -80,6 +82,8 @@ def test_make_run_answers_and_stops_everything_on_ctrl_c(
 
 def test_misconfiguration_stops_startup_naming_the_setting(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     env = launcher_env(tmp_path, free_port(), fake_openai) | {"WECHAT_AES_KEY": "too-short"}
-    result = subprocess.run([sys.executable, "-m", "bot.run"], cwd=ROOT, env=env, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.run"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
     assert result.returncode != 0
     assert b"WECHAT_AES_KEY" in result.stderr
