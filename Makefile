@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench worker web clean
+.PHONY: run test lint bench check clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@bash deploy/make-venv.sh $(VENV)
@@ -14,6 +14,10 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## run: start the bot in the foreground (web, job workers, embedded Redis when REDIS_URL is unset)
 run: $(STAMP)
 	$(PY) -m bot.run
+
+## check: validate every setting and try Redis, WeChat's API and the LLM for real
+check: $(STAMP)
+	$(PY) -m bot.check
 
 ## test: run the whole test suite against a real redis-server on loopback
 test: $(STAMP)

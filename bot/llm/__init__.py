@@ -13,4 +13,8 @@ def make_backend(settings: Settings) -> ChatBackend:
         from bot.llm.openai_backend import OpenAIBackend
 
         return OpenAIBackend(settings)
+    if settings.llm_backend == "fastchat":
+        from bot.llm.fastchat_backend import FastChatBackend
+
+        return FastChatBackend(settings)
     raise ValueError(f"LLM_BACKEND={settings.llm_backend!r} is not available yet")

@@ -1,0 +1,178 @@
+"""`make check`: validate every setting and try every dependency for real; say what to fix.
+
+Exit code 0 when everything needed works, 1 otherwise. Each failure names the setting and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import redis
+import requests
+from dotenv import load_dotenv
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.llm import LLMError, make_backend
+
+#: WeChat error codes that a token fetch can answer, and what they mean for the operator
+TOKEN_ERRORS = {
+    40013: "WECHAT_APPID is not a valid AppID: copy it from 公众号后台 → 设置与开发 → 基本配置",
+    40125: "WECHAT_SECRET is wrong: reset/copy the AppSecret in 公众号后台 → 基本配置 (开发者密码)",
+    40001: "WECHAT_SECRET is wrong or was reset: copy the current AppSecret",
+    40164: "this server's IP {ip} is not in the IP whitelist: 公众号后台 → 基本配置 → IP白名单, add {ip}",
+    89503: "this server's IP {ip} needs the admin's confirmation: add it to the IP whitelist",
+}
+
+
+@dataclass
+class Report:
+    out: TextIO
+    failed: bool = False
+    lines: list[str] = field(default_factory=list)
+
+    def ok(self, what: str, detail: str) -> None:
+        self._say("ok", what, detail)
+
+    def warn(self, what: str, detail: str) -> None:
+        self._say("warn", what, detail)
+
+    def fail(self, what: str, detail: str) -> None:
+        self.failed = True
+        self._say("FAIL", what, detail)
+
+    def _say(self, level: str, what: str, detail: str) -> None:
+        line = f"[{level:>4}] {what}: {detail}"
+        self.lines.append(line)
+        print(line, file=self.out, flush=True)
+
+
+def check_redis(settings: Settings, report: Report) -> None:
+    if not settings.redis_url:
+        report.warn("REDIS_URL", "unset: `make run` starts an embedded Redis; set it for production")
+        return
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+        appendonly = client.config_get("appendonly").get("appendonly", "no")
+        save = client.config_get("save").get("save", "")
+    except redis.exceptions.ResponseError:
+        report.ok("Redis", f"answers at {settings.redis_url} (persistence not readable: CONFIG disabled)")
+        return
+    except redis.exceptions.RedisError as exc:
+        report.fail("REDIS_URL", f"cannot use {settings.redis_url}: {exc} (is redis-server running there?)")
+        return
+    finally:
+        client.close()
+    if appendonly == "yes" or save:
+        report.ok("Redis", f"answers; persistence appendonly={appendonly} save={save!r}")
+    else:
+        report.warn("Redis", "persistence is off: pending answers are lost on restart (set appendonly yes)")
+
+
+def check_wechat(settings: Settings, report: Report) -> None:
+    if not (settings.wechat_appid and settings.wechat_secret):
+        needed = settings.wechat_reply_mode == "active"
+        say = report.fail if needed else report.warn
+        say("WECHAT_APPID/WECHAT_SECRET", "unset: customer-service sends and voice transcription cannot work")
+        return
+    body = {
+        "grant_type": "client_credential",
+        "appid": settings.wechat_appid,
+        "secret": settings.wechat_secret,
+        "force_refresh": False,
+    }
+    url = settings.wechat_api_base + "/cgi-bin/stable_token"
+    try:
+        result = requests.post(url, json=body, timeout=settings.wechat_http_timeout).json()
+    except (requests.RequestException, ValueError) as exc:
+        report.fail("WECHAT_API_BASE", f"cannot reach {settings.wechat_api_base}: {exc}")
+        return
+    code = int(result.get("errcode", 0) or 0)
+    if code == 0 and result.get("access_token"):
+        report.ok("WeChat API", f"access_token fetched for {settings.wechat_appid}")
+        return
+    message = str(result.get("errmsg", ""))
+    found = re.search(r"invalid ip ([0-9a-fA-F.:]+)", message)
+    hint = TOKEN_ERRORS.get(code, "see the errmsg").format(ip=found.group(1) if found else "(see errmsg)")
+    report.fail("WeChat API", f"errcode {code} ({message}): {hint}")
+
+
+def check_llm(settings: Settings, report: Report) -> None:
+    what = "FASTCHAT_CONTROLLER_URL" if settings.llm_backend == "fastchat" else "OPENAI_BASE_URL/OPENAI_API_KEY"
+    backend = make_backend(settings)
+    try:
+        models = backend.models()
+    except LLMError as exc:
+        models = []
+        report.warn(what, f"cannot list models ({exc.detail}); trying a completion anyway")
+    model = settings.fastchat_model if settings.llm_backend == "fastchat" else settings.openai_model
+    if models and model not in models:
+        report.warn(what, f"model {model!r} is not among {models[:8]}")
+    try:
+        first = next(iter(backend.stream([{"role": "user", "content": "Say OK."}])), "")
+    except LLMError as exc:
+        report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc)}")
+        return
+    report.ok("LLM", f"{settings.llm_backend} answered with {model!r} ({first[:20]!r}…)")
+
+
+def llm_hint(exc: LLMError) -> str:
+    detail = exc.detail
+    if "401" in detail or "Incorrect API key" in detail or "invalid_api_key" in detail:
+        return f"{detail} → check OPENAI_API_KEY"
+    if "404" in detail or "model" in detail.lower() and "not" in detail.lower():
+        return f"{detail} → check OPENAI_MODEL / FASTCHAT_MODEL"
+    if exc.kind in ("unavailable", "timeout"):
+        return f"{detail} → is the server at OPENAI_BASE_URL / FASTCHAT_CONTROLLER_URL running and reachable?"
+    return detail
+
+
+def paste_instructions(settings: Settings, report: Report) -> None:
+    mode = "安全模式 (or 兼容模式)" if settings.encrypted else "明文模式"
+    print(
+        "\n公众号后台 → 设置与开发 → 基本配置 → 服务器配置:\n"
+        f"  URL:            https://<your domain>/wechat   (nginx → http://{settings.host}:{settings.port}/wechat)\n"
+        f"  Token:          {settings.wechat_token}\n"
+        f"  EncodingAESKey: {settings.wechat_aes_key or '(any; only used in 兼容/安全 mode — set WECHAT_AES_KEY)'}\n"
+        f"  消息加解密方式:  {mode}\n"
+        f"  replies:        {settings.wechat_reply_mode}"
+        + (" (needs a verified account: 48001 otherwise)" if settings.wechat_reply_mode == "active" else ""),
+        file=report.out,
+    )
+
+
+CHECKS: list[Callable[[Settings, Report], None]] = [check_redis, check_wechat, check_llm]
+
+
+def run_checks(out: TextIO = sys.stdout, **overrides: object) -> int:
+    report = Report(out)
+    try:
+        settings = load_settings(**overrides) if overrides else _settings_allowing_embedded_redis()
+    except ConfigError as exc:
+        report.fail("settings", str(exc))
+        return 1
+    report.ok("settings", "every setting is valid")
+    for check in CHECKS:
+        check(settings, report)
+    paste_instructions(settings, report)
+    print("\nall checks passed" if not report.failed else "\nsome checks FAILED: fix them above", file=out)
+    return 1 if report.failed else 0
+
+
+def _settings_allowing_embedded_redis() -> Settings:
+    load_dotenv(".env")
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        if "REDIS_URL: required" not in str(exc):
+            raise
+    settings = load_settings(redis_url="redis://embedded")
+    return settings.model_copy(update={"redis_url": ""})
+
+
+if __name__ == "__main__":
+    sys.exit(run_checks())
