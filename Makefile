@@ -4,11 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench check clean
+.PHONY: run test lint bench check admin-code clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	@bash deploy/make-venv.sh $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@touch $(STAMP)
 
 ## run: start the bot in the foreground (web, job workers, embedded Redis when REDIS_URL is unset)
@@ -18,6 +19,10 @@ run: $(STAMP)
 ## check: validate every setting and try Redis, WeChat's API and the LLM for real
 check: $(STAMP)
 	$(PY) -m bot.check
+
+## admin-code: print a one-time code; send `/auth CODE` in the chat within 5 minutes to become admin
+admin-code: $(STAMP)
+	$(PY) -m bot.admin
 
 ## test: run the whole test suite against a real redis-server on loopback
 test: $(STAMP)

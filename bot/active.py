@@ -14,6 +14,7 @@ import redis
 
 from bot import keys, texts
 from bot.answers import Answer, AnswerStore, Target
+from bot.images import image_media_id
 from bot.metrics import Metrics
 from bot.wechat_api import CS_REFUSED, WeChatAPI, WeChatAPIError
 
@@ -59,6 +60,8 @@ class ActiveSender:
             if page is None:
                 return None
             self.redis.set(keys.answer_sent(answer.id), sent + 1, ex=self.answers.ttl)
+        if image_media_id(page) is not None:
+            return sent, page
         more = answer.more_after(sent)
         hint = texts.MORE_HINT if more and sent + 1 == self.quota else ""
         return sent, page.strip("\n") + hint
@@ -66,7 +69,7 @@ class ActiveSender:
     def _send(self, answer: Answer, index: int, text: str) -> bool:
         for attempt in range(1, SEND_TRIES + 1):
             try:
-                self.api.send_text(answer.openid, text)
+                self._send_one(answer.openid, text)
             except WeChatAPIError as exc:
                 if exc.errcode in CS_REFUSED or attempt == SEND_TRIES:
                     self._fall_back(answer, index, exc)
@@ -79,6 +82,13 @@ class ActiveSender:
             self.metrics.inc("answers", path="customer_service")
             return True
         return False
+
+    def _send_one(self, openid: str, page: str) -> None:
+        media_id = image_media_id(page)
+        if media_id is not None:
+            self.api.send_image(openid, media_id)
+        else:
+            self.api.send_text(openid, page)
 
     def _fall_back(self, answer: Answer, index: int, exc: WeChatAPIError) -> None:
         """Give the unsent page back and let the user's next message fetch it."""

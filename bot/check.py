@@ -124,7 +124,7 @@ def llm_hint(exc: LLMError) -> str:
     detail = exc.detail
     if "401" in detail or "Incorrect API key" in detail or "invalid_api_key" in detail:
         return f"{detail} → check OPENAI_API_KEY"
-    if "404" in detail or "model" in detail.lower() and "not" in detail.lower():
+    if "404" in detail or ("model" in detail.lower() and "not" in detail.lower()):
         return f"{detail} → check OPENAI_MODEL / FASTCHAT_MODEL"
     if exc.kind in ("unavailable", "timeout"):
         return f"{detail} → is the server at OPENAI_BASE_URL / FASTCHAT_CONTROLLER_URL running and reachable?"

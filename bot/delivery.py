@@ -25,6 +25,7 @@ from collections.abc import Callable
 from bot import texts
 from bot.answers import AnswerStore, Target
 from bot.config import Settings
+from bot.images import image_media_id
 from bot.metrics import Metrics
 from bot.paging import preview
 from bot.pushes import Plan, PushLog
@@ -129,6 +130,8 @@ def delivery_path(target: Target, push_key: str, attempt: int) -> str:
 
 def compose(target: Target, page: str, *, late: bool) -> str:
     """A page as the user reads it: a note on late answers, a hint when more follows."""
+    if image_media_id(page) is not None:
+        return page
     text = page.strip("\n") if target.page else page.rstrip("\n")
     if late and target.page == 0 and target.from_owed:
         text = texts.LATE_ANSWER_PREFIX.format(question=preview(target.answer.question)) + text

@@ -14,6 +14,7 @@ from typing import Literal
 
 from bot import keys, texts
 from bot.answers import Answer
+from bot.images import Refusal
 from bot.llm import LLMError
 from bot.paging import PageSplitter, decoration_reserve
 from bot.services import Services
@@ -45,7 +46,7 @@ class AnswerJob:
         if not self.redis.set(keys.answer_lease(answer_id), lease, nx=True, px=self.lease_ms):
             return "busy"
         try:
-            return self._generate(answer, lease)
+            return self._generate(answer)
         finally:
             if self.redis.get(keys.answer_lease(answer_id)) == lease:
                 self.redis.delete(keys.answer_lease(answer_id))
@@ -54,7 +55,7 @@ class AnswerJob:
         """Milliseconds until another run may take this answer over."""
         return max(int(self.redis.pttl(keys.answer_lease(answer_id))), 100)
 
-    def _generate(self, answer: Answer, lease: str) -> Outcome:
+    def _generate(self, answer: Answer) -> Outcome:
         splitter = PageSplitter(self.budget)
         if answer.status == "running":
             answer, note = self._restart(answer)
@@ -62,12 +63,9 @@ class AnswerJob:
         self.answers.set_status(answer, "running")
         if answer.delivery == "active":
             self.services.sender.typing(answer.openid)
-        started = time.monotonic()
         try:
-            question = self._question(answer)
-            outcome = self._stream(answer, question, splitter, lease)
-            self.services.metrics.observe("llm_latency_seconds", time.monotonic() - started)
-        except (LLMError, TranscriptionError) as exc:
+            outcome = self._produce(answer, splitter)
+        except (LLMError, TranscriptionError, Refusal) as exc:
             outcome = self._fail(answer, splitter, exc)
         except Exception as exc:  # a bug must not leave the user waiting forever
             log.exception("answer %s: unexpected error", answer.id)
@@ -89,7 +87,24 @@ class AnswerJob:
         current = self.answers.current_target(answer.openid)
         return current.page if current is not None and current.answer.id == answer.id else 0
 
+    def _produce(self, answer: Answer, splitter: PageSplitter) -> Outcome:
+        if answer.kind == "image":
+            self.answers.finish(answer, [self.services.images.make(answer.question)], "done")
+            return "done"
+        question = self._question(answer)
+        if answer.kind == "minutes":
+            system, question = texts.MINUTES_SYSTEM, texts.MINUTES_PROMPT.format(transcript=question)
+            prompt = [{"role": "system", "content": system}, {"role": "user", "content": question}]
+            return self._stream(answer, prompt, splitter, remember=None)
+        if self.services.moderator.refuses(question):
+            raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
+        system = self.services.overrides.system_prompt()
+        prompt = self.services.history.prompt(answer.openid, system, question)
+        return self._stream(answer, prompt, splitter, remember=question)
+
     def _question(self, answer: Answer) -> str:
+        if answer.kind == "minutes":
+            return self._minutes_transcript(answer)
         if answer.kind != "voice" or answer.question:
             return answer.question
         text = self.services.transcriber.transcribe_media(answer.media_id)
@@ -98,12 +113,27 @@ class AnswerJob:
         self.redis.hset(keys.answer(answer.id), "question", text)
         return text
 
-    def _stream(self, answer: Answer, question: str, splitter: PageSplitter, lease: str) -> Outcome:
-        settings = self.services.settings
-        prompt = self.services.history.prompt(answer.openid, settings.system_prompt, question)
+    def _minutes_transcript(self, answer: Answer) -> str:
+        """The meeting so far, once every voice piece has been transcribed (waits up to a minute)."""
+        deadline = time.monotonic() + 60
+        while int(self.redis.get(keys.minutes_pending(answer.openid)) or 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        pieces = [str(piece) for piece in self.redis.lrange(keys.minutes(answer.openid), 0, -1)]
+        self.redis.delete(keys.minutes(answer.openid), keys.minutes_pending(answer.openid))
+        if not pieces:
+            raise Refusal(texts.MINUTES_EMPTY, "no minutes recorded")
+        return "\n".join(f"{index}. {piece}" for index, piece in enumerate(pieces, 1))
+
+    def _stream(
+        self, answer: Answer, prompt: list[dict[str, str]], splitter: PageSplitter, remember: str | None
+    ) -> Outcome:
+        """Stream the answer into pages; `remember`: the question to add to the history with it."""
+        started = time.monotonic()
+        model = self.redis.get(keys.user_model(answer.openid))
         parts: list[str] = []
         renewed = time.monotonic()
-        for piece in self.services.backend.stream(prompt):
+        splitter.transform = self.services.moderator.mask
+        for piece in self.services.backend.stream(prompt, model=str(model) if model else None):
             parts.append(piece)
             self._publish(answer, splitter.feed(piece))
             if time.monotonic() - renewed > self.lease_ms / 3000:
@@ -112,7 +142,9 @@ class AnswerJob:
         text = "".join(parts)
         if not text.strip():
             raise LLMError("failed", "the model returned an empty answer")
-        self.services.history.add_turn(answer.openid, question, text)
+        self.services.metrics.observe("llm_latency_seconds", time.monotonic() - started)
+        if remember is not None:
+            self.services.history.add_turn(answer.openid, remember, self.services.moderator.mask(text))
         last = splitter.finish()
         if self.answers.page_count(answer.id) == 0:
             self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
@@ -127,12 +159,15 @@ class AnswerJob:
             self._deliver_active(answer)
 
     def _fail(self, answer: Answer, splitter: PageSplitter, exc: Exception) -> Outcome:
-        if isinstance(exc, LLMError):
+        if isinstance(exc, Refusal):
+            message = exc.text
+        elif isinstance(exc, LLMError):
             message = texts.LLM_EMPTY if "empty" in exc.detail else _FAILURE_TEXTS[exc.kind]
         else:
             message = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
         log.warning("answer %s failed: %s", answer.id, exc)
-        self.services.metrics.inc("job_failures", reason=getattr(exc, "kind", "voice"))
+        reason = "refused" if isinstance(exc, Refusal) else getattr(exc, "kind", "voice")
+        self.services.metrics.inc("job_failures", reason=reason)
         partial = splitter.finish() if splitter.rest.strip() else []
         self.answers.finish(answer, partial, "failed", message)
         return "failed"

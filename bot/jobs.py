@@ -14,6 +14,7 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
+from bot.background import broadcast, record_minutes_piece
 from bot.config import Settings
 from bot.generation import AnswerJob
 from bot.services import REDIS_MAX_CONNECTIONS, Services
@@ -63,8 +64,38 @@ class Jobs:
             options={"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": TIME_LIMIT_MS},
         )
 
+        options = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000}
+        self.minutes_actor: dramatiq.Actor = dramatiq.Actor(
+            self._record_minutes_piece,
+            broker=self.broker,
+            actor_name="record_minutes_piece",
+            queue_name=QUEUE,
+            priority=0,
+            options=options,
+        )
+        self.broadcast_actor: dramatiq.Actor = dramatiq.Actor(
+            self._broadcast,
+            broker=self.broker,
+            actor_name="broadcast",
+            queue_name=QUEUE,
+            priority=10,
+            options={"max_retries": 0, "time_limit": TIME_LIMIT_MS},
+        )
+
     def enqueue(self, answer_id: str) -> None:
         self.actor.send(answer_id)
+
+    def enqueue_minutes_piece(self, openid: str, media_id: str) -> None:
+        self.minutes_actor.send(openid, media_id)
+
+    def enqueue_broadcast(self, admin: str, text: str) -> None:
+        self.broadcast_actor.send(admin, text)
+
+    def _record_minutes_piece(self, openid: str, media_id: str) -> None:
+        record_minutes_piece(self.services, openid, media_id)
+
+    def _broadcast(self, admin: str, text: str) -> None:
+        broadcast(self.services, admin, text)
 
     def _generate_answer(self, answer_id: str) -> None:
         outcome = self.job.run(answer_id)

@@ -86,3 +86,75 @@ def metric(name: str) -> str:
 UNDELIVERED = f"{PREFIX}:undelivered"
 #: Dramatiq's list of queued job ids (its Redis broker's naming)
 JOB_QUEUE = "dramatiq:answers"
+
+# --- admin, limits, runtime settings (chat commands) ----------------------------------------
+#: Set: openids made admin with /auth (WECHAT_ADMIN_OPENIDS are admins too)
+ADMINS = f"{PREFIX}:admins"
+#: Set: banned openids
+BANNED = f"{PREFIX}:banned"
+#: capped list of JSON records of admin commands, newest first
+AUDIT = f"{PREFIX}:audit"
+#: Hash: settings changed in chat (system_prompt, welcome_text, daily_quota)
+OVERRIDES = f"{PREFIX}:overrides"
+#: Sorted set: openid → time of the user's last message (customer-service window, broadcast)
+LAST_SEEN = f"{PREFIX}:last_seen"
+#: String: the report of the last broadcast
+BROADCAST_REPORT = f"{PREFIX}:broadcast:report"
+#: an admin code is valid this long (seconds), once
+ADMIN_CODE_TTL = 300
+#: failed /auth attempts are counted over this window (seconds)
+AUTH_FAILURE_WINDOW = 3600
+#: a day's counters are kept this long after the day (seconds)
+DAILY_TTL = 3 * 86400
+#: minutes mode ends by itself after this long without /minutes end (seconds)
+MINUTES_TTL = 3 * 3600
+
+
+def admin_code(digest: str) -> str:
+    """String (TTL ADMIN_CODE_TTL): a one-time admin code, stored by its SHA-256 only."""
+    return f"{PREFIX}:admin_code:{digest}"
+
+
+def auth_failures(openid: str) -> str:
+    """Integer (TTL AUTH_FAILURE_WINDOW): failed /auth attempts of one user."""
+    return f"{PREFIX}:auth_failures:{openid}"
+
+
+def usage(day: str, openid: str) -> str:
+    """Integer (TTL DAILY_TTL): questions a user asked on `day` (YYYYMMDD)."""
+    return f"{PREFIX}:usage:{day}:{openid}"
+
+
+def rate(openid: str, minute: int) -> str:
+    """Integer (TTL 120 s): questions a user asked in one minute."""
+    return f"{PREFIX}:rate:{openid}:{minute}"
+
+
+def day_users(day: str) -> str:
+    """Set (TTL DAILY_TTL): users who wrote on `day`."""
+    return f"{PREFIX}:stats:{day}:users"
+
+
+def day_messages(day: str) -> str:
+    """Integer (TTL DAILY_TTL): messages received on `day`."""
+    return f"{PREFIX}:stats:{day}:messages"
+
+
+def user_model(openid: str) -> str:
+    """String: the model a user switched to with /model (no TTL)."""
+    return f"{PREFIX}:user:{openid}:model"
+
+
+def minutes(openid: str) -> str:
+    """List (TTL MINUTES_TTL): transcribed pieces of a meeting being recorded with /minutes."""
+    return f"{PREFIX}:user:{openid}:minutes"
+
+
+def minutes_pending(openid: str) -> str:
+    """Integer (TTL MINUTES_TTL): voice pieces of the meeting still being transcribed."""
+    return f"{PREFIX}:user:{openid}:minutes:pending"
+
+
+def minutes_on(openid: str) -> str:
+    """String (TTL MINUTES_TTL): present while a user records a meeting with /minutes."""
+    return f"{PREFIX}:user:{openid}:minutes:on"

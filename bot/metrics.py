@@ -83,7 +83,18 @@ class Metrics:
 
     def counter(self, name: str) -> dict[str, int]:
         """Current values of a counter, by label JSON (for /stats and tests)."""
-        return {label: int(value) for label, value in self.redis.hgetall(keys.metric(name)).items()}
+        return {str(label): int(value) for label, value in self.redis.hgetall(keys.metric(name)).items()}
+
+    def average(self, name: str) -> float | None:
+        """Mean of a histogram's observations, None before the first one."""
+        total, count = 0.0, 0
+        for field, value in self.redis.hgetall(keys.metric(name)).items():
+            bucket = str(field).rpartition("|")[2]
+            if bucket == "sum":
+                total += float(value)
+            else:
+                count += int(value)
+        return total / count if count else None
 
 
 class RedisCollector(Collector):
@@ -117,7 +128,7 @@ class RedisCollector(Collector):
         counts = {bucket: 0.0 for bucket in [*map(str, BUCKETS), "+Inf"]}
         total = 0.0
         for field, value in fields.items():
-            _, _, bucket = field.rpartition("|")
+            _, _, bucket = str(field).rpartition("|")
             if bucket == "sum":
                 total += float(value)
             elif bucket in counts:

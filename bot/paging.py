@@ -7,6 +7,8 @@ can go out while the model is still writing page 2, and nothing is lost or repea
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot import texts
 
 #: cut after the last of these found in the second half of a page's window, best first
@@ -57,16 +59,20 @@ def page_end(text: str, budget: int) -> int:
 class PageSplitter:
     """Turns a stream of text chunks into finished pages of at most `budget` bytes each."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, transform: Callable[[str], str] | None = None) -> None:
         if budget < 16:
             raise ValueError("page budget too small")
         self.budget = budget
         self.rest = ""
         self.pages = 0
+        #: applied to the unpublished text before pages are cut (e.g. masking sensitive words)
+        self.transform = transform
 
     def feed(self, chunk: str) -> list[str]:
         """Add generated text; return the pages it completed (usually none)."""
         self.rest += chunk
+        if self.transform is not None:
+            self.rest = self.transform(self.rest)
         finished: list[str] = []
         while utf8_len(self.rest) > self.budget:
             end = page_end(self.rest, self.budget)
@@ -77,6 +83,8 @@ class PageSplitter:
 
     def finish(self) -> list[str]:
         """The answer is complete: return its last page (if any text is left)."""
+        if self.transform is not None:
+            self.rest = self.transform(self.rest)
         last = [self.rest] if self.rest.strip() or self.pages == 0 else []
         self.rest = ""
         self.pages += len(last)

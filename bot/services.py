@@ -11,11 +11,17 @@ from functools import cached_property
 import redis
 
 from bot.active import ActiveSender
+from bot.admin import AdminStore
 from bot.answers import AnswerStore
 from bot.config import Settings
 from bot.history import History
+from bot.images import ImageMaker
+from bot.limits import Limits
 from bot.llm import ChatBackend, make_backend
+from bot.llm.openai_backend import make_client
 from bot.metrics import Metrics
+from bot.moderation import Moderator
+from bot.overrides import Overrides
 from bot.pushes import PushLog
 from bot.voice import Transcriber
 from bot.wechat_api import WeChatAPI
@@ -43,6 +49,9 @@ class Services:
         self.answers = AnswerStore(self.redis, settings.answer_ttl)
         self.pushes = PushLog(self.redis)
         self.metrics = Metrics(self.redis)
+        self.admin = AdminStore(self.redis, settings.wechat_admin_openids)
+        self.limits = Limits(self.redis, settings.user_rate_per_minute)
+        self.overrides = Overrides(self.redis, settings)
         self.history = History(
             self.redis,
             max_turns=settings.history_max_turns,
@@ -63,6 +72,15 @@ class Services:
         return ActiveSender(
             self.answers, self.wechat, self.redis, self.settings.wechat_cs_quota, self.metrics
         )
+
+    @cached_property
+    def images(self) -> ImageMaker:
+        return ImageMaker(self.settings, self.wechat)
+
+    @cached_property
+    def moderator(self) -> Moderator:
+        client = make_client(self.settings) if self.settings.moderation else None
+        return Moderator(self.settings, client)
 
     @cached_property
     def transcriber(self) -> Transcriber:

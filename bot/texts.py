@@ -47,3 +47,53 @@ FETCH_WORDS = ("继续", "继续。", "继续！", "continue", "next", "下一�
 
 #: Redis or another part of the bot itself is down
 SERVICE_DOWN = "服务暂时繁忙，请稍后再试。"
+
+IMAGE_FAILED = "抱歉，图片生成失败了，请换个描述再试。"
+IMAGE_NO_UPLOAD = "图片已生成，但本公众号没有上传图片素材的权限（需认证账号），暂时无法发送图片。"
+IMAGE_USAGE = "用法：/image 图片描述，例如 /image 一只在月球上喝茶的猫"
+
+REFUSED_SENSITIVE = "抱歉，这个问题无法回答。"
+BANNED = "你的账号已被管理员限制使用。"
+RATE_LIMITED = "提问太频繁了，请一分钟后再试。"
+QUOTA_REACHED = "今天的提问次数已用完（每日 {quota} 次），明天再来吧。"
+
+WHOAMI = "你的 openid：{openid}{admin}"
+WHOAMI_ADMIN = "（管理员）"
+
+MODEL_LIST = "可用模型（当前：{current}）：\n{models}\n发送 /model 名称 切换。"
+MODEL_SWITCHED = "已切换到模型 {model}。"
+MODEL_UNKNOWN = "没有这个模型：{model}。发送 /model 查看可用模型。"
+MODEL_UNAVAILABLE = "暂时无法获取模型列表，请稍后再试。"
+
+MINUTES_STARTED = "开始记录会议：接下来请发送语音（或文字），结束时发送 /minutes end 生成会议纪要。"
+MINUTES_PIECE = "已记录第 {n} 段。继续发送，或发送 /minutes end 生成纪要。"
+MINUTES_EMPTY = "还没有记录到任何内容，会议记录已结束。"
+MINUTES_NOT_STARTED = "当前没有在记录会议。发送 /minutes 开始。"
+MINUTES_SYSTEM = (
+    "你是会议记录员。根据会议的语音转写内容，用中文写出会议纪要，分三部分："
+    "一、要点；二、决定；三、待办事项（负责人和期限，如有）。不要编造转写中没有的内容。"
+)
+MINUTES_PROMPT = "以下是会议转写内容（按顺序）：\n\n{transcript}"
+
+AUTH_OK = "验证成功，你现在是管理员。发送 /help 查看管理命令。"
+AUTH_FAILED = "验证码无效或已过期。"
+AUTH_LOCKED = "验证失败次数过多，请一小时后再试。"
+
+STATS = (
+    "今日用户 {users}，今日消息 {messages}\n"
+    "送达：{paths}\n失败：{failures}\n未送达记录：{undelivered}\n"
+    "LLM 平均耗时 {latency}"
+)
+BANNED_DONE = "已禁止 {openid}。"
+UNBANNED_DONE = "已解除禁止 {openid}。"
+NOT_BANNED = "{openid} 没有被禁止。"
+SYSTEM_SHOW = "当前系统提示词：\n{prompt}"
+SYSTEM_SET = "系统提示词已更新。"
+WELCOME_SET = "关注欢迎语已更新。"
+QUOTA_SHOW = "当前每日提问次数上限：{quota}（0 表示不限）。"
+QUOTA_SET = "每日提问次数上限已设为 {quota}（0 表示不限）。"
+BROADCAST_QUEUED = "群发已开始：{count} 位用户（48 小时内互动过）。完成后会把结果发给你。"
+BROADCAST_PASSIVE = "群发需要认证账号的客服消息接口（WECHAT_REPLY_MODE=active）。"
+BROADCAST_REPORT = "群发完成：成功 {sent}，失败 {failed}。"
+ADMINS_LIST = "管理员：\n{admins}"
+USAGE = "用法：{usage}"

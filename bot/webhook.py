@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bot import texts
 from bot.delivery import PassiveDelivery
+from bot.images import image_media_id
 from bot.jobs import Jobs
 from bot.logs import request_id
 from bot.protocol import ProtocolError, Push, WeChatProtocol
@@ -92,7 +93,12 @@ class Webhook:
             text = self.delivery.owed_now(openid, key)
         else:
             text = self.delivery.reply(openid, key, plan, attempt, arrived)
-        return Outbound(200, SUCCESS) if text is None else xml(self.protocol.render_text(push, text))
+        if text is None:
+            return Outbound(200, SUCCESS)
+        media_id = image_media_id(text)
+        if media_id is not None:
+            return xml(self.protocol.render_image(push, media_id))
+        return xml(self.protocol.render_text(push, text))
 
     def _log(self, push: Push, key: str, plan: Plan, attempt: int, arrived: float, out: Outbound) -> None:
         """One line per delivery of a push: who, what, which attempt, what went back, how long."""
@@ -117,6 +123,7 @@ class Webhook:
         if attempt > 1 and (plan := self.services.pushes.plan(key)) is not None:
             return plan
         metrics.inc("messages", kind=kind_of(push))
+        self.services.limits.seen(str(push.message.source))
         context = Context(str(push.message.source), key, self.services, self.jobs)
         plan = plan_for(push.message, context)
         self.services.pushes.save_plan(key, plan)

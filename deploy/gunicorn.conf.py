@@ -3,14 +3,22 @@
 Each push may hold its request for up to ~5.5 s (the 5-second logic keeps unanswered attempts
 open past WeChat's timeout), so the web tier needs many threads, not many processes: gthread
 workers with WEB_THREADS threads each hold hundreds of waiting requests on two cores.
+
+The project's `.env` is read from the project directory whatever the current directory is
+(a process manager may start gunicorn elsewhere); variables already set in the environment
+(systemd's EnvironmentFile, Docker's env_file) win over it.
 """
 
 import os
+from pathlib import Path
 
 from dotenv import load_dotenv
 
-load_dotenv(".env")
+ROOT = Path(__file__).resolve().parent.parent
+load_dotenv(ROOT / ".env")
 
+# import `app` from the project directory even when started from elsewhere
+chdir = str(ROOT)
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
@@ -18,6 +26,7 @@ threads = int(os.environ.get("WEB_THREADS", "128"))
 # well above the longest request (one attempt: WECHAT_ATTEMPT_TIMEOUT + 0.5 s)
 timeout = 60
 # on SIGTERM, requests in flight (waiting for an answer) get this long to finish
+# (deploy/systemd/wechat-bot-web.service stops it after TimeoutStopSec=30)
 graceful_timeout = 20
 keepalive = 5
 # behind nginx: bound by the proxy, small bodies only

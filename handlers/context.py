@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from bot import keys
 from bot.jobs import Jobs
@@ -16,12 +17,15 @@ class Context:
     services: Services
     jobs: Jobs
 
-    @property
+    @cached_property
     def is_admin(self) -> bool:
-        return self.openid in self.services.settings.wechat_admin_openids
+        return self.services.admin.is_admin(self.openid)
 
     def delivery_mode(self) -> str:
         """`active` only for accounts that may use the customer-service API right now."""
         if self.services.settings.wechat_reply_mode != "active":
             return "passive"
         return "passive" if self.services.redis.exists(keys.CS_UNAUTHORIZED) else "active"
+
+    def recording_minutes(self) -> bool:
+        return bool(self.services.redis.exists(keys.minutes_on(self.openid)))

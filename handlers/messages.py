@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wechatpy.messages import BaseMessage
 
-from bot import texts
+from bot import keys, texts
 from bot.pushes import Plan
 from handlers import commands
 from handlers.context import Context
@@ -28,14 +28,18 @@ def on_text(content: str, ctx: Context) -> Plan:
     if not content:
         return Plan("reply", texts.EMPTY_MESSAGE)
     if commands.is_command(content):
-        return Plan("reply", commands.run(content, ctx))
+        return commands.run(content, ctx)
     if content.lower() in texts.FETCH_WORDS:
         return Plan("fetch")
+    if ctx.recording_minutes():
+        return add_minutes_text(ctx, content)
     return ask(ctx, content)
 
 
 def on_voice(message: BaseMessage, ctx: Context) -> Plan:
     recognition = str(getattr(message, "recognition", None) or "").strip()
+    if ctx.recording_minutes() and not commands.is_command(recognition):
+        return add_minutes_voice(ctx, str(message.media_id), recognition)
     if recognition:
         return on_text(recognition, ctx)
     return ask(ctx, "", kind="voice", media_id=str(message.media_id))
@@ -43,25 +47,59 @@ def on_voice(message: BaseMessage, ctx: Context) -> Plan:
 
 def on_event(event: str, ctx: Context) -> Plan:
     if event.startswith("subscribe"):
-        return Plan("reply", ctx.services.settings.welcome_text or texts.WELCOME)
+        return Plan("reply", ctx.services.overrides.welcome_text() or texts.WELCOME)
     if event in SILENT_EVENTS:
         return Plan("silent")
     return Plan("reply", texts.UNSUPPORTED) if event == "click" else Plan("silent")
 
 
+def refusal(ctx: Context) -> str | None:
+    """Why this user may not ask now (banned, too fast, quota used up), or None."""
+    services = ctx.services
+    if services.admin.is_banned(ctx.openid):
+        return texts.BANNED
+    if ctx.is_admin:
+        return None
+    quota = services.overrides.daily_quota()
+    verdict = services.limits.admit(ctx.openid, quota)
+    if verdict == "rate":
+        return texts.RATE_LIMITED
+    if verdict == "quota":
+        return texts.QUOTA_REACHED.format(quota=quota)
+    return None
+
+
 def ask(ctx: Context, question: str, *, kind: str = "text", media_id: str = "") -> Plan:
     """Create the answer, queue its generation, and say how it will be delivered."""
+    if (refused := refusal(ctx)) is not None:
+        return Plan("reply", refused)
     settings = ctx.services.settings
     mode = ctx.delivery_mode()
     reserved = settings.wechat_attempts * settings.wechat_attempt_timeout + 2.0 if mode == "passive" else 0.0
     answer_id = ctx.services.answers.create(
-        ctx.openid,
-        question,
-        owner=ctx.push_key,
-        reserved_for=reserved,
-        delivery=mode,
-        kind=kind,
-        media_id=media_id,
+        ctx.openid, question, owner=ctx.push_key, reserved_for=reserved, delivery=mode, kind=kind, media_id=media_id
     )
     ctx.jobs.enqueue(answer_id)
     return Plan("ask", answer_id=answer_id, delivery=mode)
+
+
+def add_minutes_text(ctx: Context, text: str) -> Plan:
+    redis = ctx.services.redis
+    count = redis.rpush(keys.minutes(ctx.openid), text)
+    redis.expire(keys.minutes(ctx.openid), keys.MINUTES_TTL)
+    return Plan("reply", texts.MINUTES_PIECE.format(n=int(count) + pending_pieces(ctx)))
+
+
+def add_minutes_voice(ctx: Context, media_id: str, recognition: str) -> Plan:
+    if recognition:
+        return add_minutes_text(ctx, recognition)
+    redis = ctx.services.redis
+    pending = redis.incr(keys.minutes_pending(ctx.openid))
+    redis.expire(keys.minutes_pending(ctx.openid), keys.MINUTES_TTL)
+    ctx.jobs.enqueue_minutes_piece(ctx.openid, media_id)
+    count = int(redis.llen(keys.minutes(ctx.openid))) + int(pending)
+    return Plan("reply", texts.MINUTES_PIECE.format(n=count))
+
+
+def pending_pieces(ctx: Context) -> int:
+    return int(ctx.services.redis.get(keys.minutes_pending(ctx.openid)) or 0)

@@ -141,7 +141,10 @@ def json_object(response: requests.Response) -> dict[str, Any] | None:
 
 def stream_error(code: int, text: Any, address: str) -> LLMError:
     """An error_code the worker (or a controller acting as worker) put in its stream."""
-    name = ErrorCode(code).name if code in ErrorCode._value2member_map_ else "UNKNOWN"
+    try:
+        name = ErrorCode(code).name
+    except ValueError:
+        name = "UNKNOWN"
     detail = f"FastChat worker {address} error {code} {name}: {str(text or '').strip()[:300]}"
     return LLMError(ERROR_KINDS.get(code, "failed"), detail)
 
