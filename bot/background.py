@@ -12,16 +12,15 @@ from bot.wechat_api import WeChatAPIError
 log = logging.getLogger(__name__)
 
 
-def record_minutes_piece(services: Services, openid: str, media_id: str) -> None:
-    """Transcribe one voice piece of a meeting and add it to the transcript, in arrival order."""
+def record_minutes_piece(services: Services, openid: str, media_id: str, index: int) -> None:
+    """Transcribe one voice piece of a meeting into its place (`index`) in the transcript."""
     try:
         text = services.transcriber.transcribe_media(media_id)
     except TranscriptionError as exc:
         log.warning("minutes piece of %s not transcribed: %s", openid, exc)
         text = "（这一段语音未能识别）"
     pipe = services.redis.pipeline()
-    pipe.rpush(keys.minutes(openid), text or "（空白）")
-    pipe.expire(keys.minutes(openid), keys.MINUTES_TTL)
+    pipe.lset(keys.minutes(openid), index, text or "（空白）")
     pipe.decr(keys.minutes_pending(openid))
     pipe.execute()
 

@@ -85,14 +85,14 @@ class Jobs:
     def enqueue(self, answer_id: str) -> None:
         self.actor.send(answer_id)
 
-    def enqueue_minutes_piece(self, openid: str, media_id: str) -> None:
-        self.minutes_actor.send(openid, media_id)
+    def enqueue_minutes_piece(self, openid: str, media_id: str, index: int) -> None:
+        self.minutes_actor.send(openid, media_id, index)
 
     def enqueue_broadcast(self, admin: str, text: str) -> None:
         self.broadcast_actor.send(admin, text)
 
-    def _record_minutes_piece(self, openid: str, media_id: str) -> None:
-        record_minutes_piece(self.services, openid, media_id)
+    def _record_minutes_piece(self, openid: str, media_id: str, index: int) -> None:
+        record_minutes_piece(self.services, openid, media_id, index)
 
     def _broadcast(self, admin: str, text: str) -> None:
         broadcast(self.services, admin, text)

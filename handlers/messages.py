@@ -87,19 +87,18 @@ def add_minutes_text(ctx: Context, text: str) -> Plan:
     redis = ctx.services.redis
     count = redis.rpush(keys.minutes(ctx.openid), text)
     redis.expire(keys.minutes(ctx.openid), keys.MINUTES_TTL)
-    return Plan("reply", texts.MINUTES_PIECE.format(n=int(count) + pending_pieces(ctx)))
+    return Plan("reply", texts.MINUTES_PIECE.format(n=int(count)))
 
 
 def add_minutes_voice(ctx: Context, media_id: str, recognition: str) -> Plan:
     if recognition:
         return add_minutes_text(ctx, recognition)
     redis = ctx.services.redis
-    pending = redis.incr(keys.minutes_pending(ctx.openid))
-    redis.expire(keys.minutes_pending(ctx.openid), keys.MINUTES_TTL)
-    ctx.jobs.enqueue_minutes_piece(ctx.openid, media_id)
-    count = int(redis.llen(keys.minutes(ctx.openid))) + int(pending)
+    pipe = redis.pipeline()
+    pipe.incr(keys.minutes_pending(ctx.openid))
+    pipe.expire(keys.minutes_pending(ctx.openid), keys.MINUTES_TTL)
+    pipe.rpush(keys.minutes(ctx.openid), texts.MINUTES_TRANSCRIBING)  # keeps the piece's place
+    pipe.expire(keys.minutes(ctx.openid), keys.MINUTES_TTL)
+    count = int(pipe.execute()[2])
+    ctx.jobs.enqueue_minutes_piece(ctx.openid, media_id, count - 1)
     return Plan("reply", texts.MINUTES_PIECE.format(n=count))
-
-
-def pending_pieces(ctx: Context) -> int:
-    return int(ctx.services.redis.get(keys.minutes_pending(ctx.openid)) or 0)

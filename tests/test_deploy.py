@@ -196,7 +196,9 @@ def nginx_test(binary: str, tmp: Path, conf: Path) -> subprocess.CompletedProces
 @pytest.mark.parametrize("site", [SITE, BOOTSTRAP_SITE], ids=["site", "bootstrap"])
 def test_nginx_accepts_the_site(nginx: str, tmp_path: Path, site: Path) -> None:
     write_certificate(tmp_path / "letsencrypt")
-    result = nginx_test(nginx, tmp_path, nginx_conf(tmp_path, site_in(tmp_path, site)))
+    # `nginx -t` binds the listen addresses: loopback ports work unprivileged and beside a real nginx
+    ports = {"http": free_port(), "https": free_port(), "upstream": free_port()}
+    result = nginx_test(nginx, tmp_path, nginx_conf(tmp_path, site_in(tmp_path, site, ports)))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "syntax is ok" in output and "test is successful" in output, output

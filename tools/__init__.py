@@ -1,0 +1,1 @@
+"""Developer tools run from the project directory (`python -m tools.chat`)."""
