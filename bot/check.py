@@ -102,7 +102,9 @@ def check_wechat(settings: Settings, report: Report) -> None:
 
 
 def check_llm(settings: Settings, report: Report) -> None:
-    what = "FASTCHAT_CONTROLLER_URL" if settings.llm_backend == "fastchat" else "OPENAI_BASE_URL/OPENAI_API_KEY"
+    what = (
+        "FASTCHAT_CONTROLLER_URL" if settings.llm_backend == "fastchat" else "OPENAI_BASE_URL/OPENAI_API_KEY"
+    )
     backend = make_backend(settings)
     try:
         models = backend.models()
@@ -133,11 +135,12 @@ def llm_hint(exc: LLMError) -> str:
 
 def paste_instructions(settings: Settings, report: Report) -> None:
     mode = "安全模式 (or 兼容模式)" if settings.encrypted else "明文模式"
+    aes_key = settings.wechat_aes_key or "(any; only used in 兼容/安全 mode — set WECHAT_AES_KEY)"
     print(
         "\n公众号后台 → 设置与开发 → 基本配置 → 服务器配置:\n"
         f"  URL:            https://<your domain>/wechat   (nginx → http://{settings.host}:{settings.port}/wechat)\n"
         f"  Token:          {settings.wechat_token}\n"
-        f"  EncodingAESKey: {settings.wechat_aes_key or '(any; only used in 兼容/安全 mode — set WECHAT_AES_KEY)'}\n"
+        f"  EncodingAESKey: {aes_key}\n"
         f"  消息加解密方式:  {mode}\n"
         f"  replies:        {settings.wechat_reply_mode}"
         + (" (needs a verified account: 48001 otherwise)" if settings.wechat_reply_mode == "active" else ""),

@@ -116,7 +116,9 @@ class AnswerJob:
     def _minutes_transcript(self, answer: Answer) -> str:
         """The meeting so far, once every voice piece has been transcribed (waits up to a minute)."""
         deadline = time.monotonic() + 60
-        while int(self.redis.get(keys.minutes_pending(answer.openid)) or 0) > 0 and time.monotonic() < deadline:
+        while (
+            int(self.redis.get(keys.minutes_pending(answer.openid)) or 0) > 0 and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         pieces = [str(piece) for piece in self.redis.lrange(keys.minutes(answer.openid), 0, -1)]
         self.redis.delete(keys.minutes(answer.openid), keys.minutes_pending(answer.openid))

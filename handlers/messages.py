@@ -77,7 +77,13 @@ def ask(ctx: Context, question: str, *, kind: str = "text", media_id: str = "") 
     mode = ctx.delivery_mode()
     reserved = settings.wechat_attempts * settings.wechat_attempt_timeout + 2.0 if mode == "passive" else 0.0
     answer_id = ctx.services.answers.create(
-        ctx.openid, question, owner=ctx.push_key, reserved_for=reserved, delivery=mode, kind=kind, media_id=media_id
+        ctx.openid,
+        question,
+        owner=ctx.push_key,
+        reserved_for=reserved,
+        delivery=mode,
+        kind=kind,
+        media_id=media_id,
     )
     ctx.jobs.enqueue(answer_id)
     return Plan("ask", answer_id=answer_id, delivery=mode)

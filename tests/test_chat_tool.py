@@ -29,7 +29,9 @@ def run_chat(bot: Bot, lines: list[str], *extra: str, **env: str) -> str:
     return result.stdout
 
 
-def test_chat_sends_lines_switches_user_and_quits(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI) -> None:
+def test_chat_sends_lines_switches_user_and_quits(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     bot = make_bot()
     out = run_chat(bot, ["hello", "/user bob", "hi", "/help", "/quit", "never sent"])
     lines = out.splitlines()

@@ -36,7 +36,9 @@ def test_wrong_appid_is_named(base_config: dict[str, Any]) -> None:
     assert code == 1 and "40013" in text and "WECHAT_APPID" in text
 
 
-def test_ip_whitelist_explains_with_the_servers_ip(base_config: dict[str, Any], fake_wechat: FakeWeChatAPI) -> None:
+def test_ip_whitelist_explains_with_the_servers_ip(
+    base_config: dict[str, Any], fake_wechat: FakeWeChatAPI
+) -> None:
     fake_wechat.ip_whitelisted = False
     code, text = check(base_config)
     assert code == 1 and "IP白名单" in text
@@ -49,7 +51,7 @@ def test_unreachable_redis_is_named(base_config: dict[str, Any]) -> None:
 
 
 def test_redis_without_persistence_is_a_warning(base_config: dict[str, Any]) -> None:
-    code, text = check(base_config)
+    _code, text = check(base_config)
     assert "[warn] Redis: persistence is off" in text  # the test Redis runs without AOF/RDB
 
 
@@ -65,6 +67,8 @@ def test_unreachable_llm_is_named(base_config: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(("change", "named"), [({"wechat_aes_key": "x" * 10}, "WECHAT_AES_KEY")])
-def test_malformed_setting_fails_first(base_config: dict[str, Any], change: dict[str, Any], named: str) -> None:
+def test_malformed_setting_fails_first(
+    base_config: dict[str, Any], change: dict[str, Any], named: str
+) -> None:
     code, text = check(base_config, **change)
     assert code == 1 and named in text

@@ -10,15 +10,23 @@ from typing import Any
 
 import pytest
 
-from bot import keys, texts
+from bot import texts
 from bot.admin import MAX_AUTH_FAILURES, AdminStore
 from tests.conftest import ROOT, Bot
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.wechat_api import FakeWeChatAPI
-from tests.simulator import WeChatSimulator
 
 ADMIN = "admin-1"
-ADMIN_COMMANDS = ["/stats", "/ban x", "/unban x", "/system hi", "/welcome hi", "/quota 3", "/broadcast hi", "/admins"]
+ADMIN_COMMANDS = [
+    "/stats",
+    "/ban x",
+    "/unban x",
+    "/system hi",
+    "/welcome hi",
+    "/quota 3",
+    "/broadcast hi",
+    "/admins",
+]
 
 
 @pytest.fixture
@@ -75,7 +83,9 @@ def test_system_prompt_and_welcome_change_for_everyone(admin_bot: Bot, fake_open
     assert admin_bot.simulator().send_event("user-2", "subscribe").text == "欢迎来到海盗船"
 
 
-def test_quota_is_enforced_across_two_processes(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI) -> None:
+def test_quota_is_enforced_across_two_processes(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     first = make_bot(wechat_admin_openids=[ADMIN])
     second = make_bot(wechat_admin_openids=[ADMIN], with_worker=False)
     assert say(first, ADMIN, "/quota 2") == texts.QUOTA_SET.format(quota=2)
@@ -123,7 +133,9 @@ def test_image_when_the_account_may_not_upload(
     assert say(admin_bot, "user-1", "/image") == texts.IMAGE_USAGE
 
 
-def test_minutes_from_voice_and_text(admin_bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI) -> None:
+def test_minutes_from_voice_and_text(
+    admin_bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
     from tests.test_voice import tone_wav
 
     fake_wechat.add_media("m1", tone_wav())
@@ -168,8 +180,13 @@ def test_stats_and_admins(admin_bot: Bot) -> None:
 def test_one_time_code_makes_an_admin_once(admin_bot: Bot, base_config: dict[str, Any]) -> None:
     env = {k.upper(): str(v) for k, v in base_config.items()}
     result = subprocess.run(
-        [sys.executable, "-m", "bot.admin"], cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-m", "bot.admin"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     code = result.stdout.split("/auth ")[1].strip()
     assert say(admin_bot, "owner", f"/auth {code}") == texts.AUTH_OK
@@ -186,14 +203,18 @@ def test_brute_forcing_auth_is_stopped(admin_bot: Bot) -> None:
     assert not admin_bot.services.admin.is_admin("mallory")
 
 
-def test_sensitive_words_refuse_questions_and_mask_answers(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI) -> None:
+def test_sensitive_words_refuse_questions_and_mask_answers(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     bot = make_bot(sensitive_words=["违禁词"])
     assert say(bot, "user-1", "告诉我违禁词") == texts.REFUSED_SENSITIVE
     fake_openai.set_behavior(reply="这里有违禁词出现")
     assert say(bot, "user-1", "hello") == "这里有***出现"
 
 
-def test_moderation_endpoint_refuses_flagged_questions(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI) -> None:
+def test_moderation_endpoint_refuses_flagged_questions(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
     bot = make_bot(moderation=True)
     fake_openai.set_behavior(flagged_words=("attack",))
     assert say(bot, "user-1", "plan an attack") == texts.REFUSED_SENSITIVE
@@ -204,5 +225,3 @@ def test_admin_store_code_is_stored_hashed(redis_client: Any) -> None:
     store = AdminStore(redis_client, [])
     code = store.new_code()
     assert not [key for key in redis_client.keys("*") if code in key]
-
-

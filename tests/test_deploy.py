@@ -349,7 +349,15 @@ def test_site_routes_wechat_to_the_app_and_nothing_else(
     assert request(ports["https"], "GET", "/metrics", source="127.0.0.2")[0] == 403
 
     # everything else: 404 without reaching the app; oversized bodies: 413
-    for path in ("/", "/admin", "/wechat/x", "/wechatx", "/healthz/x", "/.env", "/.well-known/acme-challenge/x"):
+    for path in (
+        "/",
+        "/admin",
+        "/wechat/x",
+        "/wechatx",
+        "/healthz/x",
+        "/.env",
+        "/.well-known/acme-challenge/x",
+    ):
         assert request(ports["https"], "GET", path)[0] == 404, path
     assert request(ports["https"], "POST", "/wechat", body=b"x" * (65 * 1024))[0] == 413
     assert upstream.seen == []
@@ -589,7 +597,16 @@ def test_compose_file_is_valid_for_docker_compose(tmp_path: Path) -> None:
     shutil.copytree(DOCKER, tmp_path / "deploy" / "docker")
     shutil.copy(DEPLOY / ".env.example", tmp_path / ".env")
     result = subprocess.run(
-        [docker, "compose", "-f", "deploy/docker/docker-compose.yml", "--profile", "fastchat", "config", "-q"],
+        [
+            docker,
+            "compose",
+            "-f",
+            "deploy/docker/docker-compose.yml",
+            "--profile",
+            "fastchat",
+            "config",
+            "-q",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -682,7 +699,9 @@ def test_env_example_lists_every_setting_once() -> None:
     for index, line in enumerate(lines):
         if line and not line.startswith("#"):
             assert lines[index - 1].startswith("# "), f"{line}: no comment above it"
-            assert is_safe(line.partition("=")[2]), f"{line}: systemd, Docker and dotenv may read it differently"
+            assert is_safe(line.partition("=")[2]), (
+                f"{line}: systemd, Docker and dotenv may read it differently"
+            )
     for secret in ("WECHAT_TOKEN", "WECHAT_SECRET", "WECHAT_AES_KEY", "OPENAI_API_KEY", "METRICS_TOKEN"):
         assert values[secret] == "", secret
 
@@ -731,7 +750,9 @@ def test_gunicorn_outlives_wechat_attempts() -> None:
 
 
 def test_ensure_test_tools_script_is_valid_bash() -> None:
-    result = subprocess.run(["bash", "-n", str(DEPLOY / "ensure-test-tools.sh")], capture_output=True, text=True)
+    result = subprocess.run(
+        ["bash", "-n", str(DEPLOY / "ensure-test-tools.sh")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
 
 
