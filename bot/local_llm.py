@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -309,8 +310,14 @@ class LocalCluster:
         return self.model_dir
 
     def prepare(self) -> Path:
-        self.ensure_venv()
-        return self.ensure_model()
+        """Venv + model, under a lock: `make run` and a test run may prepare the same DATA_DIR."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with (self.data_dir / ".local-llm.lock").open("w") as lock:
+            if not try_lock(lock):
+                say("another process is preparing the local model; waiting for it")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            self.ensure_venv()
+            return self.ensure_model()
 
     # ---- the processes ----------------------------------------------------------------------
     def controller_command(self) -> list[str]:
@@ -432,6 +439,14 @@ class LocalCluster:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def try_lock(file: IO[str]) -> bool:
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
