@@ -26,6 +26,7 @@ admin-code: $(STAMP)
 
 ## test: run the whole test suite against a real redis-server on loopback
 test: $(STAMP)
+	@bash deploy/ensure-test-tools.sh
 	$(PY) -m pytest -q
 
 ## lint: ruff (lint + format check) and mypy

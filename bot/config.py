@@ -7,11 +7,14 @@ sees e.g. ``WECHAT_AES_KEY: must be exactly 43 characters`` instead of a stack t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: `.env` in the project directory is read wherever the process starts (then one in the working directory)
+PROJECT_ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -23,7 +26,9 @@ class ConfigError(Exception):
 class Settings(BaseSettings):
     """Every setting of the bot. Field `foo_bar` is read from environment variable `FOO_BAR`."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=(str(PROJECT_ENV_FILE), ".env"), env_ignore_empty=True, extra="ignore", case_sensitive=False
+    )
 
     # --- WeChat account -----------------------------------------------------------------
     wechat_token: str = Field(min_length=1)

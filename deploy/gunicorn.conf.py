@@ -25,6 +25,9 @@ workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "128"))
 # well above the longest request (one attempt: WECHAT_ATTEMPT_TIMEOUT + 0.5 s)
 timeout = 60
+# gunicorn 27's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl): two instances
+# on one machine (e.g. `make run` beside the tests) would collide; nothing here uses it
+control_socket_disable = True
 # on SIGTERM, requests in flight (waiting for an answer) get this long to finish
 # (deploy/systemd/wechat-bot-web.service stops it after TimeoutStopSec=30)
 graceful_timeout = 20
