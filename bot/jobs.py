@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import dramatiq
 import redis
@@ -48,38 +49,26 @@ def make_broker(settings: Settings) -> RedisBroker:
     )
 
 
+#: a transient failure (e.g. Redis blinked) is retried a few times, quickly
+RETRIES = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": TIME_LIMIT_MS}
+
+
 class Jobs:
-    """The broker and the one actor, bound to one set of services."""
+    """The broker and the actors (answers, meeting pieces, broadcasts), bound to one set of services."""
 
     def __init__(self, services: Services, broker: RedisBroker | None = None) -> None:
         self.services = services
         self.broker = broker or make_broker(services.settings)
         self.job = AnswerJob(services)
-        self.actor: dramatiq.Actor = dramatiq.Actor(
-            self._generate_answer,
-            broker=self.broker,
-            actor_name="generate_answer",
-            queue_name=QUEUE,
-            priority=0,
-            options={"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": TIME_LIMIT_MS},
-        )
+        self.actor = self._actor(self._generate_answer, "generate_answer", RETRIES)
+        self.minutes_actor = self._actor(self._record_minutes_piece, "record_minutes_piece", RETRIES)
+        # never retried: a retry would message everybody twice
+        self.broadcast_actor = self._actor(self._broadcast, "broadcast", {"max_retries": 0}, priority=10)
 
-        options = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000}
-        self.minutes_actor: dramatiq.Actor = dramatiq.Actor(
-            self._record_minutes_piece,
-            broker=self.broker,
-            actor_name="record_minutes_piece",
-            queue_name=QUEUE,
-            priority=0,
-            options=options,
-        )
-        self.broadcast_actor: dramatiq.Actor = dramatiq.Actor(
-            self._broadcast,
-            broker=self.broker,
-            actor_name="broadcast",
-            queue_name=QUEUE,
-            priority=10,
-            options={"max_retries": 0, "time_limit": TIME_LIMIT_MS},
+    def _actor(self, fn: Any, name: str, options: dict[str, Any], priority: int = 0) -> dramatiq.Actor:
+        options = dict(options)
+        return dramatiq.Actor(
+            fn, broker=self.broker, actor_name=name, queue_name=QUEUE, priority=priority, options=options
         )
 
     def enqueue(self, answer_id: str) -> None:
