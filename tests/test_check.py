@@ -72,3 +72,17 @@ def test_malformed_setting_fails_first(
 ) -> None:
     code, text = check(base_config, **change)
     assert code == 1 and named in text
+
+
+def test_fastchat_without_a_worker_for_the_model_is_named(base_config: dict[str, Any]) -> None:
+    from tests.fakes.fastchat import DEFAULT_MODEL, FakeController, FakeWorker
+
+    with FakeController() as controller, FakeWorker() as worker:
+        fastchat = {"llm_backend": "fastchat", "fastchat_controller_url": controller.url}
+        code, text = check(base_config, **fastchat, fastchat_model=DEFAULT_MODEL)
+        assert code == 1 and "FASTCHAT_CONTROLLER_URL" in text
+        controller.register(worker)
+        code, text = check(base_config, **fastchat, fastchat_model=DEFAULT_MODEL)
+        assert code == 0, text
+        code, text = check(base_config, **fastchat, fastchat_model="no-such-model")
+        assert code == 1 and "no-such-model" in text
