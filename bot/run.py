@@ -19,6 +19,7 @@ from dotenv import load_dotenv
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.jobs import worker_command
+from bot.local_llm import LOCAL_OVERRIDES, LocalCluster, LocalLLMError, wanted
 from bot.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _settings() -> Settings:
     load_dotenv(ROOT / ".env")
+    local = LOCAL_OVERRIDES if wanted(os.environ) else {}  # no LLM configured: a local FastChat cluster
     try:
-        return load_settings(redis_url=os.environ.get("REDIS_URL") or "redis://embedded")
+        return load_settings(redis_url=os.environ.get("REDIS_URL") or "redis://embedded", **local)
     except ConfigError as exc:
         sys.exit(f"cannot start: {exc}")
 
@@ -50,6 +52,10 @@ class Launcher:
             self.redis.start()
             os.environ["REDIS_URL"] = self.redis.url
             print(f"embedded Redis at {self.redis.url} (data in {self.redis.data_dir})", flush=True)
+        if self.settings.fastchat_controller_url == LOCAL_OVERRIDES["fastchat_controller_url"]:
+            cluster = LocalCluster(Path(self.settings.data_dir).resolve())
+            os.environ.update(cluster.launch(cancelled=lambda: self.stopping))
+            self.children.extend(cluster.processes)  # watched like the others, stopped after the workers
         command, env = worker_command(self.settings.worker_processes, self.settings.worker_threads)
         self._spawn("workers", command, env)
         self._spawn("web", _web_command())
@@ -100,6 +106,9 @@ def main() -> int:
     try:
         launcher.start()
         return launcher.watch()
+    except LocalLLMError as exc:
+        print(f"cannot start the local LLM: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         launcher.stop()
 

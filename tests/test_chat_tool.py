@@ -72,3 +72,10 @@ def test_chat_shows_customer_service_messages_in_active_mode(make_bot: Callable[
     # alice's answer may arrive after the switch to bob: then it is shown as addressed to her
     assert "bot[客服]> echo: hello" in lines or "bot[客服 → alice]> echo: hello" in lines
     assert not any(line.startswith("bot> ") for line in lines)  # active mode: no passive reply
+
+
+def test_each_run_of_the_tool_sends_new_msg_ids(make_bot: Callable[..., Bot]) -> None:
+    """The bot de-duplicates on MsgId for days: a second session must not get the first one's replies."""
+    bot = make_bot()
+    assert "bot> echo: first" in run_chat(bot, ["first"]).splitlines()
+    assert "bot> echo: second" in run_chat(bot, ["second"]).splitlines()

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from tests.simulator import Delivery, WeChatSimulator
+from tests.simulator import Delivery, MsgIdGenerator, WeChatSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_USER = "alice"
@@ -42,6 +42,8 @@ FAILURE_NOTICE = "该公众号提供的服务出现故障，请稍后再试"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: in active mode, wait after the last input until no customer-service message came for this long
 DEFAULT_ACTIVE_LINGER = 5.0
+#: ...but while a follower is shown typing, wait up to this long for the answer
+MAX_LINGER = 60.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class Screen:
         self.out = out or sys.stdout
         self.lock = threading.Lock()
         self.last_activity = time.monotonic()
+        #: followers shown the typing indicator whose answer has not arrived yet
+        self.waiting: set[str] = set()
 
     def show(self, who: str, text: str) -> None:
         lines = text.splitlines() or [""]
@@ -161,10 +165,12 @@ class FakeAPIServer(ThreadingHTTPServer):
         except ValueError:
             return {"errcode": 47001, "errmsg": "data format error"}
         if path == "/cgi-bin/message/custom/send":
+            self.screen.waiting.discard(str(data.get("touser")))
             self.screen.show(self._speaker(data, "客服"), describe_custom(data))
             return {"errcode": 0, "errmsg": "ok"}
         if path == "/cgi-bin/message/custom/typing":
             if data.get("command") == "Typing":
+                self.screen.waiting.add(str(data.get("touser")))
                 self.screen.note(f"{data.get('touser')} sees: 对方正在输入…")
             return {"errcode": 0, "errmsg": "ok"}
         return {"errcode": 40007, "errmsg": f"{path} is not simulated by tools/chat.py"}
@@ -210,6 +216,9 @@ class Chat:
         self.settings = settings
         self.screen = screen
         self.user = user
+        # MsgIds must be unique across runs of this tool, as WeChat's are: the bot de-duplicates
+        # on them for days, so ids restarting at the same number would fetch old replies
+        self.msg_ids = MsgIdGenerator(start=time.time_ns() // 100)
         self.simulator = WeChatSimulator(
             settings.url,
             settings.token,
@@ -242,7 +251,8 @@ class Chat:
 
     def send(self, text: str) -> None:
         try:
-            delivery = self.simulator.send_text(self.user, text)
+            xml = self.simulator.text_xml(self.user, text, msg_id=self.msg_ids())
+            delivery = self.simulator.push(xml)
         except OSError as exc:
             self.screen.note(f"cannot reach {self.settings.url}: {exc}")
             return
@@ -290,9 +300,13 @@ def start_fake_api(settings: ChatSettings, screen: Screen, chat: Chat) -> FakeAP
     return server
 
 
-def linger(screen: Screen, seconds: float) -> None:
-    """After the last input, give late customer-service messages time to arrive."""
-    while time.monotonic() - screen.last_activity < seconds:
+def linger(screen: Screen, quiet: float, patience: float = MAX_LINGER) -> None:
+    """After the last input, give customer-service messages time to arrive: until `quiet` seconds
+    pass without one and nobody is shown typing, or `patience` seconds pass without any."""
+    while True:
+        idle = time.monotonic() - screen.last_activity
+        if idle >= patience or (idle >= quiet and not screen.waiting):
+            return
         time.sleep(0.1)
 
 
