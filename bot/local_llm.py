@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
+
+from bot.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = ROOT / "requirements-fastchat.txt"
@@ -111,13 +112,6 @@ def wanted(env: Mapping[str, str]) -> bool:
     configured = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FASTCHAT_CONTROLLER_URL")
     backend = env.get("LLM_BACKEND", "").strip().lower()
     return backend in ("", "openai", "fastchat") and not any(env.get(name, "").strip() for name in configured)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
