@@ -16,7 +16,7 @@ from bot import keys, texts
 from bot.answers import Answer
 from bot.images import Refusal
 from bot.llm import LLMError
-from bot.paging import PageSplitter, decoration_reserve
+from bot.paging import PageSplitter, Resume, decoration_reserve
 from bot.services import Services
 from bot.voice import TranscriptionError
 
@@ -56,15 +56,14 @@ class AnswerJob:
         return max(int(self.redis.pttl(keys.answer_lease(answer_id))), 100)
 
     def _generate(self, answer: Answer) -> Outcome:
-        splitter = PageSplitter(self.budget)
+        splitter, resume = PageSplitter(self.budget), Resume()
         if answer.status == "running":
-            answer, note = self._restart(answer)
-            splitter.feed(note)
+            answer, resume = self._restart(answer)
         self.answers.set_status(answer, "running")
         if answer.delivery == "active":
             self.services.sender.typing(answer.openid)
         try:
-            outcome = self._produce(answer, splitter)
+            outcome = self._produce(answer, splitter, resume)
         except (LLMError, TranscriptionError, Refusal) as exc:
             outcome = self._fail(answer, splitter, exc)
         except Exception as exc:  # a bug must not leave the user waiting forever
@@ -73,13 +72,14 @@ class AnswerJob:
         self._deliver_active(answer)
         return outcome
 
-    def _restart(self, answer: Answer) -> tuple[Answer, str]:
-        """A previous run died: keep the pages the user already has, rewrite the rest."""
+    def _restart(self, answer: Answer) -> tuple[Answer, Resume]:
+        """A previous run died: keep the pages the user already has, write the rest again."""
         keep = self._pages_seen(answer)
         log.warning("answer %s: previous run died; regenerating (keeping %s pages)", answer.id, keep)
+        seen = "".join(self.answers.page(answer, index) or "" for index in range(keep))
         self.answers.restart(answer, keep)
         fresh = self.answers.get(answer.id)
-        return (fresh or answer), (texts.REGENERATED_NOTE if keep else "")
+        return (fresh or answer), Resume(seen, texts.REGENERATED_NOTE)
 
     def _pages_seen(self, answer: Answer) -> int:
         if answer.delivery == "active":
@@ -87,7 +87,7 @@ class AnswerJob:
         current = self.answers.current_target(answer.openid)
         return current.page if current is not None and current.answer.id == answer.id else 0
 
-    def _produce(self, answer: Answer, splitter: PageSplitter) -> Outcome:
+    def _produce(self, answer: Answer, splitter: PageSplitter, resume: Resume) -> Outcome:
         if answer.kind == "image":
             self.answers.finish(answer, [self.services.images.make(answer.question)], "done")
             return "done"
@@ -95,12 +95,12 @@ class AnswerJob:
         if answer.kind == "minutes":
             system, question = texts.MINUTES_SYSTEM, texts.MINUTES_PROMPT.format(transcript=question)
             prompt = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-            return self._stream(answer, prompt, splitter, remember=None)
+            return self._stream(answer, prompt, splitter, resume, remember=None)
         if self.services.moderator.refuses(question):
             raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
         system = self.services.overrides.system_prompt()
         prompt = self.services.history.prompt(answer.openid, system, question)
-        return self._stream(answer, prompt, splitter, remember=question)
+        return self._stream(answer, prompt, splitter, resume, remember=question)
 
     def _question(self, answer: Answer) -> str:
         if answer.kind == "minutes":
@@ -127,7 +127,12 @@ class AnswerJob:
         return "\n".join(f"{index}. {piece}" for index, piece in enumerate(pieces, 1))
 
     def _stream(
-        self, answer: Answer, prompt: list[dict[str, str]], splitter: PageSplitter, remember: str | None
+        self,
+        answer: Answer,
+        prompt: list[dict[str, str]],
+        splitter: PageSplitter,
+        resume: Resume,
+        remember: str | None,
     ) -> Outcome:
         """Stream the answer into pages; `remember`: the question to add to the history with it."""
         started = time.monotonic()
@@ -137,7 +142,7 @@ class AnswerJob:
         splitter.transform = self.services.moderator.mask
         for piece in self.services.backend.stream(prompt, model=str(model) if model else None):
             parts.append(piece)
-            self._publish(answer, splitter.feed(piece))
+            self._publish(answer, splitter.feed(resume.feed(piece)))
             if time.monotonic() - renewed > self.lease_ms / 3000:
                 self.redis.pexpire(keys.answer_lease(answer.id), self.lease_ms)
                 renewed = time.monotonic()
@@ -147,6 +152,7 @@ class AnswerJob:
         self.services.metrics.observe("llm_latency_seconds", time.monotonic() - started)
         if remember is not None:
             self.services.history.add_turn(answer.openid, remember, self.services.moderator.mask(text))
+        self._publish(answer, splitter.feed(resume.finish()))
         last = splitter.finish()
         if self.answers.page_count(answer.id) == 0:
             self.services.metrics.observe("first_page_seconds", time.time() - answer.created)

@@ -95,3 +95,30 @@ def split_pages(text: str, budget: int) -> list[str]:
     """All pages of a finished text."""
     splitter = PageSplitter(budget)
     return splitter.feed(text) + splitter.finish()
+
+
+class Resume:
+    """A rewritten answer after its first run died: the pages the user already read (`seen`) are not
+    sent again when the new run starts with the same text; when it does not, the new text follows a
+    note saying that the answer was written again."""
+
+    def __init__(self, seen: str = "", note: str = "") -> None:
+        self.seen = seen
+        self.note = note
+        self.buffer: str | None = "" if seen else None
+
+    def feed(self, piece: str) -> str:
+        """The part of `piece` (with what was held back) that is new to the user."""
+        if self.buffer is None:
+            return piece
+        self.buffer += piece
+        if len(self.buffer) < len(self.seen) and self.seen.startswith(self.buffer):
+            return ""  # still repeating what the user has: hold it back
+        return self._release()
+
+    def finish(self) -> str:
+        return "" if self.buffer is None else self._release()
+
+    def _release(self) -> str:
+        text, self.buffer = self.buffer or "", None
+        return text[len(self.seen) :] if text.startswith(self.seen) else self.note + text

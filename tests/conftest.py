@@ -152,9 +152,11 @@ def worker_env(config: dict[str, Any]) -> dict[str, str]:
 def start_worker_process(base_config: dict[str, Any]) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(processes: int = 1, threads: int = 4) -> subprocess.Popen[bytes]:
+    def start(
+        processes: int = 1, threads: int = 4, config_overrides: dict[str, Any] | None = None
+    ) -> subprocess.Popen[bytes]:
         command, extra_env = worker_command(processes, threads)
-        env = worker_env(base_config) | extra_env
+        env = worker_env(base_config | (config_overrides or {})) | extra_env
         process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         started.append(process)
         return process

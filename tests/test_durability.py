@@ -14,6 +14,7 @@ import pytest
 from bot import keys, texts
 from tests.conftest import Bot
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.wechat_api import FakeWeChatAPI
 
 ROOT = Path(__file__).resolve().parent.parent
 STREAMED = "这是一个会被打断的长回答。" * 30
@@ -56,3 +57,29 @@ def _answer_status(store: Any, openid: str) -> str:
     owed = store.redis.lrange(keys.owed(openid), 0, -1)
     found = store.get(owed[0]) if owed else None
     return found.status if found is not None else "missing"
+
+
+@pytest.mark.slow
+def test_killed_worker_in_active_mode_sends_each_page_once(
+    make_bot: Callable[..., Bot],
+    fake_openai: FakeOpenAI,
+    fake_wechat: FakeWeChatAPI,
+    start_worker_process: Callable[..., Any],
+) -> None:
+    """Pages already sent through the customer-service API are not sent again by the new run."""
+    bot = make_bot(with_worker=False, wechat_reply_mode="active", wechat_max_reply_bytes=600)
+    fake_openai.set_behavior(reply=STREAMED, chunk_size=6, chunk_delay=0.03)
+    doomed = start_worker_process(
+        config_overrides={"wechat_reply_mode": "active", "wechat_max_reply_bytes": 600}
+    )
+    assert bot.simulator().send_text("user-1", "please answer").acknowledged
+    wait_until(lambda: len(fake_wechat.sent_texts("user-1")) >= 1, timeout=30)
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=10)
+    start_worker_process(config_overrides={"wechat_reply_mode": "active", "wechat_max_reply_bytes": 600})
+    wait_until(lambda: len(fake_openai.chat_requests()) == 2, timeout=60)
+    wait_until(lambda: len("".join(fake_wechat.sent_texts("user-1"))) >= len(STREAMED), timeout=30)
+    time.sleep(1.0)
+    sent = fake_wechat.sent_texts("user-1")
+    assert "".join(sent) == STREAMED  # every page once, in order, nothing repeated
+    assert len(sent) >= 2

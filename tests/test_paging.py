@@ -6,7 +6,15 @@ import random
 
 import pytest
 
-from bot.paging import PageSplitter, decoration_reserve, page_end, split_pages, truncate_utf8, utf8_len
+from bot.paging import (
+    PageSplitter,
+    Resume,
+    decoration_reserve,
+    page_end,
+    split_pages,
+    truncate_utf8,
+    utf8_len,
+)
 
 
 def test_truncate_never_splits_a_character() -> None:
@@ -64,3 +72,26 @@ def test_cut_falls_back_to_the_byte_limit() -> None:
 
 def test_reserve_leaves_room_for_content() -> None:
     assert 100 < decoration_reserve() < 600
+
+
+def test_resume_drops_what_the_user_has_when_the_new_run_repeats_it() -> None:
+    resume = Resume(seen="Hello wor", note="[again]")
+    out = [resume.feed(piece) for piece in ["Hel", "lo w", "orld", "!"]] + [resume.finish()]
+    assert "".join(out) == "ld!"
+
+
+def test_resume_starts_with_a_note_when_the_new_run_differs() -> None:
+    resume = Resume(seen="Hello world", note="[again]")
+    out = [resume.feed(piece) for piece in ["Hel", "p is here"]] + [resume.finish()]
+    assert "".join(out) == "[again]Help is here"
+
+
+def test_resume_with_a_shorter_new_answer_says_so() -> None:
+    resume = Resume(seen="Hello world", note="[again]")
+    assert resume.feed("Hello") == ""
+    assert resume.finish() == "[again]Hello"
+
+
+def test_resume_without_seen_text_passes_everything() -> None:
+    resume = Resume()
+    assert resume.feed("abc") == "abc" and resume.finish() == ""
