@@ -76,7 +76,7 @@ def test_killed_worker_in_active_mode_sends_each_page_once(
     wait_until(lambda: len(fake_wechat.sent_texts("user-1")) >= 1, timeout=30)
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait(timeout=10)
-    start_worker_process(config_overrides={"wechat_reply_mode": "active", "wechat_max_reply_bytes": 600})
+    start_worker_process(config_overrides=active)
     wait_until(lambda: len(fake_openai.chat_requests()) == 2, timeout=60)
     wait_until(lambda: len("".join(fake_wechat.sent_texts("user-1"))) >= len(STREAMED), timeout=30)
     time.sleep(1.0)
