@@ -69,9 +69,8 @@ def test_killed_worker_in_active_mode_sends_each_page_once(
     """Pages already sent through the customer-service API are not sent again by the new run."""
     bot = make_bot(with_worker=False, wechat_reply_mode="active", wechat_max_reply_bytes=600)
     fake_openai.set_behavior(reply=STREAMED, chunk_size=6, chunk_delay=0.03)
-    doomed = start_worker_process(
-        config_overrides={"wechat_reply_mode": "active", "wechat_max_reply_bytes": 600}
-    )
+    active = {"wechat_reply_mode": "active", "wechat_max_reply_bytes": 600}
+    doomed = start_worker_process(config_overrides=active)
     assert bot.simulator().send_text("user-1", "please answer").acknowledged
     wait_until(lambda: len(fake_wechat.sent_texts("user-1")) >= 1, timeout=30)
     os.killpg(doomed.pid, signal.SIGKILL)
