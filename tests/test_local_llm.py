@@ -180,3 +180,38 @@ def test_serve_runs_in_the_foreground_and_stops_on_ctrl_c(cluster: LocalCluster)
         process.stdout.close()
     marker = f"http://127.0.0.1:{ports[1]}"  # the worker's --worker-address
     assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+def test_make_run_with_no_llm_configured_answers_with_the_local_model(tmp_path: Path) -> None:
+    """The newcomer's path: only WECHAT_TOKEN set; `make run` brings up the local cluster and answers."""
+    from tests.simulator import WeChatSimulator
+    from tests.test_run import wait_healthy
+
+    LocalCluster(DATA_DIR).prepare()  # cached: the venv and model are shared, not rebuilt per test
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("fastchat-venv", "models"):
+        (data / name).symlink_to(DATA_DIR / name)
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "OPENAI_", "REDIS_", "FASTCHAT_"))
+    }
+    env.update(
+        WECHAT_TOKEN="t0ken", PORT=str(port), DATA_DIR=str(data), LLM_MAX_TOKENS="24", LLM_TEMPERATURE="0"
+    )
+    env.update(WEB_WORKERS="1", WEB_THREADS="8", WORKER_PROCESSES="1", WORKER_THREADS="4", LLM_BACKEND="")
+    launcher = subprocess.Popen([sys.executable, "-m", "bot.run"], cwd=ROOT, env=env, start_new_session=True)
+    try:
+        wait_healthy(port, launcher, timeout=180)
+        sim = WeChatSimulator(f"http://127.0.0.1:{port}/wechat", "t0ken", "", attempt_timeout=ATTEMPT_TIMEOUT)
+        reply = sim.send_text("newcomer", "What is the capital of France?").text
+        while reply == texts.STILL_WORKING:
+            reply = sim.send_text("newcomer", "继续").text
+        assert reply and reply not in NOT_ANSWERS
+        os.killpg(launcher.pid, signal.SIGINT)
+        assert launcher.wait(timeout=60) == 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait(timeout=10)
