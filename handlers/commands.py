@@ -7,6 +7,7 @@ command is written to the audit log (Redis), also here in `run`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from bot import keys, texts
 from bot.llm import LLMError
 from bot.pushes import Plan
 from handlers.context import Context
+from handlers.questions import ask
 
 #: a command returns a text to reply, or a Plan (e.g. a question for the LLM, an image)
 CommandFn = Callable[[Context, str], "str | Plan"]
@@ -98,8 +100,6 @@ def default_model(ctx: Context) -> str:
 
 @command("image", "生成图片：/image 描述 (image)")
 def image_command(ctx: Context, args: str) -> str | Plan:
-    from handlers.messages import ask
-
     if not args:
         return texts.IMAGE_USAGE
     return ask(ctx, args, kind="image")
@@ -107,8 +107,6 @@ def image_command(ctx: Context, args: str) -> str | Plan:
 
 @command("minutes", "会议纪要：/minutes 开始，/minutes end 生成 (minutes)")
 def minutes_command(ctx: Context, args: str) -> str | Plan:
-    from handlers.messages import ask
-
     redis = ctx.services.redis
     if args.lower() not in ("end", "stop", "结束"):
         redis.delete(keys.minutes(ctx.openid), keys.minutes_pending(ctx.openid))
@@ -145,8 +143,6 @@ def stats_command(ctx: Context, args: str) -> str:
 
 
 def _labels(counter: dict[str, int]) -> str:
-    import json
-
     parts = [f"{'/'.join(json.loads(label).values()) or '-'} {count}" for label, count in counter.items()]
     return "，".join(sorted(parts))
 

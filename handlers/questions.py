@@ -1,0 +1,43 @@
+"""A question for the LLM (or an image, or meeting minutes): checks, then an answer and its job."""
+
+from __future__ import annotations
+
+from bot import texts
+from bot.pushes import Plan
+from handlers.context import Context
+
+
+def refusal(ctx: Context) -> str | None:
+    """Why this user may not ask now (banned, too fast, quota used up), or None."""
+    services = ctx.services
+    if services.admin.is_banned(ctx.openid):
+        return texts.BANNED
+    if ctx.is_admin:
+        return None
+    quota = services.overrides.daily_quota()
+    verdict = services.limits.admit(ctx.openid, quota)
+    if verdict == "rate":
+        return texts.RATE_LIMITED
+    if verdict == "quota":
+        return texts.QUOTA_REACHED.format(quota=quota)
+    return None
+
+
+def ask(ctx: Context, question: str, *, kind: str = "text", media_id: str = "") -> Plan:
+    """Create the answer, queue its generation, and say how it will be delivered."""
+    if (refused := refusal(ctx)) is not None:
+        return Plan("reply", refused)
+    settings = ctx.services.settings
+    mode = ctx.delivery_mode()
+    reserved = settings.wechat_attempts * settings.wechat_attempt_timeout + 2.0 if mode == "passive" else 0.0
+    answer_id = ctx.services.answers.create(
+        ctx.openid,
+        question,
+        owner=ctx.push_key,
+        reserved_for=reserved,
+        delivery=mode,
+        kind=kind,
+        media_id=media_id,
+    )
+    ctx.jobs.enqueue(answer_id)
+    return Plan("ask", answer_id=answer_id, delivery=mode)
