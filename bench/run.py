@@ -1,4 +1,7 @@
-"""`make bench`: run both benchmarks, print the tables, write bench/results/latest.{json,md}.
+"""`make bench`: run the benchmarks, print the tables, write bench/results/latest.{json,md}.
+
+The FastChat overhead benchmark (bench/fastchat_overhead.py) runs when the local model is already
+prepared (`make local-llm`, about 2 minutes once) or with --fastchat, which prepares it first.
 
 Everything listens on 127.0.0.1; every child process is killed (as a process group) when its
 phase ends, on errors, on Ctrl-C and on SIGTERM, and an alarm ends a run that overstays.
@@ -17,9 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import procs, reply_delay, report, throughput
+from bench import fastchat_overhead, procs, reply_delay, report, throughput
 from bench.common import log_dir
 from bot.config import Settings
+from bot.local_llm import LocalCluster, LocalLLMError, data_dir_from_env
 from bot.redis_server import RedisServer, free_port
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -38,6 +42,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-safe", action="store_true", help="skip the AES (safe mode) variant")
     parser.add_argument("--skip-delay", action="store_true", help="skip the reply-delay benchmark")
     parser.add_argument("--keep-logs", action="store_true", help="keep the servers' logs; print where")
+    fastchat = parser.add_mutually_exclusive_group()
+    fastchat.add_argument(
+        "--fastchat",
+        action="store_true",
+        help="run the FastChat overhead benchmark (prepare the model if needed)",
+    )
+    fastchat.add_argument("--skip-fastchat", action="store_true", help="skip the FastChat overhead benchmark")
+    parser.add_argument("--fastchat-data-dir", type=Path, default=None, help="default: DATA_DIR or ./data")
     return parser.parse_args(argv)
 
 
@@ -75,10 +87,42 @@ def meta(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_all(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+def fastchat_data_dir(args: argparse.Namespace) -> Path | None:
+    """Where the local model for the FastChat benchmark is, or None when it is not to run.
+
+    By default it runs only when the model is already prepared: preparing installs torch and
+    converts the model (about 2 minutes), too much to do unasked. --fastchat prepares it here,
+    before the run's alarm is set.
+    """
+    if args.skip_fastchat:
+        return None
+    data_dir = args.fastchat_data_dir or data_dir_from_env()
+    if fastchat_overhead.prepared(data_dir):
+        return data_dir
+    if args.fastchat:
+        LocalCluster(data_dir).prepare()
+        return data_dir
+    print(
+        f"note: FastChat overhead benchmark skipped: no prepared local model in {data_dir} "
+        "(`make local-llm` prepares it, about 2 minutes; or run with --fastchat)"
+    )
+    return None
+
+
+def run_fastchat(data_dir: Path, logs: Path) -> dict[str, Any]:
+    """The FastChat figures; a cluster or bot that does not start is reported, not fatal."""
+    try:
+        return fastchat_overhead.run(fastchat_overhead.Params(data_dir=data_dir), logs)
+    except (LocalLLMError, RuntimeError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def run_all(args: argparse.Namespace, logs: Path, fastchat_dir: Path | None) -> dict[str, Any]:
     results: dict[str, Any] = {"meta": meta(args), "throughput": run_throughput(args, logs)}
     if not args.skip_delay:
         results["reply_delay"] = reply_delay.run(reply_delay.Params(users=args.users), logs)
+    if fastchat_dir is not None:
+        results["fastchat_overhead"] = run_fastchat(fastchat_dir, logs)
     results["meta"]["loadavg_1min_after"] = round(os.getloadavg()[0], 2)
     return results
 
@@ -96,22 +140,39 @@ def evidence(results: dict[str, Any]) -> list[str]:
     lines += [f"reply delay: {problem}" for problem in delay.get("problems", [])[:10]]
     if any(delay.get("log_errors", {}).values()):
         lines.append(f"reply delay: error log lines {delay['log_errors']} {delay['log_evidence'][:2]}")
+    if "fastchat_overhead" in results:
+        lines += fastchat_overhead.evidence(results["fastchat_overhead"])
     return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """report.py's tables, then the FastChat overhead table when it ran."""
+    text = report.markdown(results)
+    if "fastchat_overhead" in results:
+        text += "\n" + "\n".join(fastchat_overhead.markdown(results["fastchat_overhead"])) + "\n"
+    return text
+
+
+def write(results: dict[str, Any]) -> tuple[Path, Path]:
+    json_path, md_path = report.write(results, RESULTS)
+    md_path.write_text(markdown(results))
+    return json_path, md_path
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    fastchat_dir = fastchat_data_dir(args)
     procs.install_sigterm_handler()
     signal.signal(signal.SIGALRM, lambda signum, frame: sys.exit("bench: over the time limit"))
-    signal.alarm(HARD_LIMIT)
+    signal.alarm(HARD_LIMIT + (fastchat_overhead.TIME_LIMIT if fastchat_dir else 0))
     logs = Path(tempfile.mkdtemp(prefix="wxbot-bench-"))
     try:
-        results = run_all(args, logs)
+        results = run_all(args, logs, fastchat_dir)
     finally:
         signal.alarm(0)
         _dispose_logs(logs, args.keep_logs)
-    json_path, md_path = report.write(results, RESULTS)
-    print("\n" + report.markdown(results))
+    json_path, md_path = write(results)
+    print("\n" + markdown(results))
     for line in evidence(results):
         print("!", line)
     print(f"written: {json_path} and {md_path.name}")
