@@ -380,7 +380,7 @@ def bot_env(port: int, redis_url: str, cluster: LocalCluster, params: Params) ->
 
 
 def start_bot(children: procs.Children, env: dict[str, str], redis_url: str, port: int) -> None:
-    worker = children.start("worker", procs.worker_command(), env)
+    worker = procs.start_worker(children, env)
     wait_worker(worker, redis_url)
     web = children.start("gunicorn", procs.gunicorn_command("app:create_app()"), env)
     procs.wait_http(web, port, "/healthz")

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from bot import jobs
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
@@ -40,11 +42,10 @@ def gunicorn_command(app_spec: str) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), app_spec]
 
 
-def worker_command(threads: int = 128) -> list[str]:
-    return [
-        *(sys.executable, "-m", "dramatiq", "bot.worker", "--queues", "answers"),
-        *("--processes", "1", "--threads", str(threads)),
-    ]
+def start_worker(children: Children, env: dict[str, str], threads: int = 128) -> Child:
+    """One Dramatiq worker process, started exactly as `make run` starts them (bot.jobs)."""
+    command, extra = jobs.worker_command(1, threads)
+    return children.start("worker", command, env | extra)
 
 
 class Child:

@@ -56,7 +56,7 @@ def run(params: Params, logs: Path) -> dict[str, Any]:
     ):
         port = free_port()
         env = procs.clean_env(**app_env(port, redis_server.url, fake.base_url))
-        worker = children.start("worker", procs.worker_command(params.worker_threads), env)
+        worker = procs.start_worker(children, env, params.worker_threads)
         _wait_worker(worker, redis_server.url)
         web = children.start("gunicorn", procs.gunicorn_command("app:create_app()"), env)
         procs.wait_http(web, port, "/healthz")
