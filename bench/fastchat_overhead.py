@@ -84,7 +84,7 @@ class Params:
     rounds: int = 3
     max_tokens: int = 128
     #: WECHAT_MAX_REPLY_BYTES; pages keep decoration_reserve() bytes free, the rest is answer text
-    page_bytes: int = 480
+    page_bytes: int = 600
 
     @property
     def page_budget(self) -> int:

@@ -54,6 +54,7 @@ class ActiveSender:
         """Reserve the next page to send (under the user lock, so 继续 cannot take it too)."""
         with self.answers.user_lock(answer.openid):
             sent = int(self.redis.get(keys.answer_sent(answer.id)) or 0)
+            sent = max(sent, self.answers.cursor(answer))  # 继续 may have read ahead
             if sent >= self.quota or not answer.page_ready(sent):
                 return None
             page = self.answers.page(answer, sent)

@@ -51,19 +51,19 @@ class AdminStore:
 
     def redeem(self, openid: str, code: str) -> bool | None:
         """True: now admin. False: wrong code. None: too many failures, not even checked."""
-        failures = int(self.redis.get(keys.auth_failures(openid)) or 0)
-        if failures >= MAX_AUTH_FAILURES:
-            log.warning("/auth refused for %s: %s failed attempts", openid, failures)
+        pipe = self.redis.pipeline()  # count the attempt first: parallel attempts cannot slip through
+        pipe.incr(keys.auth_failures(openid))
+        pipe.expire(keys.auth_failures(openid), keys.AUTH_FAILURE_WINDOW, nx=True)
+        attempts = int(pipe.execute()[0])
+        if attempts > MAX_AUTH_FAILURES:
+            log.warning("/auth refused for %s: %s attempts this hour", openid, attempts)
             return None
         if code and self.redis.getdel(keys.admin_code(_digest(code))) is not None:
+            self.redis.delete(keys.auth_failures(openid))
             self.redis.sadd(keys.ADMINS, openid)
             self.audit(openid, "auth", "became admin with a one-time code")
             return True
-        pipe = self.redis.pipeline()
-        pipe.incr(keys.auth_failures(openid))
-        pipe.expire(keys.auth_failures(openid), keys.AUTH_FAILURE_WINDOW)
-        pipe.execute()
-        log.warning("failed /auth attempt by %s (%s so far)", openid, failures + 1)
+        log.warning("failed /auth attempt by %s (%s this hour)", openid, attempts)
         return False
 
     def ban(self, openid: str) -> None:

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import redis
 from redis.typing import EncodableT, FieldT
 
-from bot import keys
+from bot import keys, texts
 
 TERMINAL = ("done", "failed")
+#: an unfinished answer with no run working on it for this long is given up (seconds)
+ABANDONED_AFTER = 600
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,10 @@ class AnswerStore:
     def restart(self, answer: Answer, keep_pages: int) -> None:
         """A worker died mid-answer: drop the pages nobody has seen and count the restart."""
         pipe = self.redis.pipeline()
-        pipe.ltrim(keys.answer_pages(answer.id), 0, keep_pages - 1)
+        if keep_pages:
+            pipe.ltrim(keys.answer_pages(answer.id), 0, keep_pages - 1)
+        else:  # LTRIM 0 -1 would keep everything
+            pipe.delete(keys.answer_pages(answer.id))
         pipe.hincrby(keys.answer(answer.id), "restarts", 1)
         pipe.hset(keys.answer(answer.id), "status", "running")
         pipe.execute()
@@ -198,17 +203,32 @@ class AnswerStore:
                 lock.release()
 
     def next_target(self, openid: str, push_key: str, *, include_current: bool) -> Target | None:
-        """The oldest owed answer this push may deliver, else (for 继续) the current answer's next page."""
-        now = time.time()
+        """The oldest *ready* owed answer this push may deliver, else the oldest one to wait for, else
+        (for 继续) the current answer's next page. A ready answer never waits behind a slow one."""
+        eligible = self._eligible_owed(openid, push_key)
+        ready = [answer for answer in eligible if answer.page_ready(0)]
+        if ready or eligible:
+            return Target((ready or eligible)[0], 0, from_owed=True)
+        return self.current_target(openid) if include_current else None
+
+    def _eligible_owed(self, openid: str, push_key: str) -> list[Answer]:
+        now, found = time.time(), []
         for answer_id in map(str, self.redis.lrange(keys.owed(openid), 0, -1)):
             answer = self.get(answer_id)
             if answer is None:  # expired
                 self.redis.lrem(keys.owed(openid), 0, answer_id)
             elif answer.eligible_for(push_key, now):
-                return Target(answer, 0, from_owed=True)
-        if not include_current:
-            return None
-        return self.current_target(openid)
+                found.append(self._fail_if_abandoned(answer, now))
+        return found
+
+    def _fail_if_abandoned(self, answer: Answer, now: float) -> Answer:
+        """An answer nobody has worked on for ABANDONED_AFTER (its job was lost) is told as a failure."""
+        if answer.finished or now - answer.created < ABANDONED_AFTER:
+            return answer
+        if self.redis.exists(keys.answer_lease(answer.id)):
+            return answer
+        self.redis.hset(keys.answer(answer.id), mapping={"status": "failed", "error": texts.LLM_TIMEOUT})
+        return self.get(answer.id) or answer
 
     def current_target(self, openid: str) -> Target | None:
         state = self.redis.hgetall(keys.current(openid))
@@ -225,12 +245,18 @@ class AnswerStore:
     def mark_delivered(self, target: Target, pages: int = 1) -> None:
         """Advance past `pages` pages of the target (call under the user lock)."""
         answer = target.answer
+        cursor = max(target.page + pages, self.cursor(answer))  # never back: a page is read once
         pipe = self.redis.pipeline()
         if target.from_owed:
             pipe.lrem(keys.owed(answer.openid), 0, answer.id)
-        pipe.hset(keys.current(answer.openid), mapping={"answer": answer.id, "cursor": target.page + pages})
+        pipe.hset(keys.current(answer.openid), mapping={"answer": answer.id, "cursor": cursor})
         pipe.expire(keys.current(answer.openid), self.ttl)
         pipe.execute()
+
+    def cursor(self, answer: Answer) -> int:
+        """Pages of `answer` the user has read, when it is the answer being read (else 0)."""
+        state = self.redis.hgetall(keys.current(answer.openid))
+        return int(state.get("cursor", 0)) if state.get("answer") == answer.id else 0
 
     def set_delivery(self, answer_id: str, delivery: str) -> None:
         self.redis.hset(keys.answer(answer_id), "delivery", delivery)

@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
     wechat_reply_mode: Literal["passive", "active"] = "passive"
     wechat_admin_openids: Annotated[list[str], NoDecode] = []
-    wechat_max_reply_bytes: int = Field(default=2048, ge=200, le=2048)
+    #: at least 600: every page keeps ~280 bytes free for the notes it may carry (hint, late-answer head)
+    wechat_max_reply_bytes: int = Field(default=2048, ge=600, le=2048)
     #: WeChat waits this long for each attempt before it drops the connection and retries
     wechat_attempt_timeout: float = Field(default=5.0, gt=0)
     #: a reply must be ready this long before WeChat's timeout to be sure it arrives in time

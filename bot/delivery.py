@@ -103,7 +103,8 @@ class PassiveDelivery:
         text = compose(target, page, late=target.answer.owner != push_key)
         if plan.kind == "ask" and plan.answer_id != target.answer.id:
             self.answers.release(plan.answer_id)
-            text += texts.QUEUED_NOTE
+            if image_media_id(text) is None:  # an image reply cannot carry a note
+                text += texts.QUEUED_NOTE
         return self._record(push_key, text)
 
     def _record(self, push_key: str, text: str) -> str:

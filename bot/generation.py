@@ -104,7 +104,7 @@ class AnswerJob:
 
     def _question(self, answer: Answer) -> str:
         if answer.kind == "minutes":
-            return self._minutes_transcript(answer)
+            return answer.question or self._minutes_transcript(answer)
         if answer.kind != "voice" or answer.question:
             return answer.question
         text = self.services.transcriber.transcribe_media(answer.media_id)
@@ -121,10 +121,12 @@ class AnswerJob:
         ):
             time.sleep(0.2)
         pieces = [str(piece) for piece in self.redis.lrange(keys.minutes(answer.openid), 0, -1)]
-        self.redis.delete(keys.minutes(answer.openid), keys.minutes_pending(answer.openid))
         if not pieces:
             raise Refusal(texts.MINUTES_EMPTY, "no minutes recorded")
-        return "\n".join(f"{index}. {piece}" for index, piece in enumerate(pieces, 1))
+        transcript = "\n".join(f"{index}. {piece}" for index, piece in enumerate(pieces, 1))
+        # kept on the answer too, so that a restarted run writes the same minutes
+        self.redis.hset(keys.answer(answer.id), "question", transcript)
+        return transcript
 
     def _stream(
         self,
@@ -157,6 +159,8 @@ class AnswerJob:
         if self.answers.page_count(answer.id) == 0:
             self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
         self.answers.finish(answer, last, "done")
+        if answer.kind == "minutes":  # only now is the recording no longer needed
+            self.redis.delete(keys.minutes(answer.openid), keys.minutes_pending(answer.openid))
         return "done"
 
     def _publish(self, answer: Answer, pages: list[str]) -> None:
@@ -176,6 +180,9 @@ class AnswerJob:
         log.warning("answer %s failed: %s", answer.id, exc)
         reason = "refused" if isinstance(exc, Refusal) else getattr(exc, "kind", "voice")
         self.services.metrics.inc("job_failures", reason=reason)
+        if answer.kind == "minutes" and self.redis.exists(keys.minutes(answer.openid)):
+            self.redis.set(keys.minutes_on(answer.openid), "1", ex=keys.MINUTES_TTL)  # /minutes end again
+            message += texts.MINUTES_KEPT
         partial = splitter.finish() if splitter.rest.strip() else []
         self.answers.finish(answer, partial, "failed", message)
         return "failed"

@@ -67,6 +67,7 @@ MODEL_UNAVAILABLE = "暂时无法获取模型列表，请稍后再试。"
 
 MINUTES_STARTED = "开始记录会议：接下来请发送语音（或文字），结束时发送 /minutes end 生成会议纪要。"
 MINUTES_PIECE = "已记录第 {n} 段。继续发送，或发送 /minutes end 生成纪要。"
+MINUTES_KEPT = "会议记录已保留，稍后发送 /minutes end 重试。"
 MINUTES_TRANSCRIBING = "（语音转写中）"
 MINUTES_EMPTY = "还没有记录到任何内容，会议记录已结束。"
 MINUTES_NOT_STARTED = "当前没有在记录会议。发送 /minutes 开始。"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from typing import Any
 
 import redis
@@ -28,8 +29,17 @@ TOKEN_REJECTED = (40001, 40014, 42001)
 CS_REFUSED = (48001, 45015, 45047)
 
 
+_SECRET_QUERY = re.compile(r"(access_token|secret)=[^&\s'\"]+")
+
+
+def redact(text: str) -> str:
+    """Error texts of `requests` contain the URL, and so the access_token: never log it."""
+    return _SECRET_QUERY.sub(r"\1=***", text)
+
+
 class WeChatAPIError(Exception):
     def __init__(self, errcode: int | None, errmsg: str) -> None:
+        errmsg = redact(errmsg)
         super().__init__(f"WeChat API error {errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg

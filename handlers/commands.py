@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from bot import keys, texts
@@ -80,9 +82,8 @@ def whoami_command(ctx: Context, args: str) -> str:
 @command("model", "查看/切换模型：/model [名称] (model)")
 def model_command(ctx: Context, args: str) -> str:
     redis = ctx.services.redis
-    try:
-        models = ctx.services.backend.models()
-    except LLMError:
+    models = list_models(ctx)
+    if models is None:
         return texts.MODEL_UNAVAILABLE
     if not args:
         current = redis.get(keys.user_model(ctx.openid)) or default_model(ctx)
@@ -91,6 +92,20 @@ def model_command(ctx: Context, args: str) -> str:
         return texts.MODEL_UNKNOWN.format(model=args)
     redis.set(keys.user_model(ctx.openid), args)
     return texts.MODEL_SWITCHED.format(model=args)
+
+
+#: /model answers inside WeChat's window even when the backend is slow to list its models
+MODELS_WAIT_SECONDS = 3.0
+_lister = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list-models")
+
+
+def list_models(ctx: Context) -> list[str] | None:
+    """The backend's models, or None when it fails or takes longer than MODELS_WAIT_SECONDS."""
+    future = _lister.submit(ctx.services.backend.models)
+    try:
+        return future.result(timeout=MODELS_WAIT_SECONDS)
+    except (LLMError, FutureTimeout):
+        return None
 
 
 def default_model(ctx: Context) -> str:
@@ -114,7 +129,7 @@ def minutes_command(ctx: Context, args: str) -> str | Plan:
         return texts.MINUTES_STARTED
     if not redis.delete(keys.minutes_on(ctx.openid)):
         return texts.MINUTES_NOT_STARTED
-    return ask(ctx, "会议纪要", kind="minutes")
+    return ask(ctx, "", kind="minutes")  # the job puts the transcript in the question
 
 
 @command("auth", "成为管理员：/auth 验证码", hidden=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from bot import texts
 from tests.conftest import ATTEMPT_TIMEOUT, Bot
 from tests.fakes.openai_server import FakeOpenAI
@@ -45,12 +47,25 @@ def test_a_new_question_while_an_answer_waits_is_queued_not_lost(bot: Bot, fake_
     fake_openai.set_behavior(first_token_delay=ATTEMPT_TIMEOUT * 3.4)
     sim = bot.simulator()
     assert sim.send_text("user-1", "question one").text == texts.STILL_WORKING
+    time.sleep(ATTEMPT_TIMEOUT)  # the late answer is ready now
     fake_openai.set_behavior(first_token_delay=0.0)
     second = sim.send_text("user-1", "question two")
     assert second.text is not None
     assert "echo: question one" in second.text and second.text.endswith(texts.QUEUED_NOTE)
     third = sim.send_text("user-1", "继续")
     assert third.text is not None and third.text.endswith("echo: question two")
+    assert sim.send_text("user-1", "继续").text == texts.NOTHING_MORE
+
+
+def test_a_ready_answer_does_not_wait_behind_a_slow_late_one(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    fake_openai.set_behavior(first_token_delay=ATTEMPT_TIMEOUT * 5)
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "slow one").text == texts.STILL_WORKING
+    fake_openai.set_behavior(first_token_delay=0.0)
+    assert sim.send_text("user-1", "quick one").text == "echo: quick one"  # not held by "slow one"
+    time.sleep(ATTEMPT_TIMEOUT * 2)
+    late = sim.send_text("user-1", "继续").text
+    assert late is not None and late.endswith("echo: slow one") and "slow one" in late.splitlines()[0]
     assert sim.send_text("user-1", "继续").text == texts.NOTHING_MORE
 
 
