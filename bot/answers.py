@@ -24,6 +24,22 @@ TERMINAL = ("done", "failed")
 ABANDONED_AFTER = 600
 
 
+#: KEYS: lease, pages, answer. ARGV: lease token, ttl, status ("" = unchanged), error, pages...
+GUARDED_WRITE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if #ARGV > 4 then
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+    redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], 'status', ARGV[3], 'error', ARGV[4]) end
+return 1
+"""
+
+
+class LeaseLost(Exception):
+    """Another run of the job owns the answer now; this one must stop writing."""
+
+
 @dataclass(frozen=True)
 class Answer:
     id: str
@@ -74,6 +90,7 @@ class AnswerStore:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
+        self._guarded_write = client.register_script(GUARDED_WRITE)
 
     # --- answers --------------------------------------------------------------------------
     def create(
@@ -147,23 +164,22 @@ class AnswerStore:
         self.redis.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
         self.notify(answer.openid)
 
-    def finish(self, answer: Answer, last_pages: list[str], status: str, error: str = "") -> None:
+    def finish(
+        self, answer: Answer, last_pages: list[str], status: str, error: str = "", *, lease: str
+    ) -> None:
         """Add the last pages and the final status together: nobody sees the end without the status."""
-        pipe = self.redis.pipeline(transaction=True)
-        if last_pages:
-            pipe.rpush(keys.answer_pages(answer.id), *last_pages)
-            pipe.expire(keys.answer_pages(answer.id), self.ttl)
-        pipe.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
-        pipe.execute()
-        self.notify(answer.openid)
+        self._write(answer, last_pages, lease, status, error)
 
-    def add_pages(self, answer: Answer, pages: list[str]) -> None:
-        if not pages:
-            return
-        pipe = self.redis.pipeline()
-        pipe.rpush(keys.answer_pages(answer.id), *pages)
-        pipe.expire(keys.answer_pages(answer.id), self.ttl)
-        pipe.execute()
+    def add_pages(self, answer: Answer, pages: list[str], *, lease: str) -> None:
+        if pages:
+            self._write(answer, pages, lease)
+
+    def _write(self, answer: Answer, pages: list[str], lease: str, status: str = "", error: str = "") -> None:
+        """Atomically, and only while `lease` still holds the answer: a run that lost it writes nothing."""
+        args: list[EncodableT] = [lease, self.ttl, status, error, *pages]
+        lease_key, pages_key = keys.answer_lease(answer.id), keys.answer_pages(answer.id)
+        if not self._guarded_write(keys=[lease_key, pages_key, keys.answer(answer.id)], args=args):
+            raise LeaseLost(f"answer {answer.id}: another run holds it")
         self.notify(answer.openid)
 
     def restart(self, answer: Answer, keep_pages: int) -> None:

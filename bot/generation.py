@@ -8,12 +8,15 @@ generating twice; a job whose worker was killed is redelivered by Dramatiq, find
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from typing import Literal
 
+import redis
+
 from bot import keys, texts
-from bot.answers import Answer
+from bot.answers import Answer, LeaseLost
 from bot.images import Refusal
 from bot.llm import LLMError
 from bot.paging import PageSplitter, Resume, decoration_reserve
@@ -46,7 +49,11 @@ class AnswerJob:
         if not self.redis.set(keys.answer_lease(answer_id), lease, nx=True, px=self.lease_ms):
             return "busy"
         try:
-            return self._generate(answer)
+            with LeaseKeeper(self.redis, keys.answer_lease(answer_id), lease, self.lease_ms):
+                return self._generate(answer, lease)
+        except LeaseLost as exc:
+            log.warning("%s; this run stops", exc)
+            return "gone"
         finally:
             if self.redis.get(keys.answer_lease(answer_id)) == lease:
                 self.redis.delete(keys.answer_lease(answer_id))
@@ -55,7 +62,7 @@ class AnswerJob:
         """Milliseconds until another run may take this answer over."""
         return max(int(self.redis.pttl(keys.answer_lease(answer_id))), 100)
 
-    def _generate(self, answer: Answer) -> Outcome:
+    def _generate(self, answer: Answer, lease: str) -> Outcome:
         splitter, resume = PageSplitter(self.budget), Resume()
         if answer.status == "running":
             answer, resume = self._restart(answer)
@@ -63,12 +70,14 @@ class AnswerJob:
         if answer.delivery == "active":
             self.services.sender.typing(answer.openid)
         try:
-            outcome = self._produce(answer, splitter, resume)
+            outcome = self._produce(answer, splitter, resume, lease)
         except (LLMError, TranscriptionError, Refusal) as exc:
-            outcome = self._fail(answer, splitter, exc)
+            outcome = self._fail(answer, splitter, exc, lease)
+        except LeaseLost:
+            raise
         except Exception as exc:  # a bug must not leave the user waiting forever
             log.exception("answer %s: unexpected error", answer.id)
-            outcome = self._fail(answer, splitter, LLMError("failed", repr(exc)))
+            outcome = self._fail(answer, splitter, LLMError("failed", repr(exc)), lease)
         self._deliver_active(answer)
         return outcome
 
@@ -87,20 +96,20 @@ class AnswerJob:
         current = self.answers.current_target(answer.openid)
         return current.page if current is not None and current.answer.id == answer.id else 0
 
-    def _produce(self, answer: Answer, splitter: PageSplitter, resume: Resume) -> Outcome:
+    def _produce(self, answer: Answer, splitter: PageSplitter, resume: Resume, lease: str) -> Outcome:
         if answer.kind == "image":
-            self.answers.finish(answer, [self.services.images.make(answer.question)], "done")
+            self.answers.finish(answer, [self.services.images.make(answer.question)], "done", lease=lease)
             return "done"
         question = self._question(answer)
         if answer.kind == "minutes":
             system, question = texts.MINUTES_SYSTEM, texts.MINUTES_PROMPT.format(transcript=question)
             prompt = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-            return self._stream(answer, prompt, splitter, resume, remember=None)
+            return self._stream(answer, prompt, splitter, resume, lease, remember=None)
         if self.services.moderator.refuses(question):
             raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
         system = self.services.overrides.system_prompt()
         prompt = self.services.history.prompt(answer.openid, system, question)
-        return self._stream(answer, prompt, splitter, resume, remember=question)
+        return self._stream(answer, prompt, splitter, resume, lease, remember=question)
 
     def _question(self, answer: Answer) -> str:
         if answer.kind == "minutes":
@@ -134,43 +143,40 @@ class AnswerJob:
         prompt: list[dict[str, str]],
         splitter: PageSplitter,
         resume: Resume,
+        lease: str,
         remember: str | None,
     ) -> Outcome:
         """Stream the answer into pages; `remember`: the question to add to the history with it."""
         started = time.monotonic()
         model = self.redis.get(keys.user_model(answer.openid))
         parts: list[str] = []
-        renewed = time.monotonic()
         splitter.transform = self.services.moderator.mask
         for piece in self.services.backend.stream(prompt, model=str(model) if model else None):
             parts.append(piece)
-            self._publish(answer, splitter.feed(resume.feed(piece)))
-            if time.monotonic() - renewed > self.lease_ms / 3000:
-                self.redis.pexpire(keys.answer_lease(answer.id), self.lease_ms)
-                renewed = time.monotonic()
+            self._publish(answer, splitter.feed(resume.feed(piece)), lease)
         text = "".join(parts)
         if not text.strip():
             raise LLMError("failed", "the model returned an empty answer")
         self.services.metrics.observe("llm_latency_seconds", time.monotonic() - started)
-        if remember is not None:
-            self.services.history.add_turn(answer.openid, remember, self.services.moderator.mask(text))
-        self._publish(answer, splitter.feed(resume.finish()))
+        self._publish(answer, splitter.feed(resume.finish()), lease)
         last = splitter.finish()
         if self.answers.page_count(answer.id) == 0:
             self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
-        self.answers.finish(answer, last, "done")
+        self.answers.finish(answer, last, "done", lease=lease)
+        if remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
+            self.services.history.add_turn(answer.openid, remember, self.services.moderator.mask(text))
         if answer.kind == "minutes":  # only now is the recording no longer needed
             self.redis.delete(keys.minutes(answer.openid), keys.minutes_pending(answer.openid))
         return "done"
 
-    def _publish(self, answer: Answer, pages: list[str]) -> None:
+    def _publish(self, answer: Answer, pages: list[str], lease: str) -> None:
         if pages:
             if self.answers.page_count(answer.id) == 0:
                 self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
-            self.answers.add_pages(answer, pages)
+            self.answers.add_pages(answer, pages, lease=lease)
             self._deliver_active(answer)
 
-    def _fail(self, answer: Answer, splitter: PageSplitter, exc: Exception) -> Outcome:
+    def _fail(self, answer: Answer, splitter: PageSplitter, exc: Exception, lease: str) -> Outcome:
         if isinstance(exc, Refusal):
             message = exc.text
         elif isinstance(exc, LLMError):
@@ -184,9 +190,43 @@ class AnswerJob:
             self.redis.set(keys.minutes_on(answer.openid), "1", ex=keys.MINUTES_TTL)  # /minutes end again
             message += texts.MINUTES_KEPT
         partial = splitter.finish() if splitter.rest.strip() else []
-        self.answers.finish(answer, partial, "failed", message)
+        self.answers.finish(answer, partial, "failed", message, lease=lease)
         return "failed"
 
     def _deliver_active(self, answer: Answer) -> None:
         if answer.delivery == "active":
             self.services.sender.send_ready_pages(answer.id)
+
+
+#: renews a lease only while it is still ours
+RENEW_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class LeaseKeeper:
+    """Keeps a run's lease alive on a timer (every third of its length) while the run works, so that a
+    slow first token does not let a redelivered job start a second run."""
+
+    def __init__(self, client: redis.Redis, key: str, token: str, lease_ms: int) -> None:
+        self.renew = client.register_script(RENEW_IF_OURS)
+        self.key, self.token, self.lease_ms = key, token, lease_ms
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
+
+    def _keep(self) -> None:
+        while not self.stopped.wait(self.lease_ms / 3000):
+            try:
+                if not self.renew(keys=[self.key], args=[self.token, self.lease_ms]):
+                    return  # lost: the guarded writes will stop the run
+            except redis.exceptions.RedisError as exc:
+                log.warning("lease %s not renewed: %s", self.key, exc)
+
+    def __enter__(self) -> LeaseKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=2)

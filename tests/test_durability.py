@@ -82,3 +82,39 @@ def test_killed_worker_in_active_mode_sends_each_page_once(
     sent = fake_wechat.sent_texts("user-1")
     assert "".join(sent) == STREAMED  # every page once, in order, nothing repeated
     assert len(sent) >= 2
+
+
+def test_a_run_that_lost_its_lease_writes_nothing(bot: Bot) -> None:
+    """A duplicate run (its lease taken over) can neither add pages nor finish the answer."""
+    from bot.answers import LeaseLost
+
+    store = bot.services.answers
+    answer_id = store.create("user-1", "q", owner="p", reserved_for=0, delivery="passive")
+    answer = store.get(answer_id)
+    assert answer is not None
+    bot.services.redis.set(keys.answer_lease(answer_id), "the-live-run")
+    store.add_pages(answer, ["from the live run"], lease="the-live-run")
+    with pytest.raises(LeaseLost):
+        store.add_pages(answer, ["from a stale run"], lease="a-stale-run")
+    with pytest.raises(LeaseLost):
+        store.finish(answer, [], "done", lease="a-stale-run")
+    fresh = store.get(answer_id)
+    assert fresh is not None and fresh.page_count == 1 and fresh.status == "queued"
+
+
+def test_the_lease_is_kept_alive_while_the_first_token_is_slow(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """Without renewal on a timer the lease would lapse after 1 s and a redelivered job could start
+    a second run; it must still be held after three lease lengths, while the model has not said a word."""
+    bot = make_bot(job_lease_seconds=1.0)
+    fake_openai.set_behavior(first_token_delay=6.0)
+    sim = bot.simulator()
+    sim.attempts = 1
+    sim.send_text("user-1", "slow first token")  # times out; the job goes on
+    time.sleep(0.8)
+    leases = bot.services.redis.keys("wxbot:ans:*:lease")
+    assert len(leases) == 1
+    time.sleep(1.2)  # past the lease's own length
+    assert bot.services.redis.exists(leases[0]) == 1
+    wait_until(lambda: not bot.services.redis.exists(leases[0]), timeout=15)  # released at the end
