@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     #: WeChat delivers each message this many times in all
     wechat_attempts: int = Field(default=3, ge=1, le=5)
     #: pushes whose timestamp is further than this from our clock are refused (replay guard)
-    wechat_timestamp_tolerance: int = Field(default=86400, ge=60)
+    wechat_timestamp_tolerance: int = Field(default=3600, ge=60)
     wechat_max_body_bytes: int = Field(default=65536, ge=1024)
     wechat_http_timeout: float = Field(default=5.0, gt=0)
     #: customer-service messages allowed per user message (WeChat: 5 within 48 h)

@@ -21,6 +21,11 @@ TOKEN_EXPIRY_MARGIN = 300
 CS_UNAUTHORIZED_TTL = 3600
 
 
+def signed(timestamp: str, nonce: str) -> str:
+    """String (TTL WECHAT_TIMESTAMP_TOLERANCE): the body hash a signature was first seen with."""
+    return f"{PREFIX}:signed:{timestamp}:{nonce}"
+
+
 def message(dedup_key: str) -> str:
     """Hash: attempts, plan, reply, created — one per inbound push (MsgId or event identity)."""
     return f"{PREFIX}:msg:{dedup_key}"

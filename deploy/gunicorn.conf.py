@@ -35,4 +35,5 @@ keepalive = 5
 # behind nginx: bound by the proxy, small bodies only
 limit_request_line = 8190
 accesslog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# the path without the query string: WeChat's signature, nonce and openid are not logged
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'

@@ -155,3 +155,19 @@ def test_redis_down_gives_a_polite_reply_not_a_500(make_bot: Callable[..., Bot])
     delivery = bot.simulator().send_text("user-1", "anyone there?")
     assert delivery.text == texts.SERVICE_DOWN
     assert bot.app.test_client().get("/healthz").status_code == 503
+
+
+def test_a_leaked_signature_cannot_carry_another_message(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    sim = bot.simulator()
+    params = sim.signed_params("user-1")
+    first = sim.text_xml("user-1", "/whoami").encode()
+    assert sim.post_raw(first, params=params, sign=False).status_code == 200
+    assert sim.post_raw(first, params=params, sign=False).status_code == 200  # the same push again: a retry
+    forged = sim.text_xml("user-1", "/reset").encode()
+    assert sim.post_raw(forged, params=params, sign=False).status_code == 403
+
+
+def test_the_query_openid_must_be_the_sender(bot: Bot) -> None:
+    sim = bot.simulator()
+    body = sim.text_xml("admin-1", "/stats").encode()
+    assert sim.post_raw(body, params=sim.signed_params("user-1"), sign=False).status_code == 403
