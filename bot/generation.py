@@ -151,6 +151,7 @@ class AnswerJob:
         model = self.redis.get(keys.user_model(answer.openid))
         parts: list[str] = []
         splitter.transform = self.services.moderator.mask
+        splitter.holdback = max(self.services.moderator.longest - 1, 0)
         for piece in self.services.backend.stream(prompt, model=str(model) if model else None):
             parts.append(piece)
             self._publish(answer, splitter.feed(resume.feed(piece)), lease)

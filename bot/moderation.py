@@ -25,6 +25,8 @@ def load_words(settings: Settings) -> list[str]:
 class Moderator:
     def __init__(self, settings: Settings, client: openai.OpenAI | None = None) -> None:
         words = load_words(settings)
+        #: the longest word, in characters (pages are never cut inside a word of this length)
+        self.longest = max(map(len, words), default=0)
         self.pattern = re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
         self.client = client if settings.moderation else None
 

@@ -67,6 +67,8 @@ class PageSplitter:
         self.pages = 0
         #: applied to the unpublished text before pages are cut (e.g. masking sensitive words)
         self.transform = transform
+        #: characters kept back from every cut, so that a word the transform must see whole is not split
+        self.holdback = 0
 
     def feed(self, chunk: str) -> list[str]:
         """Add generated text; return the pages it completed (usually none)."""
@@ -74,7 +76,7 @@ class PageSplitter:
         if self.transform is not None:
             self.rest = self.transform(self.rest)
         finished: list[str] = []
-        while utf8_len(self.rest) > self.budget:
+        while utf8_len(self.rest[: len(self.rest) - self.holdback]) > self.budget:
             end = page_end(self.rest, self.budget)
             finished.append(self.rest[:end])
             self.rest = self.rest[end:]

@@ -95,3 +95,17 @@ def test_resume_with_a_shorter_new_answer_says_so() -> None:
 def test_resume_without_seen_text_passes_everything() -> None:
     resume = Resume()
     assert resume.feed("abc") == "abc" and resume.finish() == ""
+
+
+def test_a_masked_word_is_never_split_across_pages() -> None:
+    word = "敏感词汇"
+    text = "字" * 98 + word + "尾" * 200  # the word straddles the 300-byte cut
+    for step in (1, 3, 7):
+        splitter = PageSplitter(300, transform=lambda t: t.replace(word, "****"))
+        splitter.holdback = len(word) - 1
+        pages = []
+        for index in range(0, len(text), step):
+            pages += splitter.feed(text[index : index + step])
+        pages += splitter.finish()
+        assert "".join(pages) == text.replace(word, "****")
+        assert all(word[:2] not in page for page in pages)
