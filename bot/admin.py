@@ -51,10 +51,9 @@ class AdminStore:
 
     def redeem(self, openid: str, code: str) -> bool | None:
         """True: now admin. False: wrong code. None: too many failures, not even checked."""
-        pipe = self.redis.pipeline()  # count the attempt first: parallel attempts cannot slip through
-        pipe.incr(keys.auth_failures(openid))
-        pipe.expire(keys.auth_failures(openid), keys.AUTH_FAILURE_WINDOW, nx=True)
-        attempts = int(pipe.execute()[0])
+        attempts = int(self.redis.incr(keys.auth_failures(openid)))  # counted first: no parallel slip
+        if attempts == 1:  # the window starts with the first attempt (EXPIRE NX needs Redis 7)
+            self.redis.expire(keys.auth_failures(openid), keys.AUTH_FAILURE_WINDOW)
         if attempts > MAX_AUTH_FAILURES:
             log.warning("/auth refused for %s: %s attempts this hour", openid, attempts)
             return None
