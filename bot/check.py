@@ -55,15 +55,16 @@ def check_redis(settings: Settings, report: Report) -> None:
         report.warn("REDIS_URL", "unset: `make run` starts an embedded Redis; set it for production")
         return
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    shown = re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", settings.redis_url)  # never print a password
     try:
         client.ping()
         appendonly = client.config_get("appendonly").get("appendonly", "no")
         save = client.config_get("save").get("save", "")
     except redis.exceptions.ResponseError:
-        report.ok("Redis", f"answers at {settings.redis_url} (persistence not readable: CONFIG disabled)")
+        report.ok("Redis", f"answers at {shown} (persistence not readable: CONFIG disabled)")
         return
     except redis.exceptions.RedisError as exc:
-        report.fail("REDIS_URL", f"cannot use {settings.redis_url}: {exc} (is redis-server running there?)")
+        report.fail("REDIS_URL", f"cannot use {shown}: {exc} (is redis-server running there?)")
         return
     finally:
         client.close()

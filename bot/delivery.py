@@ -98,14 +98,17 @@ class PassiveDelivery:
         page = self.answers.page(target.answer, target.page)
         if page is None:
             return self._record(push_key, texts.NOTHING_MORE)
-        self.answers.mark_delivered(target)
-        self.metrics.inc("answers", path=delivery_path(target, push_key, attempt))
         text = compose(target, page, late=target.answer.owner != push_key)
         if plan.kind == "ask" and plan.answer_id != target.answer.id:
             self.answers.release(plan.answer_id)
             if image_media_id(text) is None:  # an image reply cannot carry a note
                 text += texts.QUEUED_NOTE
-        return self._record(push_key, text)
+        # the reply is recorded before the cursor moves: if Redis fails in between, the page is
+        # given again later (a repeat) rather than never (a loss)
+        self._record(push_key, text)
+        self.answers.mark_delivered(target)
+        self.metrics.inc("answers", path=delivery_path(target, push_key, attempt))
+        return text
 
     def _record(self, push_key: str, text: str) -> str:
         self.pushes.save_reply(push_key, text)
