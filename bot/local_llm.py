@@ -56,6 +56,8 @@ LOCAL_OVERRIDES = {
     "fastchat_model": MODEL_NAME,
 }
 LOCAL_MAX_TOKENS = 160
+#: PyTorch's own index of CPU-only builds (about 200 MB instead of a CUDA build of several GB)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 HOST = "127.0.0.1"
 START_TIMEOUT = 300.0
 STOP_TIMEOUT = 10.0
@@ -250,12 +252,24 @@ class LocalCluster:
             say(f"installing the pins of requirements-fastchat.txt into {self.venv}")
         self.venv_stamp.unlink(missing_ok=True)
         pip = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar=off"]
+        self._try_cpu_torch(pip)
         self._run_logged("pip", [*pip, "-r", str(self.requirements)])
         extra = no_deps_requirements(self.requirements.read_text())
         if extra:
             self._run_logged("pip", [*pip, "--no-deps", *extra])
         self.venv_stamp.write_text(wanted_hash + "\n")
         say(f"FastChat venv ready ({time.monotonic() - started:.0f} s)")
+
+    def _try_cpu_torch(self, pip: list[str]) -> None:
+        """torch from PyTorch's CPU index first: PyPI's Linux wheel of the same version is a CUDA build
+        of several GB. Where that index is out of reach (or a local wheel is configured), this fails
+        quickly and the pinned install below takes torch from the usual index."""
+        pin = next(line for line in self.requirements.read_text().splitlines() if line.startswith("torch=="))
+        command = [*pip, "--retries", "0", "--timeout", "15", "--index-url", TORCH_CPU_INDEX, pin]
+        try:
+            self._run_logged("pip", command)
+        except LocalLLMError:
+            say("  the CPU-only torch index was not reachable; using the usual package index")
 
     def _run_logged(self, name: str, command: list[str], extra_env: Mapping[str, str] | None = None) -> None:
         """Run a preparation step: its progress is shown, all its output logged, a failure raises."""
