@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -88,11 +90,20 @@ class AdminStore:
 
 def main() -> int:
     """`make admin-code`: print a one-time code for `/auth CODE`."""
-    from bot.config import ConfigError, load_settings
+    from dotenv import load_dotenv
+
+    from bot.config import PROJECT_ENV_FILE, ConfigError, load_settings
+    from bot.redis_server import embedded_url
     from bot.services import make_redis
 
+    load_dotenv(PROJECT_ENV_FILE)  # REDIS_URL may be set there
     try:
-        settings = load_settings()
+        settings = load_settings(redis_url=os.environ.get("REDIS_URL") or "redis://embedded")
+        if settings.redis_url == "redis://embedded":  # no REDIS_URL: the Redis `make run` embeds
+            running = embedded_url(Path(settings.data_dir).resolve())
+            if running is None:
+                raise ConfigError("REDIS_URL: unset, and no `make run` with an embedded Redis is running")
+            settings = load_settings(redis_url=running)
     except ConfigError as exc:
         print(f"cannot make a code: {exc}", file=sys.stderr)
         return 1

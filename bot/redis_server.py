@@ -171,3 +171,14 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def url_file(data_dir: Path) -> Path:
+    """Where `make run` notes the URL of its embedded Redis, for the other commands (admin-code)."""
+    return Path(data_dir) / "redis" / "url"
+
+
+def embedded_url(data_dir: Path) -> str | None:
+    """The URL of the embedded Redis of a running `make run`, if there is one."""
+    found = url_file(data_dir)
+    return found.read_text().strip() if found.is_file() else None

@@ -20,7 +20,7 @@ from dotenv import load_dotenv
 from bot.config import ConfigError, Settings, load_settings
 from bot.jobs import worker_command
 from bot.local_llm import LOCAL_OVERRIDES, LocalCluster, LocalLLMError, wanted
-from bot.redis_server import RedisServer
+from bot.redis_server import RedisServer, url_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +51,7 @@ class Launcher:
             self.redis = RedisServer(Path(self.settings.data_dir).resolve() / "redis", persist=True)
             self.redis.start()
             os.environ["REDIS_URL"] = self.redis.url
+            url_file(Path(self.settings.data_dir).resolve()).write_text(self.redis.url + "\n")
             print(f"embedded Redis at {self.redis.url} (data in {self.redis.data_dir})", flush=True)
         if self.settings.fastchat_controller_url == LOCAL_OVERRIDES["fastchat_controller_url"]:
             cluster = LocalCluster(Path(self.settings.data_dir).resolve())
@@ -93,6 +94,7 @@ class Launcher:
                     child.kill()
         if self.redis is not None:
             self.redis.stop()
+            url_file(Path(self.settings.data_dir).resolve()).unlink(missing_ok=True)
 
 
 def main() -> int:

@@ -14,6 +14,7 @@ import psutil
 import pytest
 import requests
 
+from bot import texts
 from bot.redis_server import free_port
 from tests.conftest import ROOT, TOKEN
 from tests.fakes.openai_server import FakeOpenAI
@@ -65,7 +66,7 @@ def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 6
 
 @pytest.mark.slow
 def test_make_run_answers_and_stops_everything_on_ctrl_c(
-    launcher: tuple[subprocess.Popen[bytes], int], tmp_path: Path
+    launcher: tuple[subprocess.Popen[bytes], int], tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     process, port = launcher
     wait_healthy(port, process)
@@ -74,6 +75,14 @@ def test_make_run_answers_and_stops_everything_on_ctrl_c(
     sim = WeChatSimulator(f"http://127.0.0.1:{port}/wechat", TOKEN, "")
     assert sim.send_text("user-1", "hello").text == "echo: hello"
     assert (tmp_path / "data" / "redis").is_dir()
+    # `make admin-code` finds the embedded Redis of the running `make run` without REDIS_URL
+    env = launcher_env(tmp_path, port, fake_openai)
+    made = subprocess.run(
+        [sys.executable, "-m", "bot.admin"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    code = made.stdout.decode().split("/auth ")[1].strip()
+    assert sim.send_text("owner", f"/auth {code}").text == texts.AUTH_OK
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     assert process.wait(timeout=60) == 0
     time.sleep(0.5)
@@ -87,3 +96,11 @@ def test_misconfiguration_stops_startup_naming_the_setting(tmp_path: Path, fake_
     )
     assert result.returncode != 0
     assert b"WECHAT_AES_KEY" in result.stderr
+
+
+def test_admin_code_without_redis_names_the_setting(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    env = launcher_env(tmp_path, free_port(), fake_openai)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.admin"], cwd=ROOT, env=env, capture_output=True, timeout=60
+    )
+    assert result.returncode == 1 and b"REDIS_URL" in result.stderr
