@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -16,7 +17,7 @@ import requests
 from dotenv import load_dotenv
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.llm import LLMError, make_backend
+from bot.llm import ChatBackend, LLMError, make_backend
 
 #: WeChat error codes that a token fetch can answer, and what they mean for the operator
 TOKEN_ERRORS = {
@@ -108,6 +109,13 @@ def check_llm(settings: Settings, report: Report) -> None:
     )
     backend = make_backend(settings)
     try:
+        try_llm(settings, backend, report, what)
+    finally:
+        backend.close()
+
+
+def try_llm(settings: Settings, backend: ChatBackend, report: Report, what: str) -> None:
+    try:
         models = backend.models()
     except LLMError as exc:
         models = []
@@ -116,7 +124,8 @@ def check_llm(settings: Settings, report: Report) -> None:
     if models and model not in models:
         report.warn(what, f"model {model!r} is not among {models[:8]}")
     try:
-        first = next(iter(backend.stream([{"role": "user", "content": "Say OK."}])), "")
+        with closing(backend.stream([{"role": "user", "content": "Say OK."}])) as pieces:
+            first = next(pieces, "")
     except LLMError as exc:
         report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc)}")
         return

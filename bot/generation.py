@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import closing
 from typing import Literal
 
 import redis
@@ -152,9 +153,11 @@ class AnswerJob:
         parts: list[str] = []
         splitter.transform = self.services.moderator.mask
         splitter.holdback = max(self.services.moderator.longest - 1, 0)
-        for piece in self.services.backend.stream(prompt, model=str(model) if model else None):
-            parts.append(piece)
-            self._publish(answer, splitter.feed(resume.feed(piece)), lease)
+        pieces = self.services.backend.stream(prompt, model=str(model) if model else None)
+        with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
+            for piece in pieces:
+                parts.append(piece)
+                self._publish(answer, splitter.feed(resume.feed(piece)), lease)
         text = "".join(parts)
         if not text.strip():
             raise LLMError("failed", "the model returned an empty answer")

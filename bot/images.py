@@ -42,6 +42,9 @@ class ImageMaker:
         self.model = settings.openai_image_model
         self.api = api
 
+    def close(self) -> None:
+        self.client.close()
+
     def make(self, prompt: str) -> str:
         """Generate, upload, and return the page for the image."""
         try:

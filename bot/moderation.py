@@ -30,6 +30,10 @@ class Moderator:
         self.pattern = re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
         self.client = client if settings.moderation else None
 
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
     def refuses(self, question: str) -> bool:
         """True when the question has a sensitive word or the moderation endpoint flags it."""
         if self.pattern is not None and self.pattern.search(question):

@@ -59,6 +59,14 @@ class Services:
             ttl=settings.history_ttl,
         )
 
+    def close(self) -> None:
+        """Release the pooled connections of every client this process has built."""
+        for name in ("backend", "images", "transcriber", "moderator", "wechat"):
+            client = self.__dict__.get(name)  # built on first use: close only what exists
+            if client is not None:
+                client.close()
+        self.redis.close()
+
     @cached_property
     def backend(self) -> ChatBackend:
         return make_backend(self.settings)

@@ -50,6 +50,9 @@ class Transcriber:
         self.client = client or make_client(settings)
         self.model = settings.openai_transcribe_model
 
+    def close(self) -> None:
+        self.client.close()
+
     def transcribe_media(self, media_id: str) -> str:
         """The text of a voice message, from its WeChat media id."""
         try:

@@ -68,6 +68,10 @@ class WeChatAPI:
         self.wechat = _SharedTokenClient(self, settings)
         self.token_fetches = 0
 
+    def close(self) -> None:
+        self.http.close()
+        self.wechat._http.close()
+
     # --- access_token ---------------------------------------------------------------------
     def token(self, *, rejected: str | None = None) -> str:
         """The shared token; with `rejected`, replace that one (once, under the lock)."""

@@ -7,6 +7,7 @@ second per attempt; the defaults stay WeChat's.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -36,6 +37,14 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 #: shortened WeChat attempt timeout used by the tests (WeChat's is 5 s)
 ATTEMPT_TIMEOUT = 1.2
 REPLY_MARGIN = 0.3
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_connections() -> Iterator[None]:
+    """Collect garbage after each test, so that a socket it left open fails that test
+    (filterwarnings=error turns the ResourceWarning into an error) and not a later, random one."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
@@ -134,7 +143,7 @@ def make_bot(base_config: dict[str, Any]) -> Iterator[Callable[..., Bot]]:
             bot.worker.stop()
         bot.ext["jobs"].broker.close()
         bot.ext["waiter"].close()
-        bot.services.redis.close()
+        bot.services.close()
 
 
 @pytest.fixture

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -86,3 +90,22 @@ def test_fastchat_without_a_worker_for_the_model_is_named(base_config: dict[str,
         assert code == 0, text
         code, text = check(base_config, **fastchat, fastchat_model="no-such-model")
         assert code == 1 and "no-such-model" in text
+
+
+def open_sockets_to(port: int) -> list[socket.socket]:
+    """Open sockets of this process connected to `port`, garbage not yet collected included."""
+    found = []
+    for item in gc.get_objects():
+        if isinstance(item, socket.socket) and item.fileno() != -1:
+            with contextlib.suppress(OSError):
+                if item.getpeername()[1] == port:
+                    found.append(item)
+    return found
+
+
+def test_check_hangs_up_on_the_llm(base_config: dict[str, Any], fake_openai: FakeOpenAI) -> None:
+    """The test completion is cut after its first piece: its connection must be closed, not left to GC."""
+    for _ in range(2):
+        code, text = check(base_config)
+        assert code == 0, text
+    assert open_sockets_to(urlsplit(fake_openai.url).port or 0) == []

@@ -118,3 +118,21 @@ def test_the_lease_is_kept_alive_while_the_first_token_is_slow(
     time.sleep(1.2)  # past the lease's own length
     assert bot.services.redis.exists(leases[0]) == 1
     wait_until(lambda: not bot.services.redis.exists(leases[0]), timeout=15)  # released at the end
+
+
+def test_a_run_that_lost_its_lease_hangs_up_on_the_llm(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    """A run whose lease another run has taken stops at its next page and closes its LLM stream at
+    once, instead of paying for (and holding a connection to) an answer nobody will write."""
+    fake_openai.set_behavior(reply="长" * 6000, chunk_size=20, chunk_delay=0.02)  # about 6 s of stream
+    sim = bot.simulator()
+    sim.attempts = 1
+    sim.send_text("user-1", "a long answer please")
+    redis = bot.services.redis
+    wait_until(lambda: bool(redis.keys("wxbot:ans:*:lease")), timeout=5)
+    lease = redis.keys("wxbot:ans:*:lease")[0]
+    answer_id = lease.split(":")[2]
+    wait_until(lambda: bot.services.answers.page_count(answer_id) >= 1, timeout=5)
+    redis.set(lease, "another-run")
+    pages = bot.services.answers.page_count(answer_id)
+    wait_until(lambda: fake_openai.hangups == 1, timeout=3)
+    assert bot.services.answers.page_count(answer_id) == pages  # the stale run wrote nothing more

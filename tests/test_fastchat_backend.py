@@ -87,14 +87,14 @@ def make(controller: FakeController) -> Iterator[Callable[..., FastChatBackend]]
 
     yield build
     for backend in backends:
-        backend.session.close()
+        backend.close()
 
 
 def test_make_backend_chooses_fastchat(controller: FakeController) -> None:
     backend = make_backend(settings_for(controller.url))
     assert isinstance(backend, FastChatBackend)
     assert backend.name == "fastchat"
-    backend.session.close()
+    backend.close()
 
 
 def test_models_lists_the_controllers_models_and_caches_them(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Literal, Protocol
 
 ChatMessage = dict[str, str]
@@ -23,10 +23,14 @@ class ChatBackend(Protocol):
 
     name: str
 
-    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Generator[str, None, None]:
         """Yield the answer's text in pieces as it is generated; raise LLMError on failure."""
         ...
 
     def models(self) -> list[str]:
         """The model names this backend can serve."""
+        ...
+
+    def close(self) -> None:
+        """Release the backend's pooled connections."""
         ...

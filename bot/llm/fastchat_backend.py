@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,7 +194,7 @@ class FastChatBackend:
             self._models = (time.monotonic() + MODELS_TTL, models)
         return list(models)
 
-    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Generator[str, None, None]:
         """Retry once on another worker when the first one fails before its first piece."""
         name = model or self.model
         dead: str | None = None
@@ -214,6 +214,9 @@ class FastChatBackend:
                     raise LLMError("unavailable", f"FastChat workers for {name} failed: {exc}") from exc
                 log.warning("FastChat worker %s failed before answering (%s); retrying", address, exc)
                 dead = address
+
+    def close(self) -> None:
+        self.session.close()
 
     # ---- one attempt on one worker ----------------------------------------------------------------
     def _stream_once(self, address: str, model: str, messages: list[ChatMessage]) -> Iterator[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import cast
 
 import openai
@@ -32,18 +32,22 @@ class OpenAIBackend:
         self.max_tokens = settings.llm_max_tokens
         self.temperature = settings.llm_temperature
 
-    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Iterator[str]:
+    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Generator[str, None, None]:
         try:
-            chunks = self.client.chat.completions.create(
-                model=model or self.model,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                stream=True,
+            chunks = cast(
+                openai.Stream[ChatCompletionChunk],
+                self.client.chat.completions.create(
+                    model=model or self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=self.max_tokens,
+                    temperature=self.temperature,
+                    stream=True,
+                ),
             )
-            for chunk in cast(Iterator[ChatCompletionChunk], chunks):
-                if chunk.choices and chunk.choices[0].delta.content:
-                    yield chunk.choices[0].delta.content
+            with chunks:  # a reader that stops early (closes this generator) also closes the response
+                for chunk in chunks:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
         except openai.APITimeoutError as exc:
             raise LLMError("timeout", f"OpenAI timeout: {exc}") from exc
         except openai.APIConnectionError as exc:
@@ -56,3 +60,6 @@ class OpenAIBackend:
             return sorted(model.id for model in self.client.models.list())
         except openai.OpenAIError as exc:
             raise LLMError("unavailable", f"cannot list models: {exc}") from exc
+
+    def close(self) -> None:
+        self.client.close()

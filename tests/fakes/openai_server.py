@@ -130,6 +130,8 @@ class FakeOpenAI(FakeServer):
         self._behavior = Behavior(**behavior)
         self._transcriptions: list[Transcription] = []
         self._fails_done = 0
+        #: streams the client closed before their end
+        self.hangups = 0
 
     @property
     def base_url(self) -> str:
@@ -251,7 +253,12 @@ class FakeOpenAI(FakeServer):
             if cut or not self.pause(delay):
                 handler.abort()
                 return
-            handler.write_chunk(b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n")
+            try:
+                handler.write_chunk(b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n")
+            except (BrokenPipeError, ConnectionResetError):
+                with self._lock:
+                    self.hangups += 1  # the client closed the stream before its end
+                return
         handler.write_chunk(b"data: [DONE]\n\n")
         handler.end_chunked()
 
