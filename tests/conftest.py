@@ -11,7 +11,9 @@ import gc
 import os
 import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+import requests
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
 from bot.jobs import worker_command
-from bot.redis_server import RedisServer
+from bot.redis_server import RedisServer, free_port
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.wechat_api import FakeWeChatAPI
 from tests.simulator import WeChatSimulator
@@ -175,3 +178,45 @@ def start_worker_process(base_config: dict[str, Any]) -> Iterator[Callable[..., 
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=20)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until `url`/healthz answers 200; fails at once if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the web process exited"
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the web process did not become healthy")
+
+
+@pytest.fixture
+def start_web_process(base_config: dict[str, Any]) -> Iterator[Callable[..., str]]:
+    """The production web tier (gunicorn, deploy/gunicorn.conf.py) as its own process; gives its URL."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(**config_overrides: Any) -> str:
+        port = free_port()
+        env = worker_env(base_config | config_overrides) | {
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "WEB_WORKERS": "1",
+            "WEB_THREADS": "16",
+        }
+        command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "app:create_app()"]
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL
+        )
+        started.append(process)
+        wait_healthy(f"http://127.0.0.1:{port}", process)
+        return f"http://127.0.0.1:{port}/wechat"
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)

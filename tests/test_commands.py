@@ -12,9 +12,10 @@ import pytest
 
 from bot import texts
 from bot.admin import MAX_AUTH_FAILURES, AdminStore
-from tests.conftest import ROOT, Bot
+from tests.conftest import APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, Bot
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.wechat_api import FakeWeChatAPI
+from tests.simulator import WeChatSimulator
 
 ADMIN = "admin-1"
 ADMIN_COMMANDS = [
@@ -83,18 +84,28 @@ def test_system_prompt_and_welcome_change_for_everyone(admin_bot: Bot, fake_open
     assert admin_bot.simulator().send_event("user-2", "subscribe").text == "欢迎来到海盗船"
 
 
+@pytest.mark.slow
 def test_quota_is_enforced_across_two_processes(
-    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+    start_web_process: Callable[..., str],
+    start_worker_process: Callable[..., Any],
+    fake_openai: FakeOpenAI,
 ) -> None:
-    first = make_bot(wechat_admin_openids=[ADMIN])
-    second = make_bot(wechat_admin_openids=[ADMIN], with_worker=False)
-    assert say(first, ADMIN, "/quota 2") == texts.QUOTA_SET.format(quota=2)
-    assert say(first, "user-1", "one") == "echo: one"
-    assert say(second, "user-1", "two") == "echo: two"
-    assert say(second, "user-1", "three") == texts.QUOTA_REACHED.format(quota=2)
-    assert say(first, "user-1", "four") == texts.QUOTA_REACHED.format(quota=2)
+    """Two gunicorn web processes and a job worker process share one Redis, so one daily quota."""
+    first, second = (start_web_process(wechat_admin_openids=ADMIN) for _ in range(2))
+    start_worker_process()
+
+    def ask(url: str, openid: str, text: str) -> str | None:
+        return (
+            WeChatSimulator(url, TOKEN, APPID, attempt_timeout=ATTEMPT_TIMEOUT).send_text(openid, text).text
+        )
+
+    assert ask(first, ADMIN, "/quota 2") == texts.QUOTA_SET.format(quota=2)
+    assert ask(first, "user-1", "one") == "echo: one"
+    assert ask(second, "user-1", "two") == "echo: two"
+    assert ask(second, "user-1", "three") == texts.QUOTA_REACHED.format(quota=2)
+    assert ask(first, "user-1", "four") == texts.QUOTA_REACHED.format(quota=2)
     assert len(fake_openai.chat_requests()) == 2
-    assert say(first, "user-2", "other user") == "echo: other user"
+    assert ask(second, "user-2", "other user") == "echo: other user"
 
 
 def test_rate_limit_per_minute(make_bot: Callable[..., Bot]) -> None:

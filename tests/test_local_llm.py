@@ -185,8 +185,8 @@ def test_serve_runs_in_the_foreground_and_stops_on_ctrl_c(cluster: LocalCluster)
 @pytest.mark.slow
 def test_make_run_with_no_llm_configured_answers_with_the_local_model(tmp_path: Path) -> None:
     """The newcomer's path: only WECHAT_TOKEN set; `make run` brings up the local cluster and answers."""
+    from tests.conftest import wait_healthy
     from tests.simulator import WeChatSimulator
-    from tests.test_run import wait_healthy
 
     LocalCluster(DATA_DIR).prepare()  # cached: the venv and model are shared, not rebuilt per test
     data = tmp_path / "data"
@@ -203,7 +203,7 @@ def test_make_run_with_no_llm_configured_answers_with_the_local_model(tmp_path: 
     env.update(WEB_WORKERS="1", WEB_THREADS="8", WORKER_PROCESSES="1", WORKER_THREADS="4", LLM_BACKEND="")
     launcher = subprocess.Popen([sys.executable, "-m", "bot.run"], cwd=ROOT, env=env, start_new_session=True)
     try:
-        wait_healthy(port, launcher, timeout=180)
+        wait_healthy(f"http://127.0.0.1:{port}", launcher, timeout=180)
         sim = WeChatSimulator(f"http://127.0.0.1:{port}/wechat", "t0ken", "", attempt_timeout=ATTEMPT_TIMEOUT)
         reply = sim.send_text("newcomer", "What is the capital of France?").text
         while reply == texts.STILL_WORKING:

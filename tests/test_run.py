@@ -12,11 +12,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-import requests
 
 from bot import texts
 from bot.redis_server import free_port
-from tests.conftest import ROOT, TOKEN
+from tests.conftest import ROOT, TOKEN, wait_healthy
 from tests.fakes.openai_server import FakeOpenAI
 from tests.simulator import WeChatSimulator
 
@@ -51,25 +50,12 @@ def launcher(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[tuple[subproce
         process.wait(timeout=10)
 
 
-def wait_healthy(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "launcher exited"
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("bot did not become healthy")
-
-
 @pytest.mark.slow
 def test_make_run_answers_and_stops_everything_on_ctrl_c(
     launcher: tuple[subprocess.Popen[bytes], int], tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:
     process, port = launcher
-    wait_healthy(port, process)
+    wait_healthy(f"http://127.0.0.1:{port}", process)
     children = psutil.Process(process.pid).children(recursive=True)
     assert len(children) >= 3  # redis-server, dramatiq, gunicorn (+ their workers)
     sim = WeChatSimulator(f"http://127.0.0.1:{port}/wechat", TOKEN, "")
