@@ -47,7 +47,7 @@ from bot.llm import ChatMessage, LLMError
 from bot.local_llm import MODEL_NAME, LocalCluster, LocalLLMError, data_dir_from_env
 from bot.paging import decoration_reserve
 from bot.redis_server import RedisServer, free_port
-from tests.simulator import WeChatSimulator
+from tools.simulator import WeChatSimulator
 
 PATHS = ("worker", "client", "bot")
 LABELS = {

@@ -21,7 +21,7 @@ from bench.common import APPID, TOKEN, app_env, bad_log_lines, log_dir
 from bench.fake_llm import TimedFakeOpenAI, expected_answer
 from bench.stats import ms, percentile
 from bot.redis_server import RedisServer, free_port
-from tests.simulator import Delivery, WeChatSimulator
+from tools.simulator import Delivery, WeChatSimulator
 
 ATTEMPT_TIMEOUT = 5.0  # WeChat's, and the app's default WECHAT_ATTEMPT_TIMEOUT
 ATTEMPTS = 3

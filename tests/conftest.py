@@ -30,7 +30,7 @@ from bot.jobs import worker_command
 from bot.redis_server import RedisServer, free_port
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.wechat_api import FakeWeChatAPI
-from tests.simulator import WeChatSimulator
+from tools.simulator import WeChatSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token"

@@ -15,7 +15,7 @@ from bot.admin import MAX_AUTH_FAILURES, AdminStore
 from tests.conftest import APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, Bot
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.wechat_api import FakeWeChatAPI
-from tests.simulator import WeChatSimulator
+from tools.simulator import WeChatSimulator
 
 ADMIN = "admin-1"
 ADMIN_COMMANDS = [

@@ -25,7 +25,7 @@ from bot.redis_server import RedisServer, find_redis_server, ping
 from tests.fakes.base import FakeHandler, FakeServer, RecordedRequest
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.wechat_api import FakeWeChatAPI
-from tests.simulator import MsgIdGenerator, ReplyViolation, WeChatSimulator, decrypt, encrypt, sign
+from tools.simulator import MsgIdGenerator, ReplyViolation, WeChatSimulator, decrypt, encrypt, sign
 
 TOKEN = "sim-token"
 APPID = "wx0123456789abcdef"

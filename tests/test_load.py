@@ -13,7 +13,7 @@ import pytest
 from bot import texts
 from tests.conftest import Bot
 from tests.fakes.openai_server import FakeOpenAI, echo
-from tests.simulator import Delivery
+from tools.simulator import Delivery
 
 LOAD_TIMEOUT = 2.5
 

@@ -186,7 +186,7 @@ def test_serve_runs_in_the_foreground_and_stops_on_ctrl_c(cluster: LocalCluster)
 def test_make_run_with_no_llm_configured_answers_with_the_local_model(tmp_path: Path) -> None:
     """The newcomer's path: only WECHAT_TOKEN set; `make run` brings up the local cluster and answers."""
     from tests.conftest import wait_healthy
-    from tests.simulator import WeChatSimulator
+    from tools.simulator import WeChatSimulator
 
     LocalCluster(DATA_DIR).prepare()  # cached: the venv and model are shared, not rebuilt per test
     data = tmp_path / "data"

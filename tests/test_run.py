@@ -17,7 +17,7 @@ from bot import texts
 from bot.redis_server import free_port
 from tests.conftest import ROOT, TOKEN, wait_healthy
 from tests.fakes.openai_server import FakeOpenAI
-from tests.simulator import WeChatSimulator
+from tools.simulator import WeChatSimulator
 
 
 def launcher_env(tmp_path: Path, port: int, fake_openai: FakeOpenAI) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from bot import texts
 from tests.conftest import AES_KEY, APPID, Bot
 from tests.fakes.openai_server import FakeOpenAI
-from tests.simulator import WeChatSimulator, encrypt
+from tools.simulator import WeChatSimulator, encrypt
 
 
 def test_url_check_returns_the_bare_echostr(bot: Bot) -> None:
