@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     fastchat_model: str = "vicuna-7b-v1.5"
     #: FastChat: seconds to wait for the controller/worker to connect and between streamed chunks
     fastchat_timeout: float = Field(default=30.0, gt=0)
+    #: FastChat: the conversation template (a name in fastchat.conversation) for a worker that does not
+    #: send its own; workers normally do (`--conv-template` on the worker sets theirs)
+    fastchat_conv_template: str = "vicuna_v1.1"
 
     # --- Web -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -130,6 +133,16 @@ class Settings(BaseSettings):
     def _check_aes_key(cls, value: str) -> str:
         if value and len(value) != 43:
             raise ValueError(f"must be exactly 43 characters (got {len(value)})")
+        return value
+
+    @field_validator("fastchat_conv_template")
+    @classmethod
+    def _check_template(cls, value: str) -> str:
+        from fastchat.conversation import conv_templates  # only here: the other settings need no fschat
+
+        if value not in conv_templates:
+            near = sorted(name for name in conv_templates if name.split("_")[0] in value or value in name)
+            raise ValueError(f"{value!r} is not a FastChat conversation template (similar: {near[:6]})")
         return value
 
     @field_validator("wechat_api_base", "openai_base_url", "redis_url", "fastchat_controller_url")

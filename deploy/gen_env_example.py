@@ -112,6 +112,10 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
             "LLM_BACKEND=fastchat: default model name (last part of the worker's --model-path)",
         ),
         ("fastchat_timeout", "LLM_BACKEND=fastchat: connect and between-chunk timeout in seconds"),
+        (
+            "fastchat_conv_template",
+            "LLM_BACKEND=fastchat: template for a worker that sends none (workers normally send theirs)",
+        ),
     ],
     "Web / 网站": [
         ("host", "address gunicorn listens on; nginx proxies to it (Docker: compose sets 0.0.0.0)"),

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bot.config import Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings
 from bot.llm import LLMError, make_backend
 from bot.llm.base import ChatMessage
 from bot.llm.fastchat_backend import FastChatBackend, WorkerGone, estimate_tokens, split_stream
@@ -192,6 +192,20 @@ def test_a_worker_without_a_template_gets_vicuna(
     worker = start_worker(conv_template=None)
     ask(make(), [{"role": "user", "content": "Hi"}])
     assert worker.prompts == [f"{VICUNA_SYSTEM} USER: Hi ASSISTANT:"]
+
+
+def test_the_fallback_template_is_a_setting(
+    start_worker: StartWorker, make: Callable[..., FastChatBackend]
+) -> None:
+    worker = start_worker(conv_template=None)
+    ask(make(fastchat_conv_template="qwen-7b-chat"), [{"role": "user", "content": "Hi"}])
+    assert worker.prompts[0].startswith("<|im_start|>system")
+    assert worker.prompts[0].endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_an_unknown_fallback_template_stops_startup_naming_the_setting(controller: FakeController) -> None:
+    with pytest.raises(ConfigError, match=r"FASTCHAT_CONV_TEMPLATE.*'vicuna_v1\.1'"):
+        settings_for(controller.url, fastchat_conv_template="vicuna")
 
 
 @pytest.mark.parametrize(

@@ -30,8 +30,7 @@ from bot.llm.base import ChatMessage, FailureKind, LLMError
 
 log = logging.getLogger(__name__)
 
-#: the template used when the worker does not send its own (FastChat's default for Vicuna)
-DEFAULT_TEMPLATE = "vicuna_v1.1"
+#: how long the controller's model list is reused
 MODELS_TTL = 10.0
 #: how long a worker's template and context length are reused (a restarted worker may change them)
 WORKER_INFO_TTL = 300.0
@@ -165,6 +164,7 @@ class FastChatBackend:
         self.controller = settings.fastchat_controller_url
         self.model = settings.fastchat_model
         self.timeout = settings.fastchat_timeout
+        self.fallback_template = settings.fastchat_conv_template
         self.max_tokens = settings.llm_max_tokens
         self.temperature = settings.llm_temperature
         self.session = session or self._make_session(settings.worker_threads)
@@ -306,7 +306,7 @@ class FastChatBackend:
                 return conversation_from_dict(conv)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("FastChat worker %s sent an unusable template (%s)", address, exc)
-        return get_conv_template(DEFAULT_TEMPLATE)
+        return get_conv_template(self.fallback_template)
 
     def _context_length(self, address: str, model: str) -> int | None:
         data = self._post_worker(address, "/model_details", {"model": model})
