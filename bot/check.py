@@ -17,7 +17,7 @@ import requests
 from dotenv import load_dotenv
 
 from bot.config import ConfigError, Settings, load_settings
-from bot.llm import ChatBackend, LLMError, make_backend
+from bot.llm import LLMError, make_backend
 
 #: WeChat error codes that a token fetch can answer, and what they mean for the operator
 TOKEN_ERRORS = {
@@ -107,28 +107,21 @@ def check_llm(settings: Settings, report: Report) -> None:
     what = (
         "FASTCHAT_CONTROLLER_URL" if settings.llm_backend == "fastchat" else "OPENAI_BASE_URL/OPENAI_API_KEY"
     )
-    backend = make_backend(settings)
-    try:
-        try_llm(settings, backend, report, what)
-    finally:
-        backend.close()
-
-
-def try_llm(settings: Settings, backend: ChatBackend, report: Report, what: str) -> None:
-    try:
-        models = backend.models()
-    except LLMError as exc:
-        models = []
-        report.warn(what, f"cannot list models ({exc.detail}); trying a completion anyway")
     model = settings.fastchat_model if settings.llm_backend == "fastchat" else settings.openai_model
-    if models and model not in models:
-        report.warn(what, f"model {model!r} is not among {models[:8]}")
-    try:
-        with closing(backend.stream([{"role": "user", "content": "Say OK."}])) as pieces:
-            first = next(pieces, "")
-    except LLMError as exc:
-        report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc)}")
-        return
+    with closing(make_backend(settings)) as backend:
+        try:
+            models = backend.models()
+        except LLMError as exc:
+            models = []
+            report.warn(what, f"cannot list models ({exc.detail}); trying a completion anyway")
+        if models and model not in models:
+            report.warn(what, f"model {model!r} is not among {models[:8]}")
+        try:
+            with closing(backend.stream([{"role": "user", "content": "Say OK."}])) as pieces:
+                first = next(pieces, "")
+        except LLMError as exc:
+            report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc)}")
+            return
     report.ok("LLM", f"{settings.llm_backend} answered with {model!r} ({first[:20]!r}…)")
 
 

@@ -7,6 +7,7 @@ sees e.g. ``WECHAT_AES_KEY: must be exactly 43 characters`` instead of a stack t
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -135,16 +136,6 @@ class Settings(BaseSettings):
             raise ValueError(f"must be exactly 43 characters (got {len(value)})")
         return value
 
-    @field_validator("fastchat_conv_template")
-    @classmethod
-    def _check_template(cls, value: str) -> str:
-        from fastchat.conversation import conv_templates  # only here: the other settings need no fschat
-
-        if value not in conv_templates:
-            near = sorted(name for name in conv_templates if name.split("_")[0] in value or value in name)
-            raise ValueError(f"{value!r} is not a FastChat conversation template (similar: {near[:6]})")
-        return value
-
     @field_validator("wechat_api_base", "openai_base_url", "redis_url", "fastchat_controller_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -167,7 +158,17 @@ class Settings(BaseSettings):
             raise ValueError("FASTCHAT_CONTROLLER_URL: required with LLM_BACKEND=fastchat")
         if self.wechat_reply_margin >= self.wechat_attempt_timeout:
             raise ValueError("WECHAT_REPLY_MARGIN: must be smaller than WECHAT_ATTEMPT_TIMEOUT")
+        if self.llm_backend == "fastchat":
+            self._check_conv_template()
         return self
+
+    def _check_conv_template(self) -> None:
+        from fastchat.conversation import conv_templates  # only the FastChat backend needs fschat
+
+        name = self.fastchat_conv_template
+        if name not in conv_templates:
+            near = difflib.get_close_matches(name, conv_templates, n=5, cutoff=0.5)
+            raise ValueError(f"FASTCHAT_CONV_TEMPLATE: {name!r} is not a FastChat template (close: {near})")
 
     @property
     def reply_deadline(self) -> float:

@@ -70,7 +70,7 @@ class WeChatAPI:
 
     def close(self) -> None:
         self.http.close()
-        self.wechat._http.close()
+        self.wechat._http.close()  # wechatpy's client has no close() of its own
 
     # --- access_token ---------------------------------------------------------------------
     def token(self, *, rejected: str | None = None) -> str:
