@@ -14,11 +14,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 
 ## run: start the bot in the foreground (web, job workers, embedded Redis when REDIS_URL is unset)
 run: $(STAMP)
-	$(PY) -m bot.run
+	$(PY) -m bot.ops.run
 
 ## check: validate every setting and try Redis, WeChat's API and the LLM for real
 check: $(STAMP)
-	$(PY) -m bot.check
+	$(PY) -m bot.ops.check
 
 ## chat: talk to the running bot as a WeChat follower would (signed pushes; /user NAME, /quit)
 chat: $(STAMP)
@@ -26,15 +26,15 @@ chat: $(STAMP)
 
 ## local-llm: prepare the local FastChat venv + SmolLM2 model under DATA_DIR (no start)
 local-llm: $(STAMP)
-	$(PY) -m bot.local_llm prepare
+	$(PY) -m bot.ops.local_llm prepare
 
 ## local-llm-serve: run the local FastChat cluster in the foreground (controller :21001, worker :21002)
 local-llm-serve: $(STAMP)
-	$(PY) -m bot.local_llm serve
+	$(PY) -m bot.ops.local_llm serve
 
 ## admin-code: print a one-time code; send `/auth CODE` in the chat within 5 minutes to become admin
 admin-code: $(STAMP)
-	$(PY) -m bot.admin
+	$(PY) -m bot.ops.admin_code
 
 ## test: run the whole test suite against a real redis-server on loopback
 test: $(STAMP)
@@ -45,7 +45,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy app.py bot handlers tests bench tools
+	$(VENV)/bin/mypy app.py bot handlers testing tests bench tools
 
 ## bench: webhook throughput and reply delay benchmarks; results go to bench/results/
 bench: $(STAMP)

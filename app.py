@@ -14,16 +14,17 @@ from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from bot import keys
+from bot.answering.jobs import Jobs
 from bot.config import load_settings
-from bot.delivery import PassiveDelivery
-from bot.jobs import Jobs
+from bot.delivery.passive import PassiveDelivery
+from bot.delivery.waiter import ReadyWaiter
 from bot.logs import configure_logging
-from bot.metrics import registry
-from bot.protocol import WeChatProtocol
-from bot.services import Services, make_redis
-from bot.waiter import ReadyWaiter
-from bot.webhook import Inbound, Webhook
+from bot.runtime import Services, make_redis
+from bot.store import keys
+from bot.store.metrics import registry
+from bot.wechat.protocol import WeChatProtocol
+from bot.wechat.webhook import Inbound, Webhook
+from handlers.messages import Router
 
 
 def metrics_allowed(token: str) -> bool:
@@ -42,7 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     jobs = Jobs(services)
     waiter = ReadyWaiter(make_redis(settings, socket_timeout=None))
     delivery = PassiveDelivery(settings, services.answers, services.pushes, waiter, services.metrics)
-    webhook = Webhook(services, jobs, WeChatProtocol(settings), delivery)
+    webhook = Webhook(services, Router(services, jobs), WeChatProtocol(settings), delivery)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.wechat_max_body_bytes

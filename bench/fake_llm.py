@@ -11,8 +11,8 @@ import random
 import threading
 import time
 
-from tests.fakes.base import FakeHandler
-from tests.fakes.openai_server import Behavior, FakeOpenAI, message_text
+from testing.fakes.base import FakeHandler
+from testing.fakes.openai_server import Behavior, FakeOpenAI, message_text
 
 
 class TimedFakeOpenAI(FakeOpenAI):
@@ -54,5 +54,5 @@ class TimedFakeOpenAI(FakeOpenAI):
 
 
 def expected_answer(question: str) -> str:
-    """What the echo model answers to `question` (see tests.fakes.openai_server.echo)."""
+    """What the echo model answers to `question` (see testing.fakes.openai_server.echo)."""
     return "echo: " + message_text({"content": question})

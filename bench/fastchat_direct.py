@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from bot.answering.paging import PageSplitter
 from bot.config import Settings, load_settings
 from bot.llm.base import ChatMessage
 from bot.llm.fastchat_backend import (
@@ -28,7 +29,6 @@ from bot.llm.fastchat_backend import (
     split_stream,
     stop_strings,
 )
-from bot.paging import PageSplitter
 
 #: seconds to connect, and between two streamed chunks
 TIMEOUT = 30.0

@@ -41,13 +41,14 @@ from bench.common import APPID, TOKEN, app_env, bad_log_lines, log_dir
 from bench.fastchat_direct import Timing, WorkerClient, bot_backend, time_stream
 from bench.reply_delay import _wait_worker as wait_worker
 from bench.stats import ms
-from bot import keys, texts
-from bot.answers import TERMINAL
+from bot import texts
+from bot.answering.paging import decoration_reserve
 from bot.llm import ChatMessage, LLMError
-from bot.local_llm import MODEL_NAME, LocalCluster, LocalLLMError, data_dir_from_env
-from bot.paging import decoration_reserve
-from bot.redis_server import RedisServer, free_port
-from tools.simulator import WeChatSimulator
+from bot.ops.local_llm import MODEL_NAME, LocalCluster, LocalLLMError, data_dir_from_env
+from bot.ops.redis_server import RedisServer, free_port
+from bot.store import keys
+from bot.store.answers import TERMINAL
+from testing.simulator import WeChatSimulator
 
 PATHS = ("worker", "client", "bot")
 LABELS = {

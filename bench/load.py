@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from urllib.parse import urlencode
 
-from tools.simulator import MsgIdGenerator, WeChatSimulator
+from testing.simulator import MsgIdGenerator, WeChatSimulator
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 10.0

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from bot import jobs
+from bot.answering import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -43,7 +43,7 @@ def gunicorn_command(app_spec: str) -> list[str]:
 
 
 def start_worker(children: Children, env: dict[str, str], threads: int = 128) -> Child:
-    """One Dramatiq worker process, started exactly as `make run` starts them (bot.jobs)."""
+    """One Dramatiq worker process, started exactly as `make run` starts them (bot.answering.jobs)."""
     command, extra = jobs.worker_command(1, threads)
     return children.start("worker", command, env | extra)
 

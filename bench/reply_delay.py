@@ -20,8 +20,8 @@ from bench import procs
 from bench.common import APPID, TOKEN, app_env, bad_log_lines, log_dir
 from bench.fake_llm import TimedFakeOpenAI, expected_answer
 from bench.stats import ms, percentile
-from bot.redis_server import RedisServer, free_port
-from tools.simulator import Delivery, WeChatSimulator
+from bot.ops.redis_server import RedisServer, free_port
+from testing.simulator import Delivery, WeChatSimulator
 
 ATTEMPT_TIMEOUT = 5.0  # WeChat's, and the app's default WECHAT_ATTEMPT_TIMEOUT
 ATTEMPTS = 3

@@ -23,9 +23,9 @@ from typing import Any
 from bench import fastchat_overhead, procs, reply_delay, report, throughput
 from bench.common import log_dir
 from bot.config import Settings
-from bot.local_llm import LocalCluster, LocalLLMError, data_dir_from_env
-from bot.redis_server import RedisServer, free_port
-from tests.fakes.openai_server import FakeOpenAI
+from bot.ops.local_llm import LocalCluster, LocalLLMError, data_dir_from_env
+from bot.ops.redis_server import RedisServer, free_port
+from testing.fakes.openai_server import FakeOpenAI
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: the whole run is ended (cleanly, through SystemExit) after this many seconds

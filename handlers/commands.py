@@ -13,9 +13,10 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from bot import keys, texts
+from bot import texts
 from bot.llm import LLMError
-from bot.pushes import Plan
+from bot.store import keys
+from bot.store.pushes import Plan
 from handlers.context import Context
 from handlers.questions import ask
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from bot import keys
-from bot.jobs import Jobs
-from bot.services import Services
+from bot.answering.jobs import Jobs
+from bot.runtime import Services
+from bot.store import keys
 
 
 @dataclass(frozen=True)

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from wechatpy.messages import BaseMessage
 
-from bot import keys, texts
-from bot.pushes import Plan
+from bot import texts
+from bot.answering.jobs import Jobs
+from bot.runtime import Services
+from bot.store import keys
+from bot.store.pushes import Plan
 from handlers import commands
 from handlers.context import Context
 from handlers.questions import ask
 
 #: events that need no reply (WeChat gets `success`)
 SILENT_EVENTS = ("unsubscribe", "view", "location", "view_miniprogram", "templatesendjobfinish")
+
+
+class Router:
+    """The webhook's planner: builds the handler context of a push and routes its message."""
+
+    def __init__(self, services: Services, jobs: Jobs) -> None:
+        self.services = services
+        self.jobs = jobs
+
+    def __call__(self, message: BaseMessage, push_key: str) -> Plan:
+        return plan_for(message, Context(str(message.source), push_key, self.services, self.jobs))
 
 
 def plan_for(message: BaseMessage, ctx: Context) -> Plan:

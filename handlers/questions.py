@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot import texts
-from bot.pushes import Plan
+from bot.store.pushes import Plan
 from handlers.context import Context
 
 

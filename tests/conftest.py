@@ -26,11 +26,11 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
-from bot.jobs import worker_command
-from bot.redis_server import RedisServer, free_port
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.wechat_api import FakeWeChatAPI
-from tools.simulator import WeChatSimulator
+from bot.answering.jobs import worker_command
+from bot.ops.redis_server import RedisServer, free_port
+from testing.fakes.openai_server import FakeOpenAI
+from testing.fakes.wechat_api import FakeWeChatAPI
+from testing.simulator import WeChatSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token"

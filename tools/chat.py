@@ -2,7 +2,7 @@
 
 Each line typed (or piped in) becomes a real push to the bot's /wechat URL: signed, encrypted in
 safe mode when WECHAT_AES_KEY is set, with WeChat's timing (5 s per attempt, 3 attempts, the same
-MsgId) — `tools/simulator.py` does that part. What comes back is shown as the user would see it:
+MsgId) — `testing/simulator.py` does that part. What comes back is shown as the user would see it:
 the passive reply, nothing for an acknowledgement, or WeChat's failure notice.
 
 Active mode (WECHAT_REPLY_MODE=active) answers through the customer-service API instead. When
@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from tools.simulator import Delivery, MsgIdGenerator, WeChatSimulator
+from testing.simulator import Delivery, MsgIdGenerator, WeChatSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_USER = "alice"

@@ -1,0 +1,109 @@
+"""Active delivery (verified accounts): pages go out through the customer-service API.
+
+At most `WECHAT_CS_QUOTA` (5) messages per user message; the rest stays readable with 继续.
+When WeChat refuses (48001 no permission, 45015 window closed, 45047 quota used up) the answer
+falls back to passive delivery: it waits in Redis for the user's next message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import redis
+
+from bot import texts
+from bot.media.images import image_media_id
+from bot.store import keys
+from bot.store.answers import Answer, AnswerStore, Target
+from bot.store.metrics import Metrics
+from bot.wechat.api import CS_REFUSED, WeChatAPI, WeChatAPIError
+
+log = logging.getLogger(__name__)
+
+#: transient failures (network, WeChat busy) are retried this many times before falling back
+SEND_TRIES = 3
+
+
+class ActiveSender:
+    def __init__(
+        self, answers: AnswerStore, api: WeChatAPI, client: redis.Redis, quota: int, metrics: Metrics
+    ) -> None:
+        self.metrics = metrics
+        self.answers = answers
+        self.api = api
+        self.redis = client
+        self.quota = quota
+
+    def typing(self, openid: str) -> None:
+        try:
+            self.api.typing(openid)
+        except WeChatAPIError as exc:
+            log.info("typing indicator not shown for %s: %s", openid, exc)
+
+    def send_ready_pages(self, answer_id: str) -> None:
+        """Send every finished page not sent yet, within the quota."""
+        while (answer := self.answers.get(answer_id)) is not None and answer.delivery == "active":
+            claimed = self._claim_next(answer)
+            if claimed is None:
+                return
+            index, text = claimed
+            if not self._send(answer, index, text):
+                return
+
+    def _claim_next(self, answer: Answer) -> tuple[int, str] | None:
+        """Reserve the next page to send (under the user lock, so 继续 cannot take it too)."""
+        with self.answers.user_lock(answer.openid):
+            sent = int(self.redis.get(keys.answer_sent(answer.id)) or 0)
+            sent = max(sent, self.answers.cursor(answer))  # 继续 may have read ahead
+            if sent >= self.quota or not answer.page_ready(sent):
+                return None
+            page = self.answers.page(answer, sent)
+            if page is None:
+                return None
+            self.redis.set(keys.answer_sent(answer.id), sent + 1, ex=self.answers.ttl)
+        if image_media_id(page) is not None:
+            return sent, page
+        more = answer.more_after(sent)
+        hint = texts.MORE_HINT if more and sent + 1 == self.quota else ""
+        return sent, page.strip("\n") + hint
+
+    def _send(self, answer: Answer, index: int, text: str) -> bool:
+        for attempt in range(1, SEND_TRIES + 1):
+            try:
+                self._send_one(answer.openid, text)
+            except WeChatAPIError as exc:
+                if exc.errcode in CS_REFUSED or attempt == SEND_TRIES:
+                    self._fall_back(answer, index, exc)
+                    return False
+                log.warning("customer-service send failed (%s); retrying", exc)
+                time.sleep(0.5 * attempt)
+                continue
+            with self.answers.user_lock(answer.openid):
+                self.answers.mark_delivered(Target(answer, index, from_owed=False))
+            self.metrics.inc("answers", path="customer_service")
+            return True
+        return False
+
+    def _send_one(self, openid: str, page: str) -> None:
+        media_id = image_media_id(page)
+        if media_id is not None:
+            self.api.send_image(openid, media_id)
+        else:
+            self.api.send_text(openid, page)
+
+    def _fall_back(self, answer: Answer, index: int, exc: WeChatAPIError) -> None:
+        """Give the unsent page back and let the user's next message fetch it."""
+        reason = f"cs_refused:{exc.errcode}" if exc.errcode else f"cs_failed:{exc.errmsg[:60]}"
+        self.metrics.undelivered(
+            answer.id, answer.openid, f"{reason} (page {index + 1}; waits for next message)"
+        )
+        self.metrics.inc("answers", path=f"failed_{exc.errcode or 'error'}")
+        if exc.errcode == 48001:
+            self.redis.set(keys.CS_UNAUTHORIZED, "1", ex=keys.CS_UNAUTHORIZED_TTL)
+        with self.answers.user_lock(answer.openid):
+            self.redis.set(keys.answer_sent(answer.id), index, ex=self.answers.ttl)
+            if index == 0:
+                self.answers.owe(answer.id, answer.openid)
+            else:
+                self.answers.set_delivery(answer.id, "passive")

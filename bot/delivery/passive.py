@@ -1,0 +1,144 @@
+"""The 5-second logic, in one place: which of WeChat's attempts carries which passive reply.
+
+WeChat waits `WECHAT_ATTEMPT_TIMEOUT` (5 s) for each delivery of a push and delivers it up to
+`WECHAT_ATTEMPTS` (3) times. For every delivery we:
+
+1. answer at once with the reply this push already got, if any (WeChat retried after a reply
+   that reached it late);
+2. otherwise wait — woken by Redis pub/sub, not by a fixed poll — until something this push may
+   deliver is ready, up to `WECHAT_ATTEMPT_TIMEOUT - WECHAT_REPLY_MARGIN` after it arrived, and
+   claim it under the user's lock so that it is delivered exactly once;
+3. if nothing is ready in time: on attempts 1 and 2 keep the connection open past WeChat's
+   timeout, so that WeChat retries; on the last attempt reply that the answer is on its way and
+   release the answer, which the user's next message then fetches.
+
+What a push may deliver: the oldest released (late) answer of its user first, else its own
+answer (a question), else the next page of the answer being read (继续).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from bot import texts
+from bot.answering.paging import preview
+from bot.config import Settings
+from bot.delivery.waiter import ReadyWaiter
+from bot.media.images import image_media_id
+from bot.store.answers import AnswerStore, Target
+from bot.store.metrics import Metrics
+from bot.store.pushes import Plan, PushLog
+
+log = logging.getLogger(__name__)
+
+#: how long past WeChat's timeout a not-ready attempt keeps its connection open
+HOLD_GRACE = 0.5
+
+
+class PassiveDelivery:
+    def __init__(
+        self,
+        settings: Settings,
+        answers: AnswerStore,
+        pushes: PushLog,
+        waiter: ReadyWaiter,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.answers = answers
+        self.pushes = pushes
+        self.waiter = waiter
+        self.metrics = metrics
+        self.clock = clock
+        self.sleep = sleep
+
+    def reply(self, openid: str, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
+        """The text to reply on this attempt, or None: stay silent (WeChat has given up on it)."""
+        deadline = arrived + self.settings.reply_deadline
+        with self.waiter.ticket(openid) as ticket:
+            while True:
+                text = self._try_claim(openid, push_key, plan, attempt)
+                if text is not None:
+                    return text
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    break
+                ticket.wait(remaining)
+        return self._not_ready(openid, push_key, plan, attempt, arrived)
+
+    def owed_now(self, openid: str, push_key: str) -> str | None:
+        """Active mode: a late answer that is ready rides on this push's reply; nothing waits."""
+        with self.answers.user_lock(openid):
+            if (already := self.pushes.reply(push_key)) is not None:
+                return already
+            target = self.answers.next_target(openid, push_key, include_current=False)
+            if target is None or not target.answer.page_ready(target.page):
+                return None
+            return self._deliver(target, push_key, Plan("fetch"), attempt=1)
+
+    def _try_claim(self, openid: str, push_key: str, plan: Plan, attempt: int) -> str | None:
+        already = self.pushes.reply(push_key)
+        if already is not None:
+            return already
+        with self.answers.user_lock(openid):
+            if (already := self.pushes.reply(push_key)) is not None:
+                return already
+            target = self.answers.next_target(openid, push_key, include_current=plan.kind == "fetch")
+            if target is None:
+                return self._record(push_key, texts.NOTHING_MORE) if plan.kind == "fetch" else None
+            if not target.answer.page_ready(target.page):
+                return None
+            return self._deliver(target, push_key, plan, attempt)
+
+    def _deliver(self, target: Target, push_key: str, plan: Plan, attempt: int) -> str:
+        page = self.answers.page(target.answer, target.page)
+        if page is None:
+            return self._record(push_key, texts.NOTHING_MORE)
+        text = compose(target, page, late=target.answer.owner != push_key)
+        if plan.kind == "ask" and plan.answer_id != target.answer.id:
+            self.answers.release(plan.answer_id)
+            if image_media_id(text) is None:  # an image reply cannot carry a note
+                text += texts.QUEUED_NOTE
+        # the reply is recorded before the cursor moves: if Redis fails in between, the page is
+        # given again later (a repeat) rather than never (a loss)
+        self._record(push_key, text)
+        self.answers.mark_delivered(target)
+        self.metrics.inc("answers", path=delivery_path(target, push_key, attempt))
+        return text
+
+    def _record(self, push_key: str, text: str) -> str:
+        self.pushes.save_reply(push_key, text)
+        return text
+
+    def _not_ready(self, openid: str, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
+        if attempt < self.settings.wechat_attempts:
+            self.sleep(max(0.0, arrived + self.settings.wechat_attempt_timeout + HOLD_GRACE - self.clock()))
+            return None
+        if plan.kind == "ask":
+            self.answers.release(plan.answer_id)
+            reason = "late: not ready within WeChat's attempts; waits for the user's next message"
+            self.metrics.undelivered(plan.answer_id, openid, reason)
+        return self._record(push_key, texts.STILL_WORKING)
+
+
+def delivery_path(target: Target, push_key: str, attempt: int) -> str:
+    """How a page reached its user, for the `answers` metric."""
+    if not target.from_owed:
+        return "continue"
+    return f"attempt_{attempt}" if target.answer.owner == push_key else "next_message"
+
+
+def compose(target: Target, page: str, *, late: bool) -> str:
+    """A page as the user reads it: a note on late answers, a hint when more follows."""
+    if image_media_id(page) is not None:
+        return page
+    text = page.strip("\n") if target.page else page.rstrip("\n")
+    if late and target.page == 0 and target.from_owed:
+        text = texts.LATE_ANSWER_PREFIX.format(question=preview(target.answer.question)) + text
+    if target.answer.more_after(target.page):
+        text += texts.MORE_HINT
+    return text

@@ -1,0 +1,49 @@
+"""Each user's conversation in Redis, in OpenAI message format, trimmed by turns and characters."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+
+from bot.llm import ChatMessage
+from bot.store import keys
+
+
+class History:
+    def __init__(self, client: redis.Redis, *, max_turns: int, max_chars: int, ttl: int) -> None:
+        self.redis = client
+        self.max_turns = max_turns
+        self.max_chars = max_chars
+        self.ttl = ttl
+
+    def messages(self, openid: str) -> list[ChatMessage]:
+        raw = self.redis.lrange(keys.history(openid), 0, -1)
+        return [json.loads(item) for item in raw]
+
+    def add_turn(self, openid: str, question: str, answer: str) -> None:
+        """Append a question and its answer together, so the history never holds half a turn."""
+        turn = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        pipe = self.redis.pipeline()
+        pipe.rpush(keys.history(openid), *(json.dumps(item, ensure_ascii=False) for item in turn))
+        pipe.ltrim(keys.history(openid), -2 * max(self.max_turns, 1), -1)
+        pipe.expire(keys.history(openid), self.ttl)
+        pipe.execute()
+
+    def clear(self, openid: str) -> None:
+        self.redis.delete(keys.history(openid))
+
+    def prompt(self, openid: str, system: str, question: str) -> list[ChatMessage]:
+        """System prompt + as many recent turns as fit the character budget + the question."""
+        turns = self.messages(openid) if self.max_turns else []
+        budget = self.max_chars - len(system) - len(question)
+        kept: list[ChatMessage] = []
+        for index in range(len(turns) - 2, -1, -2):
+            pair = turns[index : index + 2]
+            size = sum(len(item.get("content", "")) for item in pair)
+            if size > budget:
+                break
+            kept[:0] = pair
+            budget -= size
+        head: list[ChatMessage] = [{"role": "system", "content": system}] if system else []
+        return head + kept + [{"role": "user", "content": question}]

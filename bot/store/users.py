@@ -1,0 +1,85 @@
+"""Who is admin, who is banned, one-time admin codes, and the audit log of admin actions.
+
+Admins are WECHAT_ADMIN_OPENIDS plus whoever sent `/auth CODE` with a code made on the server
+(`make admin-code`): 10 random characters (50 bits), valid ADMIN_CODE_TTL seconds, usable once,
+stored only as a hash. Failed attempts are counted per user and refused past a limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+import redis
+
+from bot.store import keys
+
+log = logging.getLogger(__name__)
+
+#: no ambiguous characters (0/O, 1/l/I)
+CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+CODE_LENGTH = 10
+#: failed /auth attempts a user may make per AUTH_FAILURE_WINDOW
+MAX_AUTH_FAILURES = 5
+AUDIT_KEEP = 1000
+
+
+def _digest(code: str) -> str:
+    return hashlib.sha256(code.strip().lower().encode()).hexdigest()
+
+
+class AdminStore:
+    def __init__(self, client: redis.Redis, configured: list[str]) -> None:
+        self.redis = client
+        self.configured = set(configured)
+
+    def is_admin(self, openid: str) -> bool:
+        return openid in self.configured or bool(self.redis.sismember(keys.ADMINS, openid))
+
+    def admins(self) -> list[str]:
+        return sorted(self.configured | set(map(str, self.redis.smembers(keys.ADMINS))))
+
+    def new_code(self) -> str:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        self.redis.set(keys.admin_code(_digest(code)), "1", ex=keys.ADMIN_CODE_TTL)
+        return code
+
+    def redeem(self, openid: str, code: str) -> bool | None:
+        """True: now admin. False: wrong code. None: too many failures, not even checked."""
+        attempts = int(self.redis.incr(keys.auth_failures(openid)))  # counted first: no parallel slip
+        if attempts == 1:  # the window starts with the first attempt (EXPIRE NX needs Redis 7)
+            self.redis.expire(keys.auth_failures(openid), keys.AUTH_FAILURE_WINDOW)
+        if attempts > MAX_AUTH_FAILURES:
+            log.warning("/auth refused for %s: %s attempts this hour", openid, attempts)
+            return None
+        if code and self.redis.getdel(keys.admin_code(_digest(code))) is not None:
+            self.redis.delete(keys.auth_failures(openid))
+            self.redis.sadd(keys.ADMINS, openid)
+            self.audit(openid, "auth", "became admin with a one-time code")
+            return True
+        log.warning("failed /auth attempt by %s (%s this hour)", openid, attempts)
+        return False
+
+    def ban(self, openid: str) -> None:
+        self.redis.sadd(keys.BANNED, openid)
+
+    def unban(self, openid: str) -> bool:
+        return bool(self.redis.srem(keys.BANNED, openid))
+
+    def is_banned(self, openid: str) -> bool:
+        return bool(self.redis.sismember(keys.BANNED, openid))
+
+    def audit(self, admin: str, command: str, args: str) -> None:
+        record = {"at": time.time(), "admin": admin, "command": command, "args": args[:200]}
+        pipe = self.redis.pipeline()
+        pipe.lpush(keys.AUDIT, json.dumps(record, ensure_ascii=False))
+        pipe.ltrim(keys.AUDIT, 0, AUDIT_KEEP - 1)
+        pipe.execute()
+        log.info("admin %s ran /%s %s", admin, command, args[:80])
+
+    def audit_log(self, limit: int = 20) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in self.redis.lrange(keys.AUDIT, 0, limit - 1)]

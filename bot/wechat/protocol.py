@@ -1,0 +1,169 @@
+"""The WeChat push protocol in one place: signatures, AES (compatible/safe mode), XML in and out.
+
+Nothing here knows about LLMs, Redis or Flask; everything raises `ProtocolError` with the HTTP
+status that the webhook should answer (never 5xx: WeChat shows its "service failure" page then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.messages import BaseMessage
+from wechatpy.replies import ImageReply, TextReply
+
+from bot.answering.paging import truncate_utf8
+from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+_FORBIDDEN_XML = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+class ProtocolError(Exception):
+    """A request WeChat would never send; `status` is the 4xx to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Push:
+    """A verified, decrypted inbound message and what its reply needs."""
+
+    message: BaseMessage
+    encrypted: bool
+    nonce: str
+
+
+def signature_of(*parts: str) -> str:
+    """WeChat's signature: sha1 of the sorted parts joined, lower-case hex."""
+    return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
+
+
+def signature_matches(expected: str, given: str) -> bool:
+    return hmac.compare_digest(expected.encode("utf-8"), given.lower().encode("utf-8"))
+
+
+def xml_safe(text: str) -> str:
+    """Text that survives wechatpy's unescaped CDATA: no control characters, no `]]>`."""
+    return _CONTROL_CHARS.sub("", text).replace("]]>", "]]]]><![CDATA[>")
+
+
+class WeChatProtocol:
+    """Checks and opens pushes for one account, and renders (and encrypts) replies."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.token = settings.wechat_token
+        self.appid = settings.wechat_appid
+        self.tolerance = settings.wechat_timestamp_tolerance
+        self.max_reply_bytes = settings.wechat_max_reply_bytes
+        self.clock = clock
+        keys = [settings.wechat_aes_key, settings.wechat_aes_key_previous]
+        self.cryptos = [WeChatCrypto(self.token, key, self.appid) for key in keys if key]
+
+    def verify(self, args: dict[str, str]) -> None:
+        """Check `signature` (and the timestamp window) on any request, GET or POST."""
+        timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
+        given = args.get("signature", "")
+        if not (timestamp and nonce and given):
+            raise ProtocolError(403, "missing signature, timestamp or nonce")
+        if not signature_matches(signature_of(self.token, timestamp, nonce), given):
+            raise ProtocolError(403, "bad signature (is WECHAT_TOKEN the Token of 公众号后台?)")
+        self._check_timestamp(timestamp)
+
+    def _check_timestamp(self, timestamp: str) -> None:
+        try:
+            skew = abs(self.clock() - int(timestamp))
+        except ValueError:
+            raise ProtocolError(403, "timestamp is not a number") from None
+        if skew > self.tolerance:
+            raise ProtocolError(
+                403,
+                f"timestamp {timestamp} is {skew:.0f}s from our clock, more than "
+                f"WECHAT_TIMESTAMP_TOLERANCE={self.tolerance}s (replay, or a wrong server clock)",
+            )
+
+    def open(self, args: dict[str, str], body: bytes) -> Push:
+        """Verify, decrypt when `encrypt_type=aes`, and parse a POSTed push."""
+        self.verify(args)
+        if not body.strip():
+            raise ProtocolError(400, "empty body")
+        encrypted = args.get("encrypt_type", "raw").lower() == "aes"
+        xml = self._decrypt(args, body) if encrypted else body
+        return Push(message=self._parse(xml), encrypted=encrypted, nonce=args["nonce"])
+
+    def _decrypt(self, args: dict[str, str], body: bytes) -> bytes:
+        if not self.cryptos:
+            raise ProtocolError(400, "encrypted push but WECHAT_AES_KEY is not set")
+        _reject_declarations(body)
+        msg_signature = args.get("msg_signature", "")
+        if not msg_signature:
+            raise ProtocolError(403, "encrypted push without msg_signature")
+        for crypto in self.cryptos:
+            try:
+                plain = crypto.decrypt_message(body, msg_signature, args["timestamp"], args["nonce"])
+                return plain.encode("utf-8") if isinstance(plain, str) else bytes(plain)
+            except InvalidSignatureException:
+                raise ProtocolError(403, "bad msg_signature") from None
+            except InvalidAppIdException:
+                raise ProtocolError(400, "encrypted for another AppID (check WECHAT_APPID)") from None
+            except Exception as exc:  # bad base64, padding, XML: try the previous key, then refuse
+                log.debug("decryption failed with one key: %r", exc)
+        raise ProtocolError(400, "cannot decrypt the push (check WECHAT_AES_KEY)")
+
+    def _parse(self, xml: bytes) -> BaseMessage:
+        _reject_declarations(xml)
+        try:
+            message = parse_message(xml.decode("utf-8"))
+        except Exception as exc:
+            raise ProtocolError(400, f"malformed XML: {type(exc).__name__}") from None
+        if message is None or not message.source or not message.target:
+            raise ProtocolError(400, "push without FromUserName/ToUserName")
+        return message
+
+    def check_echo(self, args: dict[str, str]) -> str:
+        """URL verification (GET): answer the bare echostr once the signature is right."""
+        self.verify(args)
+        echostr = args.get("echostr", "")
+        if not echostr:
+            raise ProtocolError(400, "missing echostr")
+        return echostr
+
+    def render_text(self, push: Push, text: str) -> str:
+        content = xml_safe(truncate_utf8(text, self.max_reply_bytes))
+        reply = TextReply(message=push.message, content=content)
+        return self._seal(push, reply.render())
+
+    def render_image(self, push: Push, media_id: str) -> str:
+        reply = ImageReply(message=push.message, media_id=xml_safe(media_id))
+        return self._seal(push, reply.render())
+
+    def _seal(self, push: Push, xml: str) -> str:
+        if not push.encrypted or not self.cryptos:
+            return xml
+        timestamp = str(int(self.clock()))
+        return str(self.cryptos[0].encrypt_message(xml, push.nonce or secrets.token_hex(5), timestamp))
+
+
+def _reject_declarations(xml: bytes) -> None:
+    if _FORBIDDEN_XML.search(xml):
+        raise ProtocolError(400, "DOCTYPE/ENTITY declarations are not allowed")
+
+
+def message_fields(message: BaseMessage) -> dict[str, Any]:
+    """The raw fields of a parsed message (wechatpy keeps them in `_data`)."""
+    return dict(getattr(message, "_data", {}))

