@@ -19,7 +19,7 @@ from bot.config import load_settings
 from bot.delivery.passive import PassiveDelivery
 from bot.delivery.waiter import ReadyWaiter
 from bot.logs import configure_logging
-from bot.runtime import Services, make_redis
+from bot.runtime import Runtime, make_redis
 from bot.store import keys
 from bot.store.metrics import registry
 from bot.wechat.protocol import WeChatProtocol
@@ -39,17 +39,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app; `config` overrides environment settings (lower-case names, e.g. wechat_token)."""
     settings = load_settings(**(config or {}))
     configure_logging(settings)
-    services = Services(settings)
-    jobs = Jobs(services)
+    runtime = Runtime(settings)
+    jobs = Jobs(runtime)
     waiter = ReadyWaiter(make_redis(settings, socket_timeout=None))
-    delivery = PassiveDelivery(settings, services.answers, services.pushes, waiter, services.metrics)
-    webhook = Webhook(services, Router(services, jobs), WeChatProtocol(settings), delivery)
+    delivery = PassiveDelivery(settings, runtime.answers, runtime.pushes, waiter, runtime.metrics)
+    webhook = Webhook(runtime, Router(runtime, jobs), WeChatProtocol(settings), delivery)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.wechat_max_body_bytes
     app.extensions["wxbot"] = {
         "settings": settings,
-        "services": services,
+        "runtime": runtime,
         "jobs": jobs,
         "webhook": webhook,
         "waiter": waiter,
@@ -66,7 +66,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     @app.get("/healthz")
     def healthz() -> Response:
         try:
-            services.redis.ping()
+            runtime.redis.ping()
         except redis.exceptions.RedisError as exc:
             return Response(f"redis: {exc}", status=503, content_type="text/plain")
         return Response("ok", content_type="text/plain")
@@ -75,7 +75,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def metrics() -> Response:
         if not metrics_allowed(settings.metrics_token):
             return Response("forbidden", status=403, content_type="text/plain")
-        body = generate_latest(registry(services.redis, keys.JOB_QUEUE))
+        body = generate_latest(registry(runtime.redis, keys.JOB_QUEUE))
         return Response(body, content_type=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(HTTPException)

@@ -1,6 +1,6 @@
 """Everything the web tier and the job workers share, built from the settings in one place.
 
-Outside services (the LLM, WeChat's API) are built on first use, so that a web process that
+Outside runtime (the LLM, WeChat's API) are built on first use, so that a web process that
 only answers pushes never opens a connection to them.
 """
 
@@ -42,7 +42,7 @@ def make_redis(settings: Settings, socket_timeout: float | None = 10) -> redis.R
     )
 
 
-class Services:
+class Runtime:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.redis = client or make_redis(settings)

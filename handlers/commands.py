@@ -57,7 +57,7 @@ def run(text: str, ctx: Context) -> Plan:
         return Plan("reply", texts.UNKNOWN_COMMAND)
     result = found.fn(ctx, args.strip())
     if found.admin_only:
-        ctx.services.admin.audit(ctx.openid, found.name, args.strip())
+        ctx.runtime.admin.audit(ctx.openid, found.name, args.strip())
     return result if isinstance(result, Plan) else Plan("reply", result)
 
 
@@ -71,7 +71,7 @@ def help_command(ctx: Context, args: str) -> str:
 
 @command("reset", "清空我的对话记录 (reset)")
 def reset_command(ctx: Context, args: str) -> str:
-    ctx.services.history.clear(ctx.openid)
+    ctx.runtime.history.clear(ctx.openid)
     return texts.RESET_DONE
 
 
@@ -82,7 +82,7 @@ def whoami_command(ctx: Context, args: str) -> str:
 
 @command("model", "查看/切换模型：/model [名称] (model)")
 def model_command(ctx: Context, args: str) -> str:
-    redis = ctx.services.redis
+    redis = ctx.runtime.redis
     models = list_models(ctx)
     if models is None:
         return texts.MODEL_UNAVAILABLE
@@ -102,7 +102,7 @@ _lister = ThreadPoolExecutor(max_workers=4, thread_name_prefix="list-models")
 
 def list_models(ctx: Context) -> list[str] | None:
     """The backend's models, or None when it fails or takes longer than MODELS_WAIT_SECONDS."""
-    future = _lister.submit(ctx.services.backend.models)
+    future = _lister.submit(ctx.runtime.backend.models)
     try:
         return future.result(timeout=MODELS_WAIT_SECONDS)
     except (LLMError, FutureTimeout):
@@ -110,7 +110,7 @@ def list_models(ctx: Context) -> list[str] | None:
 
 
 def default_model(ctx: Context) -> str:
-    settings = ctx.services.settings
+    settings = ctx.runtime.settings
     return settings.fastchat_model if settings.llm_backend == "fastchat" else settings.openai_model
 
 
@@ -123,7 +123,7 @@ def image_command(ctx: Context, args: str) -> str | Plan:
 
 @command("minutes", "会议纪要：/minutes 开始，/minutes end 生成 (minutes)")
 def minutes_command(ctx: Context, args: str) -> str | Plan:
-    redis = ctx.services.redis
+    redis = ctx.runtime.redis
     if args.lower() not in ("end", "stop", "结束"):
         redis.delete(keys.minutes(ctx.openid), keys.minutes_pending(ctx.openid))
         redis.set(keys.minutes_on(ctx.openid), "1", ex=keys.MINUTES_TTL)
@@ -135,7 +135,7 @@ def minutes_command(ctx: Context, args: str) -> str | Plan:
 
 @command("auth", "成为管理员：/auth 验证码", hidden=True)
 def auth_command(ctx: Context, args: str) -> str:
-    redeemed = ctx.services.admin.redeem(ctx.openid, args)
+    redeemed = ctx.runtime.admin.redeem(ctx.openid, args)
     if redeemed is None:
         return texts.AUTH_LOCKED
     return texts.AUTH_OK if redeemed else texts.AUTH_FAILED
@@ -144,16 +144,16 @@ def auth_command(ctx: Context, args: str) -> str:
 # --- admins ------------------------------------------------------------------------------------
 @command("stats", "今日统计 (stats)", admin_only=True)
 def stats_command(ctx: Context, args: str) -> str:
-    services = ctx.services
-    answers = services.metrics.counter("answers")
-    failures = services.metrics.counter("job_failures")
-    latency = services.metrics.average("llm_latency_seconds")
+    runtime = ctx.runtime
+    answers = runtime.metrics.counter("answers")
+    failures = runtime.metrics.counter("job_failures")
+    latency = runtime.metrics.average("llm_latency_seconds")
     return texts.STATS.format(
-        users=services.limits.users_today(),
-        messages=services.limits.messages_today(),
+        users=runtime.limits.users_today(),
+        messages=runtime.limits.messages_today(),
         paths=_labels(answers) or "无",
         failures=_labels(failures) or "无",
-        undelivered=len(services.metrics.undelivered_records(1000)),
+        undelivered=len(runtime.metrics.undelivered_records(1000)),
         latency=f"{latency:.1f} 秒" if latency is not None else "无数据",
     )
 
@@ -167,7 +167,7 @@ def _labels(counter: dict[str, int]) -> str:
 def ban_command(ctx: Context, args: str) -> str:
     if not args:
         return texts.USAGE.format(usage="/ban OPENID")
-    ctx.services.admin.ban(args)
+    ctx.runtime.admin.ban(args)
     return texts.BANNED_DONE.format(openid=args)
 
 
@@ -175,15 +175,15 @@ def ban_command(ctx: Context, args: str) -> str:
 def unban_command(ctx: Context, args: str) -> str:
     if not args:
         return texts.USAGE.format(usage="/unban OPENID")
-    found = ctx.services.admin.unban(args)
+    found = ctx.runtime.admin.unban(args)
     return (texts.UNBANNED_DONE if found else texts.NOT_BANNED).format(openid=args)
 
 
 @command("system", "查看/设置系统提示词：/system [内容] (system)", admin_only=True)
 def system_command(ctx: Context, args: str) -> str:
     if not args:
-        return texts.SYSTEM_SHOW.format(prompt=ctx.services.overrides.system_prompt() or "（空）")
-    ctx.services.overrides.set("system_prompt", args)
+        return texts.SYSTEM_SHOW.format(prompt=ctx.runtime.overrides.system_prompt() or "（空）")
+    ctx.runtime.overrides.set("system_prompt", args)
     return texts.SYSTEM_SET
 
 
@@ -191,32 +191,32 @@ def system_command(ctx: Context, args: str) -> str:
 def welcome_command(ctx: Context, args: str) -> str:
     if not args:
         return texts.USAGE.format(usage="/welcome 欢迎语")
-    ctx.services.overrides.set("welcome_text", args)
+    ctx.runtime.overrides.set("welcome_text", args)
     return texts.WELCOME_SET
 
 
 @command("quota", "每人每日提问上限：/quota [N] (quota)", admin_only=True)
 def quota_command(ctx: Context, args: str) -> str:
     if not args:
-        return texts.QUOTA_SHOW.format(quota=ctx.services.overrides.daily_quota())
+        return texts.QUOTA_SHOW.format(quota=ctx.runtime.overrides.daily_quota())
     if not args.isdigit():
         return texts.USAGE.format(usage="/quota N（N 为非负整数，0 表示不限）")
-    ctx.services.overrides.set("daily_quota", str(int(args)))
+    ctx.runtime.overrides.set("daily_quota", str(int(args)))
     return texts.QUOTA_SET.format(quota=int(args))
 
 
 @command("broadcast", "群发给 48 小时内互动的用户：/broadcast 内容 (broadcast)", admin_only=True)
 def broadcast_command(ctx: Context, args: str) -> str:
-    if ctx.services.settings.wechat_reply_mode != "active":
+    if ctx.runtime.settings.wechat_reply_mode != "active":
         return texts.BROADCAST_PASSIVE
     if not args:
-        last = ctx.services.redis.get(keys.BROADCAST_REPORT)
+        last = ctx.runtime.redis.get(keys.BROADCAST_REPORT)
         return str(last) if last else texts.USAGE.format(usage="/broadcast 内容")
-    audience = ctx.services.limits.window_open()
+    audience = ctx.runtime.limits.window_open()
     ctx.jobs.enqueue_broadcast(ctx.openid, args)
     return texts.BROADCAST_QUEUED.format(count=len(audience))
 
 
 @command("admins", "查看管理员 (admins)", admin_only=True)
 def admins_command(ctx: Context, args: str) -> str:
-    return texts.ADMINS_LIST.format(admins="\n".join(ctx.services.admin.admins()))
+    return texts.ADMINS_LIST.format(admins="\n".join(ctx.runtime.admin.admins()))

@@ -1,4 +1,4 @@
-"""What a handler may use: the sender, the shared services and the job queue."""
+"""What a handler may use: the sender, the shared runtime and the job queue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from bot.answering.jobs import Jobs
-from bot.runtime import Services
+from bot.runtime import Runtime
 from bot.store import keys
 
 
@@ -14,18 +14,18 @@ from bot.store import keys
 class Context:
     openid: str
     push_key: str
-    services: Services
+    runtime: Runtime
     jobs: Jobs
 
     @cached_property
     def is_admin(self) -> bool:
-        return self.services.admin.is_admin(self.openid)
+        return self.runtime.admin.is_admin(self.openid)
 
     def delivery_mode(self) -> str:
         """`active` only for accounts that may use the customer-service API right now."""
-        if self.services.settings.wechat_reply_mode != "active":
+        if self.runtime.settings.wechat_reply_mode != "active":
             return "passive"
-        return "passive" if self.services.redis.exists(keys.CS_UNAUTHORIZED) else "active"
+        return "passive" if self.runtime.redis.exists(keys.CS_UNAUTHORIZED) else "active"
 
     def recording_minutes(self) -> bool:
-        return bool(self.services.redis.exists(keys.minutes_on(self.openid)))
+        return bool(self.runtime.redis.exists(keys.minutes_on(self.openid)))

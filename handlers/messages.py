@@ -6,7 +6,7 @@ from wechatpy.messages import BaseMessage
 
 from bot import texts
 from bot.answering.jobs import Jobs
-from bot.runtime import Services
+from bot.runtime import Runtime
 from bot.store import keys
 from bot.store.pushes import Plan
 from handlers import commands
@@ -20,12 +20,12 @@ SILENT_EVENTS = ("unsubscribe", "view", "location", "view_miniprogram", "templat
 class Router:
     """The webhook's planner: builds the handler context of a push and routes its message."""
 
-    def __init__(self, services: Services, jobs: Jobs) -> None:
-        self.services = services
+    def __init__(self, runtime: Runtime, jobs: Jobs) -> None:
+        self.runtime = runtime
         self.jobs = jobs
 
     def __call__(self, message: BaseMessage, push_key: str) -> Plan:
-        return plan_for(message, Context(str(message.source), push_key, self.services, self.jobs))
+        return plan_for(message, Context(str(message.source), push_key, self.runtime, self.jobs))
 
 
 def plan_for(message: BaseMessage, ctx: Context) -> Plan:
@@ -62,14 +62,14 @@ def on_voice(message: BaseMessage, ctx: Context) -> Plan:
 
 def on_event(event: str, ctx: Context) -> Plan:
     if event.startswith("subscribe"):
-        return Plan("reply", ctx.services.overrides.welcome_text() or texts.WELCOME)
+        return Plan("reply", ctx.runtime.overrides.welcome_text() or texts.WELCOME)
     if event in SILENT_EVENTS:
         return Plan("silent")
     return Plan("reply", texts.UNSUPPORTED) if event == "click" else Plan("silent")
 
 
 def add_minutes_text(ctx: Context, text: str) -> Plan:
-    redis = ctx.services.redis
+    redis = ctx.runtime.redis
     count = redis.rpush(keys.minutes(ctx.openid), text)
     redis.expire(keys.minutes(ctx.openid), keys.MINUTES_TTL)
     return Plan("reply", texts.MINUTES_PIECE.format(n=int(count)))
@@ -78,7 +78,7 @@ def add_minutes_text(ctx: Context, text: str) -> Plan:
 def add_minutes_voice(ctx: Context, media_id: str, recognition: str) -> Plan:
     if recognition:
         return add_minutes_text(ctx, recognition)
-    redis = ctx.services.redis
+    redis = ctx.runtime.redis
     pipe = redis.pipeline()
     pipe.incr(keys.minutes_pending(ctx.openid))
     pipe.expire(keys.minutes_pending(ctx.openid), keys.MINUTES_TTL)

@@ -9,13 +9,13 @@ from handlers.context import Context
 
 def refusal(ctx: Context) -> str | None:
     """Why this user may not ask now (banned, too fast, quota used up), or None."""
-    services = ctx.services
-    if services.admin.is_banned(ctx.openid):
+    runtime = ctx.runtime
+    if runtime.admin.is_banned(ctx.openid):
         return texts.BANNED
     if ctx.is_admin:
         return None
-    quota = services.overrides.daily_quota()
-    verdict = services.limits.admit(ctx.openid, quota)
+    quota = runtime.overrides.daily_quota()
+    verdict = runtime.limits.admit(ctx.openid, quota)
     if verdict == "rate":
         return texts.RATE_LIMITED
     if verdict == "quota":
@@ -27,10 +27,10 @@ def ask(ctx: Context, question: str, *, kind: str = "text", media_id: str = "") 
     """Create the answer, queue its generation, and say how it will be delivered."""
     if (refused := refusal(ctx)) is not None:
         return Plan("reply", refused)
-    settings = ctx.services.settings
+    settings = ctx.runtime.settings
     mode = ctx.delivery_mode()
     reserved = settings.wechat_attempts * settings.wechat_attempt_timeout + 2.0 if mode == "passive" else 0.0
-    answer_id = ctx.services.answers.create(
+    answer_id = ctx.runtime.answers.create(
         ctx.openid,
         question,
         owner=ctx.push_key,

@@ -108,8 +108,8 @@ class Bot:
         self.ext = app.extensions["wxbot"]
 
     @property
-    def services(self) -> Any:
-        return self.ext["services"]
+    def runtime(self) -> Any:
+        return self.ext["runtime"]
 
     def simulator(self, mode: str = "plain", attempt_timeout: float = ATTEMPT_TIMEOUT) -> WeChatSimulator:
         aes_key = AES_KEY if mode != "plain" else None
@@ -146,7 +146,7 @@ def make_bot(base_config: dict[str, Any]) -> Iterator[Callable[..., Bot]]:
             bot.worker.stop()
         bot.ext["jobs"].broker.close()
         bot.ext["waiter"].close()
-        bot.services.close()
+        bot.runtime.close()
 
 
 @pytest.fixture

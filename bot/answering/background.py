@@ -6,40 +6,40 @@ import logging
 
 from bot import texts
 from bot.media.voice import TranscriptionError
-from bot.runtime import Services
+from bot.runtime import Runtime
 from bot.store import keys
 from bot.wechat.api import WeChatAPIError
 
 log = logging.getLogger(__name__)
 
 
-def record_minutes_piece(services: Services, openid: str, media_id: str, index: int) -> None:
+def record_minutes_piece(runtime: Runtime, openid: str, media_id: str, index: int) -> None:
     """Transcribe one voice piece of a meeting into its place (`index`) in the transcript."""
     try:
-        text = services.transcriber.transcribe_media(media_id)
+        text = runtime.transcriber.transcribe_media(media_id)
     except TranscriptionError as exc:
         log.warning("minutes piece of %s not transcribed: %s", openid, exc)
         text = "（这一段语音未能识别）"
-    pipe = services.redis.pipeline()
+    pipe = runtime.redis.pipeline()
     pipe.lset(keys.minutes(openid), index, text or "（空白）")
     pipe.decr(keys.minutes_pending(openid))
     pipe.execute()
 
 
-def broadcast(services: Services, admin: str, text: str) -> dict[str, int]:
+def broadcast(runtime: Runtime, admin: str, text: str) -> dict[str, int]:
     """Send `text` to every user whose customer-service window is open; report to the admin."""
     sent = failed = 0
-    for openid in services.limits.window_open():
+    for openid in runtime.limits.window_open():
         try:
-            services.wechat.send_text(openid, text)
+            runtime.wechat.send_text(openid, text)
             sent += 1
         except WeChatAPIError as exc:
             failed += 1
             log.info("broadcast to %s failed: %s", openid, exc)
     report = texts.BROADCAST_REPORT.format(sent=sent, failed=failed)
-    services.redis.set(keys.BROADCAST_REPORT, report)
+    runtime.redis.set(keys.BROADCAST_REPORT, report)
     try:
-        services.wechat.send_text(admin, report)
+        runtime.wechat.send_text(admin, report)
     except WeChatAPIError as exc:
         log.warning("broadcast report not sent to %s: %s", admin, exc)
     return {"sent": sent, "failed": failed}

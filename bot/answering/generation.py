@@ -21,7 +21,7 @@ from bot.answering.paging import PageSplitter, Resume, decoration_reserve
 from bot.llm import LLMError
 from bot.media.images import Refusal
 from bot.media.voice import TranscriptionError
-from bot.runtime import Services
+from bot.runtime import Runtime
 from bot.store import keys
 from bot.store.answers import Answer, LeaseLost
 
@@ -33,12 +33,12 @@ _FAILURE_TEXTS = {"timeout": texts.LLM_TIMEOUT, "unavailable": texts.LLM_FAILED,
 
 
 class AnswerJob:
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.answers = services.answers
-        self.redis = services.redis
-        self.lease_ms = int(services.settings.job_lease_seconds * 1000)
-        self.budget = services.settings.wechat_max_reply_bytes - decoration_reserve()
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.answers = runtime.answers
+        self.redis = runtime.redis
+        self.lease_ms = int(runtime.settings.job_lease_seconds * 1000)
+        self.budget = runtime.settings.wechat_max_reply_bytes - decoration_reserve()
 
     def run(self, answer_id: str) -> Outcome:
         answer = self.answers.get(answer_id)
@@ -70,7 +70,7 @@ class AnswerJob:
             answer, resume = self._restart(answer)
         self.answers.set_status(answer, "running")
         if answer.delivery == "active":
-            self.services.sender.typing(answer.openid)
+            self.runtime.sender.typing(answer.openid)
         try:
             outcome = self._produce(answer, splitter, resume, lease)
         except (LLMError, TranscriptionError, Refusal) as exc:
@@ -100,17 +100,17 @@ class AnswerJob:
 
     def _produce(self, answer: Answer, splitter: PageSplitter, resume: Resume, lease: str) -> Outcome:
         if answer.kind == "image":
-            self.answers.finish(answer, [self.services.images.make(answer.question)], "done", lease=lease)
+            self.answers.finish(answer, [self.runtime.images.make(answer.question)], "done", lease=lease)
             return "done"
         question = self._question(answer)
         if answer.kind == "minutes":
             system, question = texts.MINUTES_SYSTEM, texts.MINUTES_PROMPT.format(transcript=question)
             prompt = [{"role": "system", "content": system}, {"role": "user", "content": question}]
             return self._stream(answer, prompt, splitter, resume, lease, remember=None)
-        if self.services.moderator.refuses(question):
+        if self.runtime.moderator.refuses(question):
             raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
-        system = self.services.overrides.system_prompt()
-        prompt = self.services.history.prompt(answer.openid, system, question)
+        system = self.runtime.overrides.system_prompt()
+        prompt = self.runtime.history.prompt(answer.openid, system, question)
         return self._stream(answer, prompt, splitter, resume, lease, remember=question)
 
     def _question(self, answer: Answer) -> str:
@@ -118,7 +118,7 @@ class AnswerJob:
             return answer.question or self._minutes_transcript(answer)
         if answer.kind != "voice" or answer.question:
             return answer.question
-        text = self.services.transcriber.transcribe_media(answer.media_id)
+        text = self.runtime.transcriber.transcribe_media(answer.media_id)
         if not text:
             raise TranscriptionError("empty transcript")
         self.redis.hset(keys.answer(answer.id), "question", text)
@@ -152,9 +152,9 @@ class AnswerJob:
         started = time.monotonic()
         model = self.redis.get(keys.user_model(answer.openid))
         parts: list[str] = []
-        splitter.transform = self.services.moderator.mask
-        splitter.holdback = max(self.services.moderator.longest - 1, 0)
-        pieces = self.services.backend.stream(prompt, model=str(model) if model else None)
+        splitter.transform = self.runtime.moderator.mask
+        splitter.holdback = max(self.runtime.moderator.longest - 1, 0)
+        pieces = self.runtime.backend.stream(prompt, model=str(model) if model else None)
         with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
             for piece in pieces:
                 parts.append(piece)
@@ -162,14 +162,14 @@ class AnswerJob:
         text = "".join(parts)
         if not text.strip():
             raise LLMError("failed", "the model returned an empty answer")
-        self.services.metrics.observe("llm_latency_seconds", time.monotonic() - started)
+        self.runtime.metrics.observe("llm_latency_seconds", time.monotonic() - started)
         self._publish(answer, splitter.feed(resume.finish()), lease)
         last = splitter.finish()
         if self.answers.page_count(answer.id) == 0:
-            self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
+            self.runtime.metrics.observe("first_page_seconds", time.time() - answer.created)
         self.answers.finish(answer, last, "done", lease=lease)
         if remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
-            self.services.history.add_turn(answer.openid, remember, self.services.moderator.mask(text))
+            self.runtime.history.add_turn(answer.openid, remember, self.runtime.moderator.mask(text))
         if answer.kind == "minutes":  # only now is the recording no longer needed
             self.redis.delete(keys.minutes(answer.openid), keys.minutes_pending(answer.openid))
         return "done"
@@ -177,7 +177,7 @@ class AnswerJob:
     def _publish(self, answer: Answer, pages: list[str], lease: str) -> None:
         if pages:
             if self.answers.page_count(answer.id) == 0:
-                self.services.metrics.observe("first_page_seconds", time.time() - answer.created)
+                self.runtime.metrics.observe("first_page_seconds", time.time() - answer.created)
             self.answers.add_pages(answer, pages, lease=lease)
             self._deliver_active(answer)
 
@@ -190,7 +190,7 @@ class AnswerJob:
             message = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
         log.warning("answer %s failed: %s", answer.id, exc)
         reason = "refused" if isinstance(exc, Refusal) else getattr(exc, "kind", "voice")
-        self.services.metrics.inc("job_failures", reason=reason)
+        self.runtime.metrics.inc("job_failures", reason=reason)
         if answer.kind == "minutes" and self.redis.exists(keys.minutes(answer.openid)):
             self.redis.set(keys.minutes_on(answer.openid), "1", ex=keys.MINUTES_TTL)  # /minutes end again
             message += texts.MINUTES_KEPT
@@ -200,7 +200,7 @@ class AnswerJob:
 
     def _deliver_active(self, answer: Answer) -> None:
         if answer.delivery == "active":
-            self.services.sender.send_ready_pages(answer.id)
+            self.runtime.sender.send_ready_pages(answer.id)
 
 
 #: renews a lease only while it is still ours

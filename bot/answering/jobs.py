@@ -18,7 +18,7 @@ from dramatiq.brokers.redis import RedisBroker
 from bot.answering.background import broadcast, record_minutes_piece
 from bot.answering.generation import AnswerJob
 from bot.config import Settings
-from bot.runtime import REDIS_MAX_CONNECTIONS, Services
+from bot.runtime import REDIS_MAX_CONNECTIONS, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,12 @@ RETRIES = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limi
 
 
 class Jobs:
-    """The broker and the actors (answers, meeting pieces, broadcasts), bound to one set of services."""
+    """The broker and the actors (answers, meeting pieces, broadcasts), bound to one set of runtime."""
 
-    def __init__(self, services: Services, broker: RedisBroker | None = None) -> None:
-        self.services = services
-        self.broker = broker or make_broker(services.settings)
-        self.job = AnswerJob(services)
+    def __init__(self, runtime: Runtime, broker: RedisBroker | None = None) -> None:
+        self.runtime = runtime
+        self.broker = broker or make_broker(runtime.settings)
+        self.job = AnswerJob(runtime)
         self.actor = self._actor(self._generate_answer, "generate_answer", RETRIES)
         self.minutes_actor = self._actor(self._record_minutes_piece, "record_minutes_piece", RETRIES)
         # never retried: a retry would message everybody twice
@@ -85,10 +85,10 @@ class Jobs:
         self.broadcast_actor.send(admin, text)
 
     def _record_minutes_piece(self, openid: str, media_id: str, index: int) -> None:
-        record_minutes_piece(self.services, openid, media_id, index)
+        record_minutes_piece(self.runtime, openid, media_id, index)
 
     def _broadcast(self, admin: str, text: str) -> None:
-        broadcast(self.services, admin, text)
+        broadcast(self.runtime, admin, text)
 
     def _generate_answer(self, answer_id: str) -> None:
         outcome = self.job.run(answer_id)

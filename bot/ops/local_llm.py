@@ -38,7 +38,7 @@ from typing import IO, Self
 
 from bot.ops.redis_server import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # bot/ops/local_llm.py -> the project
 REQUIREMENTS = ROOT / "requirements-fastchat.txt"
 #: requirement-file lines `# no-deps: PKG==VERSION` are installed with --no-deps after the rest
 NO_DEPS_DIRECTIVE = "# no-deps:"

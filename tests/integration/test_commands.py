@@ -51,7 +51,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
 @pytest.mark.parametrize("command", ADMIN_COMMANDS)
 def test_admin_commands_look_unknown_to_strangers(admin_bot: Bot, command: str) -> None:
     assert say(admin_bot, "stranger", command) == texts.UNKNOWN_COMMAND
-    assert admin_bot.services.admin.audit_log() == []
+    assert admin_bot.runtime.admin.audit_log() == []
 
 
 def test_help_lists_what_the_sender_may_use(admin_bot: Bot) -> None:
@@ -72,7 +72,7 @@ def test_ban_stops_llm_calls_and_unban_restores(admin_bot: Bot, fake_openai: Fak
     assert fake_openai.chat_requests() == []
     say(admin_bot, ADMIN, "/unban user-9")
     assert say(admin_bot, "user-9", "hello") == "echo: hello"
-    assert [entry["command"] for entry in admin_bot.services.admin.audit_log()] == ["unban", "ban"]
+    assert [entry["command"] for entry in admin_bot.runtime.admin.audit_log()] == ["unban", "ban"]
 
 
 def test_system_prompt_and_welcome_change_for_everyone(admin_bot: Bot, fake_openai: FakeOpenAI) -> None:
@@ -207,11 +207,11 @@ def test_one_time_code_makes_an_admin_once(admin_bot: Bot, base_config: dict[str
 
 
 def test_brute_forcing_auth_is_stopped(admin_bot: Bot) -> None:
-    code = admin_bot.services.admin.new_code()
+    code = admin_bot.runtime.admin.new_code()
     for attempt in range(MAX_AUTH_FAILURES):
         assert say(admin_bot, "mallory", f"/auth guess{attempt}") == texts.AUTH_FAILED
     assert say(admin_bot, "mallory", f"/auth {code}") == texts.AUTH_LOCKED  # even the right code
-    assert not admin_bot.services.admin.is_admin("mallory")
+    assert not admin_bot.runtime.admin.is_admin("mallory")
 
 
 def test_sensitive_words_refuse_questions_and_mask_answers(

@@ -390,4 +390,4 @@ def test_the_whole_bot_answers_through_fastchat(
     assert bot.simulator().send_text("u1", "hi").text == "你好，我是 Vicuna。"
     [prompt] = worker.prompts
     assert prompt.endswith(" USER: hi ASSISTANT:")
-    assert prompt.startswith(bot.services.settings.system_prompt)
+    assert prompt.startswith(bot.runtime.settings.system_prompt)

@@ -60,9 +60,9 @@ def test_refused_customer_service_send_is_recorded_with_its_code(
     fake_wechat.fail_sends(45015)
     bot.simulator().send_text("user-1", "hi")
     deadline = time.monotonic() + 10
-    while not bot.services.metrics.undelivered_records() and time.monotonic() < deadline:
+    while not bot.runtime.metrics.undelivered_records() and time.monotonic() < deadline:
         time.sleep(0.05)
-    [record] = bot.services.metrics.undelivered_records()
+    [record] = bot.runtime.metrics.undelivered_records()
     assert record["openid"] == "user-1" and record["reason"].startswith("cs_refused:45015")
     assert 'wxbot_answers_total{path="failed_45015"} 1.0' in scrape(bot)[1]
 

@@ -41,7 +41,7 @@ def test_voice_without_recognition_is_downloaded_and_transcribed(
     [upload] = fake_openai.transcriptions
     assert upload.filename == "voice.mp3" and upload.model == "whisper-1"
     assert upload.data[:3] == b"ID3" or upload.data[0] == 0xFF
-    history = bot.services.history.messages("user-1")
+    history = bot.runtime.history.messages("user-1")
     assert history[0] == {"role": "user", "content": "帮我写首诗"}
 
 

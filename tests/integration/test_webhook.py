@@ -123,7 +123,7 @@ def test_commands_never_reach_the_llm(bot: Bot, fake_openai: FakeOpenAI) -> None
     help_text = sim.send_text("user-1", "/help").text
     assert help_text is not None and "/reset" in help_text
     assert sim.send_text("user-1", "／reset").text == texts.RESET_DONE
-    assert bot.services.history.messages("user-1") == []
+    assert bot.runtime.history.messages("user-1") == []
     assert sim.send_text("user-1", "/nonsense").text == texts.UNKNOWN_COMMAND
     assert len(fake_openai.chat_requests()) == 1
 

@@ -45,7 +45,7 @@ def test_killed_worker_mid_generation_still_answers_once(
     doomed.wait(timeout=10)
     start_worker_process()
     wait_until(lambda: len(fake_openai.chat_requests()) == 2, timeout=60)
-    answer = bot.services.answers
+    answer = bot.runtime.answers
     wait_until(lambda: _answer_status(answer, "user-1") == "done", timeout=30)
     fetched = bot.simulator().send_text("user-1", "继续")
     assert fetched.text is not None and STREAMED in fetched.text
@@ -89,11 +89,11 @@ def test_a_run_that_lost_its_lease_writes_nothing(bot: Bot) -> None:
     """A duplicate run (its lease taken over) can neither add pages nor finish the answer."""
     from bot.store.answers import LeaseLost
 
-    store = bot.services.answers
+    store = bot.runtime.answers
     answer_id = store.create("user-1", "q", owner="p", reserved_for=0, delivery="passive")
     answer = store.get(answer_id)
     assert answer is not None
-    bot.services.redis.set(keys.answer_lease(answer_id), "the-live-run")
+    bot.runtime.redis.set(keys.answer_lease(answer_id), "the-live-run")
     store.add_pages(answer, ["from the live run"], lease="the-live-run")
     with pytest.raises(LeaseLost):
         store.add_pages(answer, ["from a stale run"], lease="a-stale-run")
@@ -114,11 +114,11 @@ def test_the_lease_is_kept_alive_while_the_first_token_is_slow(
     sim.attempts = 1
     sim.send_text("user-1", "slow first token")  # times out; the job goes on
     time.sleep(0.8)
-    leases = bot.services.redis.keys("wxbot:ans:*:lease")
+    leases = bot.runtime.redis.keys("wxbot:ans:*:lease")
     assert len(leases) == 1
     time.sleep(1.2)  # past the lease's own length
-    assert bot.services.redis.exists(leases[0]) == 1
-    wait_until(lambda: not bot.services.redis.exists(leases[0]), timeout=15)  # released at the end
+    assert bot.runtime.redis.exists(leases[0]) == 1
+    wait_until(lambda: not bot.runtime.redis.exists(leases[0]), timeout=15)  # released at the end
 
 
 def test_a_run_that_lost_its_lease_hangs_up_on_the_llm(bot: Bot, fake_openai: FakeOpenAI) -> None:
@@ -128,12 +128,12 @@ def test_a_run_that_lost_its_lease_hangs_up_on_the_llm(bot: Bot, fake_openai: Fa
     sim = bot.simulator()
     sim.attempts = 1
     sim.send_text("user-1", "a long answer please")
-    redis = bot.services.redis
+    redis = bot.runtime.redis
     wait_until(lambda: bool(redis.keys("wxbot:ans:*:lease")), timeout=5)
     lease = redis.keys("wxbot:ans:*:lease")[0]
     answer_id = lease.split(":")[2]
-    wait_until(lambda: bot.services.answers.page_count(answer_id) >= 1, timeout=5)
+    wait_until(lambda: bot.runtime.answers.page_count(answer_id) >= 1, timeout=5)
     redis.set(lease, "another-run")
-    pages = bot.services.answers.page_count(answer_id)
+    pages = bot.runtime.answers.page_count(answer_id)
     wait_until(lambda: fake_openai.hangups == 1, timeout=3)
-    assert bot.services.answers.page_count(answer_id) == pages  # the stale run wrote nothing more
+    assert bot.runtime.answers.page_count(answer_id) == pages  # the stale run wrote nothing more
