@@ -6,6 +6,7 @@ Production: `gunicorn -c deploy/gunicorn.conf.py 'app:create_app()'`.
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 from typing import Any
 
@@ -20,11 +21,9 @@ from bot.delivery.passive import PassiveDelivery
 from bot.delivery.waiter import ReadyWaiter
 from bot.logs import configure_logging
 from bot.runtime import Runtime, make_redis
-from bot.store import keys
-from bot.store.metrics import registry
+from bot.webhook import Inbound, Webhook
 from bot.wechat.protocol import WeChatProtocol
-from bot.wechat.webhook import Inbound, Webhook
-from handlers.messages import Router
+from handlers.router import Router
 
 
 def metrics_allowed(token: str) -> bool:
@@ -63,19 +62,43 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         out = webhook.handle(inbound)
         return Response(out.body, status=out.status, content_type=out.content_type)
 
+    # Health: the answer is a few plain words, never exception text (these may be public via nginx).
+    def unhealthy(check: str, reason: str, exc: Exception | None = None) -> Response:
+        logging.getLogger(__name__).warning("%s: %s%s", check, reason, f" ({exc!r})" if exc else "")
+        return Response(reason, status=503, content_type="text/plain")
+
+    @app.get("/livez")
+    def livez() -> Response:
+        """Liveness: this web process answers (nothing else is checked)."""
+        return Response("ok", content_type="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        """Readiness: Redis answers and a job worker's heartbeat is at most WORKER_HEARTBEAT_TIMEOUT old."""
+        try:
+            age = runtime.workers.freshest_heartbeat_age()
+        except redis.exceptions.RedisError as exc:
+            return unhealthy("readyz", "redis: unreachable", exc)
+        if age is None:
+            return unhealthy("readyz", "workers: no heartbeat")
+        if age > settings.worker_heartbeat_timeout:
+            return unhealthy("readyz", f"workers: no heartbeat for {age:.0f} s")
+        return Response("ok", content_type="text/plain")
+
     @app.get("/healthz")
     def healthz() -> Response:
+        """Kept for existing setups: 200 while Redis answers (/readyz also checks the job workers)."""
         try:
-            runtime.redis.ping()
+            runtime.workers.ping()
         except redis.exceptions.RedisError as exc:
-            return Response(f"redis: {exc}", status=503, content_type="text/plain")
+            return unhealthy("healthz", "redis: unreachable", exc)
         return Response("ok", content_type="text/plain")
 
     @app.get("/metrics")
     def metrics() -> Response:
         if not metrics_allowed(settings.metrics_token):
             return Response("forbidden", status=403, content_type="text/plain")
-        body = generate_latest(registry(runtime.redis, keys.JOB_QUEUE))
+        body = generate_latest(runtime.metrics.registry())
         return Response(body, content_type=CONTENT_TYPE_LATEST)
 
     @app.errorhandler(HTTPException)

@@ -1,7 +1,10 @@
-"""Everything the web tier and the job workers share, built from the settings in one place.
+"""The object graph of one process, web tier or job worker, built from the settings in one place
+and closed in one place.
 
-Outside runtime (the LLM, WeChat's API) are built on first use, so that a web process that
-only answers pushes never opens a connection to them.
+Every Redis key is read and written by a store of `bot/store/`; the runtime hands out the stores,
+never the Redis client. Outside services (the LLM, WeChat's API, images, transcription,
+moderation) are built on first use, so that a web process that only answers pushes never opens a
+connection to them.
 """
 
 from __future__ import annotations
@@ -18,12 +21,17 @@ from bot.media.images import ImageMaker
 from bot.media.moderation import Moderator
 from bot.media.voice import Transcriber
 from bot.store.answers import AnswerStore
+from bot.store.broadcasts import BroadcastLog
 from bot.store.history import History
 from bot.store.limits import Limits
 from bot.store.metrics import Metrics
+from bot.store.minutes import MinutesStore
 from bot.store.overrides import Overrides
 from bot.store.pushes import PushLog
-from bot.store.users import AdminStore
+from bot.store.stats import DailyStats
+from bot.store.users import AdminStore, ModelChoices
+from bot.store.wechat import WeChatState
+from bot.store.workers import WorkerStore
 from bot.wechat.api import WeChatAPI
 
 #: one connection per busy thread: web threads and job threads each hold one for short commands
@@ -45,15 +53,22 @@ def make_redis(settings: Settings, socket_timeout: float | None = 10) -> redis.R
 class Runtime:
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
         self.settings = settings
-        self.redis = client or make_redis(settings)
-        self.answers = AnswerStore(self.redis, settings.answer_ttl)
-        self.pushes = PushLog(self.redis)
-        self.metrics = Metrics(self.redis)
-        self.admin = AdminStore(self.redis, settings.wechat_admin_openids)
-        self.limits = Limits(self.redis, settings.user_rate_per_minute)
-        self.overrides = Overrides(self.redis, settings)
+        self._redis = client or make_redis(settings)
+        zone = settings.zone
+        self.answers = AnswerStore(self._redis, settings.answer_ttl)
+        self.pushes = PushLog(self._redis)
+        self.metrics = Metrics(self._redis, zone)
+        self.admin = AdminStore(self._redis, settings.wechat_admin_openids)
+        self.models = ModelChoices(self._redis)
+        self.limits = Limits(self._redis, settings.user_rate_per_minute, zone)
+        self.stats = DailyStats(self._redis, zone)
+        self.overrides = Overrides(self._redis, settings)
+        self.minutes = MinutesStore(self._redis)
+        self.broadcasts = BroadcastLog(self._redis)
+        self.wechat_state = WeChatState(self._redis)
+        self.workers = WorkerStore(self._redis)
         self.history = History(
-            self.redis,
+            self._redis,
             max_turns=settings.history_max_turns,
             max_chars=settings.history_max_chars,
             ttl=settings.history_ttl,
@@ -65,7 +80,7 @@ class Runtime:
             client = self.__dict__.get(name)  # built on first use: close only what exists
             if client is not None:
                 client.close()
-        self.redis.close()
+        self._redis.close()
 
     @cached_property
     def backend(self) -> ChatBackend:
@@ -73,12 +88,12 @@ class Runtime:
 
     @cached_property
     def wechat(self) -> WeChatAPI:
-        return WeChatAPI(self.settings, self.redis, self.metrics)
+        return WeChatAPI(self.settings, self.wechat_state, self.metrics)
 
     @cached_property
     def sender(self) -> ActiveSender:
         return ActiveSender(
-            self.answers, self.wechat, self.redis, self.settings.wechat_cs_quota, self.metrics
+            self.answers, self.wechat, self.wechat_state, self.settings.wechat_cs_quota, self.metrics
         )
 
     @cached_property

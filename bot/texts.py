@@ -69,6 +69,8 @@ MINUTES_STARTED = "开始记录会议：接下来请发送语音（或文字）�
 MINUTES_PIECE = "已记录第 {n} 段。继续发送，或发送 /minutes end 生成纪要。"
 MINUTES_KEPT = "会议记录已保留，稍后发送 /minutes end 重试。"
 MINUTES_TRANSCRIBING = "（语音转写中）"
+MINUTES_PIECE_UNRECOGNISED = "（这一段语音未能识别）"
+MINUTES_PIECE_EMPTY = "（空白）"
 MINUTES_EMPTY = "还没有记录到任何内容，会议记录已结束。"
 MINUTES_NOT_STARTED = "当前没有在记录会议。发送 /minutes 开始。"
 MINUTES_SYSTEM = (
@@ -83,9 +85,58 @@ AUTH_LOCKED = "验证失败次数过多，请一小时后再试。"
 
 STATS = (
     "今日用户 {users}，今日消息 {messages}\n"
-    "送达：{paths}\n失败：{failures}\n未送达记录：{undelivered}\n"
-    "LLM 平均耗时 {latency}"
+    "今日送达：{paths}\n今日失败：{failures}\n今日未送达：{undelivered}\n"
+    "今日 LLM 平均耗时 {latency}"
 )
+#: /stats when a figure has nothing yet
+STATS_NONE = "无"
+STATS_NO_DATA = "无数据"
+STATS_SECONDS = "{seconds:.1f} 秒"
+#: before the errcode of a failed customer-service send in /stats
+STATS_CS = "客服消息 "
+#: how /stats names each delivery path and failure reason
+STATS_LABELS = {
+    "attempt_1": "第1次推送",
+    "attempt_2": "第2次推送",
+    "attempt_3": "第3次推送",
+    "next_message": "下条消息",
+    "continue": "继续",
+    "customer_service": "客服消息",
+    "timeout": "超时",
+    "unavailable": "服务不可用",
+    "failed": "出错",
+    "refused": "拒答",
+    "voice": "语音",
+}
+
+#: /help: each command's line (the command's name is added in front)
+COMMAND_HELP = {
+    "help": "查看可用命令 (help)",
+    "reset": "清空我的对话记录 (reset)",
+    "whoami": "查看我的 openid (whoami)",
+    "model": "查看/切换模型：/model [名称] (model)",
+    "image": "生成图片：/image 描述 (image)",
+    "minutes": "会议纪要：/minutes 开始，/minutes end 生成 (minutes)",
+    "auth": "成为管理员：/auth 验证码",
+    "stats": "今日统计 (stats)",
+    "ban": "禁止用户：/ban OPENID (ban)",
+    "unban": "解除禁止：/unban OPENID (unban)",
+    "system": "查看/设置系统提示词：/system [内容] (system)",
+    "welcome": "设置关注欢迎语：/welcome 内容 (welcome)",
+    "quota": "每人每日提问上限：/quota [N] (quota)",
+    "broadcast": "群发给 48 小时内互动的用户：/broadcast 内容 (broadcast)",
+    "admins": "查看管理员 (admins)",
+}
+#: words after /minutes that end the recording
+MINUTES_END_WORDS = ("end", "stop", "结束")
+#: how each usage is shown after 用法：
+USAGE_BAN = "/ban OPENID"
+USAGE_UNBAN = "/unban OPENID"
+USAGE_WELCOME = "/welcome 欢迎语"
+USAGE_QUOTA = "/quota N（N 为非负整数，0 表示不限）"
+USAGE_BROADCAST = "/broadcast 内容"
+#: shown for an empty system prompt
+EMPTY_PROMPT = "（空）"
 BANNED_DONE = "已禁止 {openid}。"
 UNBANNED_DONE = "已解除禁止 {openid}。"
 NOT_BANNED = "{openid} 没有被禁止。"

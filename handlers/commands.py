@@ -2,7 +2,7 @@
 
 Commands start with `/` (or the full-width `／`), never reach the LLM as chat, and are answered at
 once. An unknown command and an admin command sent by a non-admin get the same answer. Every admin
-command is written to the audit log (Redis), also here in `run`.
+command is written to the audit log, also here in `run`. Their texts are in bot/texts.py.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from bot import texts
-from bot.llm import LLMError
-from bot.store import keys
+from bot.llm import LLMError, default_model
 from bot.store.pushes import Plan
 from handlers.context import Context
 from handlers.questions import ask
@@ -27,20 +26,21 @@ CommandFn = Callable[[Context, str], "str | Plan"]
 @dataclass(frozen=True)
 class Command:
     name: str
-    help: str
     admin_only: bool
     hidden: bool
     fn: CommandFn
+
+    @property
+    def help(self) -> str:
+        return texts.COMMAND_HELP[self.name]
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(
-    name: str, help: str, *, admin_only: bool = False, hidden: bool = False
-) -> Callable[[CommandFn], CommandFn]:
+def command(name: str, *, admin_only: bool = False, hidden: bool = False) -> Callable[[CommandFn], CommandFn]:
     def register(fn: CommandFn) -> CommandFn:
-        COMMANDS[name] = Command(name, help, admin_only, hidden, fn)
+        COMMANDS[name] = Command(name, admin_only, hidden, fn)
         return fn
 
     return register
@@ -62,36 +62,36 @@ def run(text: str, ctx: Context) -> Plan:
 
 
 # --- everyone ----------------------------------------------------------------------------------
-@command("help", "查看可用命令 (help)")
+@command("help")
 def help_command(ctx: Context, args: str) -> str:
     visible = [c for c in COMMANDS.values() if not c.hidden and (ctx.is_admin or not c.admin_only)]
     lines = [texts.HELP_HEADER] + [f"/{c.name} — {c.help}" for c in visible]
     return "\n".join([*lines, "", texts.HELP_FOOTER])
 
 
-@command("reset", "清空我的对话记录 (reset)")
+@command("reset")
 def reset_command(ctx: Context, args: str) -> str:
     ctx.runtime.history.clear(ctx.openid)
     return texts.RESET_DONE
 
 
-@command("whoami", "查看我的 openid (whoami)")
+@command("whoami")
 def whoami_command(ctx: Context, args: str) -> str:
     return texts.WHOAMI.format(openid=ctx.openid, admin=texts.WHOAMI_ADMIN if ctx.is_admin else "")
 
 
-@command("model", "查看/切换模型：/model [名称] (model)")
+@command("model")
 def model_command(ctx: Context, args: str) -> str:
-    redis = ctx.runtime.redis
     models = list_models(ctx)
     if models is None:
         return texts.MODEL_UNAVAILABLE
+    choices = ctx.runtime.models
     if not args:
-        current = redis.get(keys.user_model(ctx.openid)) or default_model(ctx)
+        current = choices.get(ctx.openid) or default_model(ctx.runtime.settings)
         return texts.MODEL_LIST.format(current=current, models="\n".join(models[:30]))
     if args not in models:
         return texts.MODEL_UNKNOWN.format(model=args)
-    redis.set(keys.user_model(ctx.openid), args)
+    choices.set(ctx.openid, args)
     return texts.MODEL_SWITCHED.format(model=args)
 
 
@@ -109,31 +109,25 @@ def list_models(ctx: Context) -> list[str] | None:
         return None
 
 
-def default_model(ctx: Context) -> str:
-    settings = ctx.runtime.settings
-    return settings.fastchat_model if settings.llm_backend == "fastchat" else settings.openai_model
-
-
-@command("image", "生成图片：/image 描述 (image)")
+@command("image")
 def image_command(ctx: Context, args: str) -> str | Plan:
     if not args:
         return texts.IMAGE_USAGE
     return ask(ctx, args, kind="image")
 
 
-@command("minutes", "会议纪要：/minutes 开始，/minutes end 生成 (minutes)")
+@command("minutes")
 def minutes_command(ctx: Context, args: str) -> str | Plan:
-    redis = ctx.runtime.redis
-    if args.lower() not in ("end", "stop", "结束"):
-        redis.delete(keys.minutes(ctx.openid), keys.minutes_pending(ctx.openid))
-        redis.set(keys.minutes_on(ctx.openid), "1", ex=keys.MINUTES_TTL)
+    minutes = ctx.runtime.minutes
+    if args.lower() not in texts.MINUTES_END_WORDS:
+        minutes.start(ctx.openid)
         return texts.MINUTES_STARTED
-    if not redis.delete(keys.minutes_on(ctx.openid)):
+    if not minutes.stop(ctx.openid):
         return texts.MINUTES_NOT_STARTED
     return ask(ctx, "", kind="minutes")  # the job puts the transcript in the question
 
 
-@command("auth", "成为管理员：/auth 验证码", hidden=True)
+@command("auth", hidden=True)
 def auth_command(ctx: Context, args: str) -> str:
     redeemed = ctx.runtime.admin.redeem(ctx.openid, args)
     if redeemed is None:
@@ -142,81 +136,87 @@ def auth_command(ctx: Context, args: str) -> str:
 
 
 # --- admins ------------------------------------------------------------------------------------
-@command("stats", "今日统计 (stats)", admin_only=True)
+@command("stats", admin_only=True)
 def stats_command(ctx: Context, args: str) -> str:
+    """Today's figures (the day in TIMEZONE)."""
     runtime = ctx.runtime
-    answers = runtime.metrics.counter("answers")
-    failures = runtime.metrics.counter("job_failures")
-    latency = runtime.metrics.average("llm_latency_seconds")
+    metrics = runtime.metrics
+    latency = metrics.average("llm_latency_seconds", today=True, outcome="ok")
+    cs_failures = _labels(metrics.counter("customer_service_failures", today=True), prefix=texts.STATS_CS)
+    failures = "，".join(filter(None, [_labels(metrics.counter("job_failures", today=True)), cs_failures]))
     return texts.STATS.format(
-        users=runtime.limits.users_today(),
-        messages=runtime.limits.messages_today(),
-        paths=_labels(answers) or "无",
-        failures=_labels(failures) or "无",
-        undelivered=len(runtime.metrics.undelivered_records(1000)),
-        latency=f"{latency:.1f} 秒" if latency is not None else "无数据",
+        users=runtime.stats.users_today(),
+        messages=runtime.stats.messages_today(),
+        paths=_labels(metrics.counter("pages_delivered", today=True)) or texts.STATS_NONE,
+        failures=failures or texts.STATS_NONE,
+        undelivered=sum(metrics.counter("undelivered", today=True).values()),
+        latency=texts.STATS_SECONDS.format(seconds=latency) if latency is not None else texts.STATS_NO_DATA,
     )
 
 
-def _labels(counter: dict[str, int]) -> str:
-    parts = [f"{'/'.join(json.loads(label).values()) or '-'} {count}" for label, count in counter.items()]
+def _labels(counter: dict[str, int], prefix: str = "") -> str:
+    """`{"path": "attempt_1"}: 3` → 第1次推送 3, in a stable order."""
+    parts = []
+    for label, count in counter.items():
+        values = [texts.STATS_LABELS.get(value, value) for value in json.loads(label).values()]
+        parts.append(f"{prefix}{'/'.join(values) or '-'} {count}")
     return "，".join(sorted(parts))
 
 
-@command("ban", "禁止用户：/ban OPENID (ban)", admin_only=True)
+@command("ban", admin_only=True)
 def ban_command(ctx: Context, args: str) -> str:
     if not args:
-        return texts.USAGE.format(usage="/ban OPENID")
+        return texts.USAGE.format(usage=texts.USAGE_BAN)
     ctx.runtime.admin.ban(args)
     return texts.BANNED_DONE.format(openid=args)
 
 
-@command("unban", "解除禁止：/unban OPENID (unban)", admin_only=True)
+@command("unban", admin_only=True)
 def unban_command(ctx: Context, args: str) -> str:
     if not args:
-        return texts.USAGE.format(usage="/unban OPENID")
+        return texts.USAGE.format(usage=texts.USAGE_UNBAN)
     found = ctx.runtime.admin.unban(args)
     return (texts.UNBANNED_DONE if found else texts.NOT_BANNED).format(openid=args)
 
 
-@command("system", "查看/设置系统提示词：/system [内容] (system)", admin_only=True)
+@command("system", admin_only=True)
 def system_command(ctx: Context, args: str) -> str:
     if not args:
-        return texts.SYSTEM_SHOW.format(prompt=ctx.runtime.overrides.system_prompt() or "（空）")
+        return texts.SYSTEM_SHOW.format(prompt=ctx.runtime.overrides.system_prompt() or texts.EMPTY_PROMPT)
     ctx.runtime.overrides.set("system_prompt", args)
     return texts.SYSTEM_SET
 
 
-@command("welcome", "设置关注欢迎语：/welcome 内容 (welcome)", admin_only=True)
+@command("welcome", admin_only=True)
 def welcome_command(ctx: Context, args: str) -> str:
     if not args:
-        return texts.USAGE.format(usage="/welcome 欢迎语")
+        return texts.USAGE.format(usage=texts.USAGE_WELCOME)
     ctx.runtime.overrides.set("welcome_text", args)
     return texts.WELCOME_SET
 
 
-@command("quota", "每人每日提问上限：/quota [N] (quota)", admin_only=True)
+@command("quota", admin_only=True)
 def quota_command(ctx: Context, args: str) -> str:
     if not args:
         return texts.QUOTA_SHOW.format(quota=ctx.runtime.overrides.daily_quota())
     if not args.isdigit():
-        return texts.USAGE.format(usage="/quota N（N 为非负整数，0 表示不限）")
+        return texts.USAGE.format(usage=texts.USAGE_QUOTA)
     ctx.runtime.overrides.set("daily_quota", str(int(args)))
     return texts.QUOTA_SET.format(quota=int(args))
 
 
-@command("broadcast", "群发给 48 小时内互动的用户：/broadcast 内容 (broadcast)", admin_only=True)
+@command("broadcast", admin_only=True)
 def broadcast_command(ctx: Context, args: str) -> str:
-    if ctx.runtime.settings.wechat_reply_mode != "active":
+    runtime = ctx.runtime
+    if runtime.settings.wechat_reply_mode != "active":
         return texts.BROADCAST_PASSIVE
     if not args:
-        last = ctx.runtime.redis.get(keys.BROADCAST_REPORT)
-        return str(last) if last else texts.USAGE.format(usage="/broadcast 内容")
-    audience = ctx.runtime.limits.window_open()
+        return runtime.broadcasts.last_report() or texts.USAGE.format(usage=texts.USAGE_BROADCAST)
+    audience = runtime.stats.window_open()
     ctx.jobs.enqueue_broadcast(ctx.openid, args)
     return texts.BROADCAST_QUEUED.format(count=len(audience))
 
 
-@command("admins", "查看管理员 (admins)", admin_only=True)
+@command("admins", admin_only=True)
 def admins_command(ctx: Context, args: str) -> str:
     return texts.ADMINS_LIST.format(admins="\n".join(ctx.runtime.admin.admins()))

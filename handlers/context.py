@@ -1,4 +1,4 @@
-"""What a handler may use: the sender, the shared runtime and the job queue."""
+"""What a handler may use: the sender, the process's runtime (settings and stores) and the job queue."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from bot.answering.jobs import Jobs
+from bot.delivery.active import delivery_mode
 from bot.runtime import Runtime
-from bot.store import keys
 
 
 @dataclass(frozen=True)
@@ -22,10 +22,7 @@ class Context:
         return self.runtime.admin.is_admin(self.openid)
 
     def delivery_mode(self) -> str:
-        """`active` only for accounts that may use the customer-service API right now."""
-        if self.runtime.settings.wechat_reply_mode != "active":
-            return "passive"
-        return "passive" if self.runtime.redis.exists(keys.CS_UNAUTHORIZED) else "active"
+        return delivery_mode(self.runtime.settings, self.runtime.wechat_state)
 
     def recording_minutes(self) -> bool:
-        return bool(self.runtime.redis.exists(keys.minutes_on(self.openid)))
+        return self.runtime.minutes.recording(self.openid)

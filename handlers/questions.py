@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot import texts
+from bot.delivery.passive import reserved_for
 from bot.store.pushes import Plan
 from handlers.context import Context
 
@@ -27,14 +28,12 @@ def ask(ctx: Context, question: str, *, kind: str = "text", media_id: str = "") 
     """Create the answer, queue its generation, and say how it will be delivered."""
     if (refused := refusal(ctx)) is not None:
         return Plan("reply", refused)
-    settings = ctx.runtime.settings
     mode = ctx.delivery_mode()
-    reserved = settings.wechat_attempts * settings.wechat_attempt_timeout + 2.0 if mode == "passive" else 0.0
     answer_id = ctx.runtime.answers.create(
         ctx.openid,
         question,
         owner=ctx.push_key,
-        reserved_for=reserved,
+        reserved_for=reserved_for(ctx.runtime.settings, mode),
         delivery=mode,
         kind=kind,
         media_id=media_id,

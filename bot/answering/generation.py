@@ -3,6 +3,7 @@
 Runs in a Dramatiq worker. A lease in Redis makes a duplicate delivery of the job wait instead of
 generating twice; a job whose worker was killed is redelivered by Dramatiq, finds the answer
 `running` with no live lease, and writes it again (keeping the pages the user already read).
+What differs between kinds of answers (text, voice, image, minutes) lives in kinds.py.
 """
 
 from __future__ import annotations
@@ -10,33 +11,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from contextlib import closing
 from typing import Literal
 
-import redis
-
 from bot import texts
+from bot.answering.errors import EXPECTED, describe
+from bot.answering.kinds import Kind, Made, Prompt, kinds
 from bot.answering.paging import PageSplitter, Resume, decoration_reserve
 from bot.llm import LLMError
-from bot.media.images import Refusal
-from bot.media.voice import TranscriptionError
 from bot.runtime import Runtime
-from bot.store import keys
-from bot.store.answers import Answer, LeaseLost
+from bot.store.answers import Answer, AnswerStore, LeaseLost
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["done", "failed", "gone", "busy", "delivered"]
-
-_FAILURE_TEXTS = {"timeout": texts.LLM_TIMEOUT, "unavailable": texts.LLM_FAILED, "failed": texts.LLM_FAILED}
 
 
 class AnswerJob:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.answers = runtime.answers
-        self.redis = runtime.redis
+        self.kinds = kinds(runtime)
         self.lease_ms = int(runtime.settings.job_lease_seconds * 1000)
         self.budget = runtime.settings.wechat_max_reply_bytes - decoration_reserve()
 
@@ -47,22 +42,21 @@ class AnswerJob:
         if answer.finished:
             self._deliver_active(answer)
             return "delivered"
-        lease = uuid.uuid4().hex
-        if not self.redis.set(keys.answer_lease(answer_id), lease, nx=True, px=self.lease_ms):
+        lease = self.answers.take_lease(answer_id, self.lease_ms)
+        if lease is None:
             return "busy"
         try:
-            with LeaseKeeper(self.redis, keys.answer_lease(answer_id), lease, self.lease_ms):
+            with LeaseKeeper(self.answers, answer_id, lease, self.lease_ms):
                 return self._generate(answer, lease)
         except LeaseLost as exc:
             log.warning("%s; this run stops", exc)
             return "gone"
         finally:
-            if self.redis.get(keys.answer_lease(answer_id)) == lease:
-                self.redis.delete(keys.answer_lease(answer_id))
+            self.answers.release_lease(answer_id, lease)
 
     def lease_left(self, answer_id: str) -> int:
         """Milliseconds until another run may take this answer over."""
-        return max(int(self.redis.pttl(keys.answer_lease(answer_id))), 100)
+        return self.answers.lease_left_ms(answer_id)
 
     def _generate(self, answer: Answer, lease: str) -> Outcome:
         splitter, resume = PageSplitter(self.budget), Resume()
@@ -71,15 +65,15 @@ class AnswerJob:
         self.answers.set_status(answer, "running")
         if answer.delivery == "active":
             self.runtime.sender.typing(answer.openid)
+        kind = self.kinds.get(answer.kind, self.kinds["text"])
         try:
-            outcome = self._produce(answer, splitter, resume, lease)
-        except (LLMError, TranscriptionError, Refusal) as exc:
-            outcome = self._fail(answer, splitter, exc, lease)
+            outcome = self._produce(answer, kind, splitter, resume, lease)
         except LeaseLost:
             raise
-        except Exception as exc:  # a bug must not leave the user waiting forever
-            log.exception("answer %s: unexpected error", answer.id)
-            outcome = self._fail(answer, splitter, LLMError("failed", repr(exc)), lease)
+        except Exception as exc:  # expected failures and bugs alike: the user is never left waiting
+            if not isinstance(exc, EXPECTED):
+                log.exception("answer %s: unexpected error", answer.id)
+            outcome = self._fail(answer, kind, splitter, exc, lease)
         self._deliver_active(answer)
         return outcome
 
@@ -94,85 +88,61 @@ class AnswerJob:
 
     def _pages_seen(self, answer: Answer) -> int:
         if answer.delivery == "active":
-            return int(self.redis.get(keys.answer_sent(answer.id)) or 0)
+            return self.answers.sent_count(answer.id)
         current = self.answers.current_target(answer.openid)
         return current.page if current is not None and current.answer.id == answer.id else 0
 
-    def _produce(self, answer: Answer, splitter: PageSplitter, resume: Resume, lease: str) -> Outcome:
-        if answer.kind == "image":
-            self.answers.finish(answer, [self.runtime.images.make(answer.question)], "done", lease=lease)
-            return "done"
-        question = self._question(answer)
-        if answer.kind == "minutes":
-            system, question = texts.MINUTES_SYSTEM, texts.MINUTES_PROMPT.format(transcript=question)
-            prompt = [{"role": "system", "content": system}, {"role": "user", "content": question}]
-            return self._stream(answer, prompt, splitter, resume, lease, remember=None)
-        if self.runtime.moderator.refuses(question):
-            raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
-        system = self.runtime.overrides.system_prompt()
-        prompt = self.runtime.history.prompt(answer.openid, system, question)
-        return self._stream(answer, prompt, splitter, resume, lease, remember=question)
-
-    def _question(self, answer: Answer) -> str:
-        if answer.kind == "minutes":
-            return answer.question or self._minutes_transcript(answer)
-        if answer.kind != "voice" or answer.question:
-            return answer.question
-        text = self.runtime.transcriber.transcribe_media(answer.media_id)
-        if not text:
-            raise TranscriptionError("empty transcript")
-        self.redis.hset(keys.answer(answer.id), "question", text)
-        return text
-
-    def _minutes_transcript(self, answer: Answer) -> str:
-        """The meeting so far, once every voice piece has been transcribed (waits up to a minute)."""
-        deadline = time.monotonic() + 60
-        while (
-            int(self.redis.get(keys.minutes_pending(answer.openid)) or 0) > 0 and time.monotonic() < deadline
-        ):
-            time.sleep(0.2)
-        pieces = [str(piece) for piece in self.redis.lrange(keys.minutes(answer.openid), 0, -1)]
-        if not pieces:
-            raise Refusal(texts.MINUTES_EMPTY, "no minutes recorded")
-        transcript = "\n".join(f"{index}. {piece}" for index, piece in enumerate(pieces, 1))
-        # kept on the answer too, so that a restarted run writes the same minutes
-        self.redis.hset(keys.answer(answer.id), "question", transcript)
-        return transcript
+    def _produce(
+        self, answer: Answer, kind: Kind, splitter: PageSplitter, resume: Resume, lease: str
+    ) -> Outcome:
+        work = kind.prepare(answer)
+        if isinstance(work, Made):
+            self.answers.finish(answer, work.pages, "done", lease=lease)
+        else:
+            self._stream(answer, work, splitter, resume, lease)
+        kind.written(answer)
+        return "done"
 
     def _stream(
-        self,
-        answer: Answer,
-        prompt: list[dict[str, str]],
-        splitter: PageSplitter,
-        resume: Resume,
-        lease: str,
-        remember: str | None,
-    ) -> Outcome:
-        """Stream the answer into pages; `remember`: the question to add to the history with it."""
-        started = time.monotonic()
-        model = self.redis.get(keys.user_model(answer.openid))
-        parts: list[str] = []
-        splitter.transform = self.runtime.moderator.mask
-        splitter.holdback = max(self.runtime.moderator.longest - 1, 0)
-        pieces = self.runtime.backend.stream(prompt, model=str(model) if model else None)
-        with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
-            for piece in pieces:
-                parts.append(piece)
-                self._publish(answer, splitter.feed(resume.feed(piece)), lease)
-        text = "".join(parts)
-        if not text.strip():
-            raise LLMError("failed", "the model returned an empty answer")
-        self.runtime.metrics.observe("llm_latency_seconds", time.monotonic() - started)
+        self, answer: Answer, prompt: Prompt, splitter: PageSplitter, resume: Resume, lease: str
+    ) -> None:
+        """Stream the answer into pages, then add the turn to the history (when the kind keeps one)."""
+        moderator = self.runtime.moderator
+        splitter.transform = moderator.mask
+        splitter.holdback = max(moderator.longest - 1, 0)
+        text = self._ask_llm(answer, prompt, splitter, resume, lease)
         self._publish(answer, splitter.feed(resume.finish()), lease)
         last = splitter.finish()
         if self.answers.page_count(answer.id) == 0:
             self.runtime.metrics.observe("first_page_seconds", time.time() - answer.created)
         self.answers.finish(answer, last, "done", lease=lease)
-        if remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
-            self.runtime.history.add_turn(answer.openid, remember, self.runtime.moderator.mask(text))
-        if answer.kind == "minutes":  # only now is the recording no longer needed
-            self.redis.delete(keys.minutes(answer.openid), keys.minutes_pending(answer.openid))
-        return "done"
+        if prompt.remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
+            self.runtime.history.add_turn(answer.openid, prompt.remember, moderator.mask(text))
+
+    def _ask_llm(
+        self, answer: Answer, prompt: Prompt, splitter: PageSplitter, resume: Resume, lease: str
+    ) -> str:
+        """The whole text, its pages published as they complete; the call's time and outcome measured
+        (failed and timed-out calls too: a dashboard of successes only hides an outage)."""
+        started, parts = time.monotonic(), []
+        try:
+            pieces = self.runtime.backend.stream(
+                prompt.messages, model=self.runtime.models.get(answer.openid)
+            )
+            with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
+                for piece in pieces:
+                    parts.append(piece)
+                    self._publish(answer, splitter.feed(resume.feed(piece)), lease)
+            if not "".join(parts).strip():
+                raise LLMError("failed", "the model returned an empty answer")
+        except LLMError as exc:
+            self._observe_llm(started, exc.kind)
+            raise
+        self._observe_llm(started, "ok")
+        return "".join(parts)
+
+    def _observe_llm(self, started: float, outcome: str) -> None:
+        self.runtime.metrics.observe("llm_latency_seconds", time.monotonic() - started, outcome=outcome)
 
     def _publish(self, answer: Answer, pages: list[str], lease: str) -> None:
         if pages:
@@ -181,21 +151,14 @@ class AnswerJob:
             self.answers.add_pages(answer, pages, lease=lease)
             self._deliver_active(answer)
 
-    def _fail(self, answer: Answer, splitter: PageSplitter, exc: Exception, lease: str) -> Outcome:
-        if isinstance(exc, Refusal):
-            message = exc.text
-        elif isinstance(exc, LLMError):
-            message = texts.LLM_EMPTY if "empty" in exc.detail else _FAILURE_TEXTS[exc.kind]
-        else:
-            message = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
+    def _fail(
+        self, answer: Answer, kind: Kind, splitter: PageSplitter, exc: Exception, lease: str
+    ) -> Outcome:
+        failure = describe(exc)
         log.warning("answer %s failed: %s", answer.id, exc)
-        reason = "refused" if isinstance(exc, Refusal) else getattr(exc, "kind", "voice")
-        self.runtime.metrics.inc("job_failures", reason=reason)
-        if answer.kind == "minutes" and self.redis.exists(keys.minutes(answer.openid)):
-            self.redis.set(keys.minutes_on(answer.openid), "1", ex=keys.MINUTES_TTL)  # /minutes end again
-            message += texts.MINUTES_KEPT
+        self.runtime.metrics.inc("job_failures", reason=failure.reason)
         partial = splitter.finish() if splitter.rest.strip() else []
-        self.answers.finish(answer, partial, "failed", message, lease=lease)
+        self.answers.finish(answer, partial, "failed", failure.text + kind.failure_note(answer), lease=lease)
         return "failed"
 
     def _deliver_active(self, answer: Answer) -> None:
@@ -203,30 +166,22 @@ class AnswerJob:
             self.runtime.sender.send_ready_pages(answer.id)
 
 
-#: renews a lease only while it is still ours
-RENEW_IF_OURS = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-
-
 class LeaseKeeper:
     """Keeps a run's lease alive on a timer (every third of its length) while the run works, so that a
     slow first token does not let a redelivered job start a second run."""
 
-    def __init__(self, client: redis.Redis, key: str, token: str, lease_ms: int) -> None:
-        self.renew = client.register_script(RENEW_IF_OURS)
-        self.key, self.token, self.lease_ms = key, token, lease_ms
+    def __init__(self, answers: AnswerStore, answer_id: str, token: str, lease_ms: int) -> None:
+        self.answers, self.answer_id, self.token, self.lease_ms = answers, answer_id, token, lease_ms
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._keep, name="lease-keeper", daemon=True)
 
     def _keep(self) -> None:
         while not self.stopped.wait(self.lease_ms / 3000):
             try:
-                if not self.renew(keys=[self.key], args=[self.token, self.lease_ms]):
+                if not self.answers.renew_lease(self.answer_id, self.token, self.lease_ms):
                     return  # lost: the guarded writes will stop the run
-            except redis.exceptions.RedisError as exc:
-                log.warning("lease %s not renewed: %s", self.key, exc)
+            except Exception as exc:  # Redis blinked: try again at the next tick
+                log.warning("lease of answer %s not renewed: %s", self.answer_id, exc)
 
     def __enter__(self) -> LeaseKeeper:
         self.thread.start()

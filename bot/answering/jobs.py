@@ -15,7 +15,7 @@ import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from bot.answering.background import broadcast, record_minutes_piece
+from bot.answering.chores import broadcast, record_minutes_piece
 from bot.answering.generation import AnswerJob
 from bot.config import Settings
 from bot.runtime import REDIS_MAX_CONNECTIONS, Runtime
@@ -58,7 +58,7 @@ RETRIES = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limi
 
 
 class Jobs:
-    """The broker and the actors (answers, meeting pieces, broadcasts), bound to one set of runtime."""
+    """The broker and the actors (answers, meeting pieces, broadcasts), bound to one runtime."""
 
     def __init__(self, runtime: Runtime, broker: RedisBroker | None = None) -> None:
         self.runtime = runtime

@@ -10,36 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot import texts
+from bot.replies import QUESTION_PREVIEW_CHARS, truncate_utf8, utf8_len
 
 #: cut after the last of these found in the second half of a page's window, best first
 _BREAKS = ("\n", "。！？!?；;", "，,、 ")
-#: room kept on every page for the notes a page may carry (late-answer prefix, queued note, hint)
-_QUESTION_PREVIEW_CHARS = 20
-
-
-def utf8_len(text: str) -> int:
-    return len(text.encode("utf-8"))
-
-
-def truncate_utf8(text: str, max_bytes: int) -> str:
-    """The longest prefix of `text` that fits in `max_bytes` UTF-8 bytes (never half a character)."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= max_bytes:
-        return text
-    return encoded[:max_bytes].decode("utf-8", errors="ignore")
-
-
-def preview(question: str) -> str:
-    """A short form of a question, as quoted in notes."""
-    question = " ".join(question.split())
-    if len(question) <= _QUESTION_PREVIEW_CHARS:
-        return question
-    return question[:_QUESTION_PREVIEW_CHARS] + "…"
 
 
 def decoration_reserve() -> int:
     """Bytes every page keeps free for the notes that may be added when it is delivered."""
-    prefix = texts.LATE_ANSWER_PREFIX.format(question="字" * (_QUESTION_PREVIEW_CHARS + 1))
+    prefix = texts.LATE_ANSWER_PREFIX.format(question="字" * (QUESTION_PREVIEW_CHARS + 1))
     notes = (prefix, texts.QUEUED_NOTE, texts.REGENERATED_NOTE, texts.MORE_HINT)
     return sum(utf8_len(note) for note in notes)
 

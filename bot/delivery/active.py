@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import time
 
-import redis
-
 from bot import texts
-from bot.media.images import image_media_id
-from bot.store import keys
+from bot.config import Settings
+from bot.replies import image_media_id
 from bot.store.answers import Answer, AnswerStore, Target
 from bot.store.metrics import Metrics
+from bot.store.wechat import WeChatState
 from bot.wechat.api import CS_REFUSED, WeChatAPI, WeChatAPIError
 
 log = logging.getLogger(__name__)
@@ -25,14 +24,21 @@ log = logging.getLogger(__name__)
 SEND_TRIES = 3
 
 
+def delivery_mode(settings: Settings, state: WeChatState) -> str:
+    """`active` only for accounts that may use the customer-service API right now."""
+    if settings.wechat_reply_mode != "active" or state.cs_unauthorized():
+        return "passive"
+    return "active"
+
+
 class ActiveSender:
     def __init__(
-        self, answers: AnswerStore, api: WeChatAPI, client: redis.Redis, quota: int, metrics: Metrics
+        self, answers: AnswerStore, api: WeChatAPI, state: WeChatState, quota: int, metrics: Metrics
     ) -> None:
         self.metrics = metrics
         self.answers = answers
         self.api = api
-        self.redis = client
+        self.state = state
         self.quota = quota
 
     def typing(self, openid: str) -> None:
@@ -54,14 +60,15 @@ class ActiveSender:
     def _claim_next(self, answer: Answer) -> tuple[int, str] | None:
         """Reserve the next page to send (under the user lock, so 继续 cannot take it too)."""
         with self.answers.user_lock(answer.openid):
-            sent = int(self.redis.get(keys.answer_sent(answer.id)) or 0)
-            sent = max(sent, self.answers.cursor(answer))  # 继续 may have read ahead
+            sent = max(
+                self.answers.sent_count(answer.id), self.answers.cursor(answer)
+            )  # 继续 may have read ahead
             if sent >= self.quota or not answer.page_ready(sent):
                 return None
             page = self.answers.page(answer, sent)
             if page is None:
                 return None
-            self.redis.set(keys.answer_sent(answer.id), sent + 1, ex=self.answers.ttl)
+            self.answers.set_sent(answer.id, sent + 1)
         if image_media_id(page) is not None:
             return sent, page
         more = answer.more_after(sent)
@@ -81,7 +88,7 @@ class ActiveSender:
                 continue
             with self.answers.user_lock(answer.openid):
                 self.answers.mark_delivered(Target(answer, index, from_owed=False))
-            self.metrics.inc("answers", path="customer_service")
+            self.metrics.inc("pages_delivered", path="customer_service")
             return True
         return False
 
@@ -98,11 +105,11 @@ class ActiveSender:
         self.metrics.undelivered(
             answer.id, answer.openid, f"{reason} (page {index + 1}; waits for next message)"
         )
-        self.metrics.inc("answers", path=f"failed_{exc.errcode or 'error'}")
+        self.metrics.inc("customer_service_failures", errcode=str(exc.errcode or "none"))
         if exc.errcode == 48001:
-            self.redis.set(keys.CS_UNAUTHORIZED, "1", ex=keys.CS_UNAUTHORIZED_TTL)
+            self.state.mark_cs_unauthorized()
         with self.answers.user_lock(answer.openid):
-            self.redis.set(keys.answer_sent(answer.id), index, ex=self.answers.ttl)
+            self.answers.set_sent(answer.id, index)
             if index == 0:
                 self.answers.owe(answer.id, answer.openid)
             else:

@@ -23,10 +23,9 @@ import time
 from collections.abc import Callable
 
 from bot import texts
-from bot.answering.paging import preview
 from bot.config import Settings
 from bot.delivery.waiter import ReadyWaiter
-from bot.media.images import image_media_id
+from bot.replies import image_media_id, preview
 from bot.store.answers import AnswerStore, Target
 from bot.store.metrics import Metrics
 from bot.store.pushes import Plan, PushLog
@@ -35,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: how long past WeChat's timeout a not-ready attempt keeps its connection open
 HOLD_GRACE = 0.5
+#: the push that asked keeps its answer this long past WeChat's last attempt (seconds)
+RESERVE_GRACE = 2.0
 
 
 class PassiveDelivery:
@@ -107,7 +108,7 @@ class PassiveDelivery:
         # given again later (a repeat) rather than never (a loss)
         self._record(push_key, text)
         self.answers.mark_delivered(target)
-        self.metrics.inc("answers", path=delivery_path(target, push_key, attempt))
+        self.metrics.inc("pages_delivered", path=delivery_path(target, push_key, attempt))
         return text
 
     def _record(self, push_key: str, text: str) -> str:
@@ -125,8 +126,16 @@ class PassiveDelivery:
         return self._record(push_key, texts.STILL_WORKING)
 
 
+def reserved_for(settings: Settings, mode: str) -> float:
+    """How long the push that asked holds its answer before any later message may fetch it: all of
+    WeChat's attempts and a little grace (an active answer is sent, not held)."""
+    if mode != "passive":
+        return 0.0
+    return settings.wechat_attempts * settings.wechat_attempt_timeout + RESERVE_GRACE
+
+
 def delivery_path(target: Target, push_key: str, attempt: int) -> str:
-    """How a page reached its user, for the `answers` metric."""
+    """How a page reached its user, for the `pages_delivered` metric."""
     if not target.from_owed:
         return "continue"
     return f"attempt_{attempt}" if target.answer.owner == push_key else "next_message"

@@ -14,7 +14,7 @@ import time
 
 import redis
 
-from bot.store import keys
+from bot.store.notices import ReadyNotices
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,9 @@ class Ticket:
 
 class ReadyWaiter:
     def __init__(self, client: redis.Redis) -> None:
+        """`client`: a connection pool of its own, without a socket timeout (the listener idles)."""
         self.redis = client
+        self.notices = ReadyNotices(client)
         self._tickets: dict[str, set[Ticket]] = {}
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
@@ -88,16 +90,14 @@ class ReadyWaiter:
         self.redis.close()
 
     def _listen(self) -> None:
-        prefix_length = len(keys.ready_channel(""))
         while not self._closed:
             try:
-                with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    pubsub.psubscribe(keys.READY_PATTERN)
+                with self.notices.subscribe() as pubsub:
                     self._subscribed.set()
                     while not self._closed:
                         message = pubsub.get_message(timeout=RECHECK_SECONDS)
                         if message and message.get("type") == "pmessage":
-                            self._wake(str(message["channel"])[prefix_length:])
+                            self._wake(self.notices.openid_of(str(message["channel"])))
             except redis.exceptions.RedisError as exc:
                 if not self._closed:
                     log.warning("ready listener lost Redis (%s); retrying", exc)

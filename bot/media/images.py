@@ -13,10 +13,8 @@ import openai
 from bot import texts
 from bot.config import Settings
 from bot.llm.openai_backend import make_client
+from bot.replies import image_page
 from bot.wechat.api import WeChatAPI, WeChatAPIError
-
-#: a page that is an image, not text (control characters never survive into text pages)
-IMAGE_MARKER = "\x00image:"
 
 
 class Refusal(Exception):
@@ -26,14 +24,6 @@ class Refusal(Exception):
         super().__init__(reason)
         self.text = text
         self.reason = reason
-
-
-def image_page(media_id: str) -> str:
-    return IMAGE_MARKER + media_id
-
-
-def image_media_id(page: str) -> str | None:
-    return page[len(IMAGE_MARKER) :] if page.startswith(IMAGE_MARKER) else None
 
 
 class ImageMaker:

@@ -19,6 +19,7 @@ from redis.typing import EncodableT, FieldT
 
 from bot import texts
 from bot.store import keys
+from bot.store.notices import ReadyNotices
 
 TERMINAL = ("done", "failed")
 #: an unfinished answer with no run working on it for this long is given up (seconds)
@@ -34,6 +35,18 @@ if #ARGV > 4 then
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], 'status', ARGV[3], 'error', ARGV[4]) end
 return 1
+"""
+
+
+#: renews a lease only while it is still ours
+RENEW_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+#: releases a lease only while it is still ours
+RELEASE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -91,7 +104,10 @@ class AnswerStore:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
+        self.notices = ReadyNotices(client)
         self._guarded_write = client.register_script(GUARDED_WRITE)
+        self._renew = client.register_script(RENEW_IF_OURS)
+        self._release = client.register_script(RELEASE_IF_OURS)
 
     # --- answers --------------------------------------------------------------------------
     def create(
@@ -200,12 +216,41 @@ class AnswerStore:
         self.notify_answer(answer_id)
 
     def notify(self, openid: str) -> None:
-        self.redis.publish(keys.ready_channel(openid), "1")
+        self.notices.publish(openid)
 
     def notify_answer(self, answer_id: str) -> None:
         openid = self.redis.hget(keys.answer(answer_id), "openid")
         if openid:
             self.notify(str(openid))
+
+    def set_question(self, answer_id: str, question: str) -> None:
+        """The question as it became known while answering (a voice transcript, the meeting so far),
+        kept so that a restarted run answers the same question."""
+        self.redis.hset(keys.answer(answer_id), "question", question)
+
+    # --- the lease of the run that writes an answer --------------------------------------
+    def take_lease(self, answer_id: str, lease_ms: int) -> str | None:
+        """A token for a new run, or None when another run holds the answer."""
+        token = uuid.uuid4().hex
+        taken = self.redis.set(keys.answer_lease(answer_id), token, nx=True, px=lease_ms)
+        return token if taken else None
+
+    def renew_lease(self, answer_id: str, token: str, lease_ms: int) -> bool:
+        return bool(self._renew(keys=[keys.answer_lease(answer_id)], args=[token, lease_ms]))
+
+    def release_lease(self, answer_id: str, token: str) -> None:
+        self._release(keys=[keys.answer_lease(answer_id)], args=[token])
+
+    def lease_left_ms(self, answer_id: str) -> int:
+        """Milliseconds until another run may take this answer over (at least 100)."""
+        return max(int(self.redis.pttl(keys.answer_lease(answer_id))), 100)
+
+    # --- active mode: pages sent through the customer-service API ------------------------
+    def sent_count(self, answer_id: str) -> int:
+        return int(self.redis.get(keys.answer_sent(answer_id)) or 0)
+
+    def set_sent(self, answer_id: str, count: int) -> None:
+        self.redis.set(keys.answer_sent(answer_id), count, ex=self.ttl)
 
     # --- what a user is owed --------------------------------------------------------------
     @contextmanager
@@ -256,7 +301,7 @@ class AnswerStore:
             return None
         cursor = int(state.get("cursor", 0))
         if answer.delivery == "active":  # pages being sent right now are not for 继续
-            cursor = max(cursor, int(self.redis.get(keys.answer_sent(answer.id)) or 0))
+            cursor = max(cursor, self.sent_count(answer.id))
         return Target(answer, cursor, from_owed=False)
 
     def mark_delivered(self, target: Target, pages: int = 1) -> None:

@@ -1,6 +1,7 @@
 """Every Redis key the bot uses, built in one place, each with its lifetime.
 
-Keys are shared by every web process, job worker and machine of one deployment.
+Keys are shared by every web process, job worker and machine of one deployment. Only the stores
+of `bot/store/` import this module: each key family has one store that reads and writes it.
 """
 
 from __future__ import annotations
@@ -145,6 +146,11 @@ def day_messages(day: str) -> str:
     return f"{PREFIX}:stats:{day}:messages"
 
 
+def day_metric(day: str, name: str) -> str:
+    """Hash (TTL DAILY_TTL): one counter or histogram of `day`, fields as in `metric` (for /stats)."""
+    return f"{PREFIX}:stats:{day}:metric:{name}"
+
+
 def user_model(openid: str) -> str:
     """String: the model a user switched to with /model (no TTL)."""
     return f"{PREFIX}:user:{openid}:model"
@@ -163,3 +169,20 @@ def minutes_pending(openid: str) -> str:
 def minutes_on(openid: str) -> str:
     """String (TTL MINUTES_TTL): present while a user records a meeting with /minutes."""
     return f"{PREFIX}:user:{openid}:minutes:on"
+
+
+# --- job workers' heartbeats (Dramatiq's Redis broker; read by bot/store/workers.py) -------------
+#: Sorted set of Dramatiq's Redis broker (namespace "dramatiq"): broker id → time of its last command,
+#: in ms since the epoch by the clock of the host that sent it. Every broker command writes it: the
+#: fetches of the job workers, but also the web tier's enqueues; job workers' ids start with
+#: JOB_WORKER_ID_PREFIX so that only theirs count as a worker's heartbeat. Dramatiq removes an id a
+#: while after its heartbeats stop.
+JOB_HEARTBEATS = "dramatiq:__heartbeats__"
+#: the start of a job-worker process's broker id (Dramatiq names its ack sets after the id: no glob
+#: characters)
+JOB_WORKER_ID_PREFIX = f"{PREFIX}-worker-"
+
+
+def job_worker_id(unique: str) -> str:
+    """The Dramatiq broker id of a process that runs job workers (a member of JOB_HEARTBEATS)."""
+    return f"{JOB_WORKER_ID_PREFIX}{unique}"

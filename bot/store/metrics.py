@@ -1,8 +1,9 @@
 """Metrics kept in Redis, so that every web process, job worker and machine adds to the same numbers,
 and exposed in Prometheus format by any web process (prometheus-client renders them).
 
-Counters are Redis hashes (one field per label set); histograms add a field per bucket plus sum and
-count. A failed metrics write never fails the request that made it.
+Counters are Redis hashes (one field per label set); histograms add a field per label set and bucket,
+plus a sum. Each write is mirrored into a hash of the day (in TIMEZONE, kept DAILY_TTL) so that
+/stats can say what happened *today*. A failed metrics write never fails the request that made it.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from bot.store import keys
+from bot.store.days import day_of
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +29,19 @@ BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.5, 7.5, 10.0, 15.0, 30.0, 60.0)
 #: how many undelivered-answer records are kept for tracing
 UNDELIVERED_KEEP = 1000
 
+#: name → help; Prometheus names are `wxbot_<name>_total`
 COUNTERS = {
     "messages": "Pushes received, by message kind",
     "duplicates": "Repeated deliveries of a push (WeChat's retries), answered from Redis",
-    "answers": "Answers (pages) delivered, by path",
+    "pages_delivered": "Answer pages that reached their user, by delivery path",
+    "customer_service_failures": "Customer-service sends WeChat refused or that failed, by errcode",
     "undelivered": "Answers that could not be delivered when they were ready, by reason",
     "job_failures": "Generation jobs that failed, by reason",
     "token_refreshes": "access_token fetches",
 }
+#: name → help; Prometheus names are `wxbot_<name>` (with _bucket, _sum, _count)
 HISTOGRAMS = {
-    "llm_latency_seconds": "Time from the start of generation to the whole answer",
+    "llm_latency_seconds": "Time from the request to the LLM to its whole answer or its failure, by outcome",
     "first_page_seconds": "Time from the question's arrival to its first page being ready",
 }
 
@@ -44,23 +50,38 @@ def _label_key(labels: dict[str, str]) -> str:
     return json.dumps(labels, sort_keys=True, ensure_ascii=False)
 
 
+def _bucket_of(seconds: float) -> str:
+    return next((str(bound) for bound in BUCKETS if seconds <= bound), "+Inf")
+
+
 class Metrics:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, zone: ZoneInfo, clock: Callable[[], float] = time.time) -> None:
         self.redis = client
+        self.zone = zone
+        self.clock = clock
+
+    def _keys(self, name: str) -> tuple[str, str]:
+        """The all-time hash and today's mirror of one metric."""
+        return keys.metric(name), keys.day_metric(day_of(self.zone, self.clock()), name)
 
     def inc(self, name: str, by: int = 1, **labels: str) -> None:
-        try:
-            self.redis.hincrby(keys.metric(name), _label_key(labels), by)
-        except redis.exceptions.RedisError as exc:
-            log.warning("metric %s not recorded: %s", name, exc)
+        self._write(name, [(_label_key(labels), by)])
 
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         label = _label_key(labels)
-        bucket = next((str(b) for b in BUCKETS if seconds <= b), "+Inf")
+        self._write(name, [(f"{label}|{_bucket_of(seconds)}", 1)], (f"{label}|sum", seconds))
+
+    def _write(
+        self, name: str, counts: list[tuple[str, int]], total: tuple[str, float] | None = None
+    ) -> None:
         try:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hincrby(keys.metric(name), f"{label}|{bucket}", 1)
-            pipe.hincrbyfloat(keys.metric(name), f"{label}|sum", seconds)
+            for key in self._keys(name):
+                for field, by in counts:
+                    pipe.hincrby(key, field, by)
+                if total is not None:
+                    pipe.hincrbyfloat(key, *total)
+            pipe.expire(self._keys(name)[1], keys.DAILY_TTL)
             pipe.execute()
         except redis.exceptions.RedisError as exc:
             log.warning("metric %s not recorded: %s", name, exc)
@@ -81,28 +102,40 @@ class Metrics:
     def undelivered_records(self, limit: int = 50) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.redis.lrange(keys.UNDELIVERED, 0, limit - 1)]
 
-    def counter(self, name: str) -> dict[str, int]:
-        """Current values of a counter, by label JSON (for /stats and tests)."""
-        return {str(label): int(value) for label, value in self.redis.hgetall(keys.metric(name)).items()}
+    def counter(self, name: str, *, today: bool = False) -> dict[str, int]:
+        """Values of a counter by label JSON, all-time or today's."""
+        key = self._keys(name)[1 if today else 0]
+        return {str(label): int(value) for label, value in self.redis.hgetall(key).items()}
 
-    def average(self, name: str) -> float | None:
-        """Mean of a histogram's observations, None before the first one."""
+    def average(self, name: str, *, today: bool = False, **labels: str) -> float | None:
+        """Mean of a histogram's observations with exactly these labels, None before the first one."""
+        key, wanted = self._keys(name)[1 if today else 0], _label_key(labels)
         total, count = 0.0, 0
-        for field, value in self.redis.hgetall(keys.metric(name)).items():
-            bucket = str(field).rpartition("|")[2]
+        for field, value in self.redis.hgetall(key).items():
+            label, _, bucket = str(field).rpartition("|")
+            if label != wanted:
+                continue
             if bucket == "sum":
                 total += float(value)
             else:
                 count += int(value)
         return total / count if count else None
 
+    def queue_depth(self) -> int:
+        """Generation jobs waiting in Dramatiq's queue."""
+        return int(self.redis.llen(keys.JOB_QUEUE))
+
+    def registry(self) -> CollectorRegistry:
+        found = CollectorRegistry(auto_describe=False)
+        found.register(RedisCollector(self))
+        return found
+
 
 class RedisCollector(Collector):
     """Reads the shared metrics from Redis at scrape time."""
 
-    def __init__(self, client: redis.Redis, queue_key: str) -> None:
-        self.redis = client
-        self.queue_key = queue_key
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
     def collect(self) -> Iterator[Any]:
         for name, doc in COUNTERS.items():
@@ -110,11 +143,11 @@ class RedisCollector(Collector):
         for name, doc in HISTOGRAMS.items():
             yield self._histogram(name, doc)
         queue = GaugeMetricFamily("wxbot_queue_depth", "Generation jobs waiting in the queue")
-        queue.add_metric([], float(self.redis.llen(self.queue_key)))
+        queue.add_metric([], float(self.metrics.queue_depth()))
         yield queue
 
     def _counter(self, name: str, doc: str) -> CounterMetricFamily:
-        values = self.redis.hgetall(keys.metric(name))
+        values = self.metrics.counter(name)
         label_names = sorted({k for raw in values for k in json.loads(raw)})
         family = CounterMetricFamily(f"wxbot_{name}", doc, labels=label_names)
         for raw, value in values.items():
@@ -123,25 +156,28 @@ class RedisCollector(Collector):
         return family
 
     def _histogram(self, name: str, doc: str) -> HistogramMetricFamily:
-        fields = self.redis.hgetall(keys.metric(name))
-        family = HistogramMetricFamily(f"wxbot_{name}", doc)
-        counts = {bucket: 0.0 for bucket in [*map(str, BUCKETS), "+Inf"]}
-        total = 0.0
-        for field, value in fields.items():
-            _, _, bucket = str(field).rpartition("|")
-            if bucket == "sum":
-                total += float(value)
-            elif bucket in counts:
-                counts[bucket] += float(value)
-        cumulative, buckets = 0.0, []
-        for bucket, count in counts.items():
-            cumulative += count
-            buckets.append((bucket, cumulative))
-        family.add_metric([], buckets, total)
+        series = _histogram_series(self.metrics.redis.hgetall(keys.metric(name)))
+        label_names = sorted({k for raw in series for k in json.loads(raw)})
+        family = HistogramMetricFamily(f"wxbot_{name}", doc, labels=label_names)
+        for raw, (counts, total) in series.items():
+            labels = json.loads(raw)
+            cumulative, buckets = 0.0, []
+            for bucket, count in counts.items():
+                cumulative += count
+                buckets.append((bucket, cumulative))
+            family.add_metric([labels.get(k, "") for k in label_names], buckets, total)
         return family
 
 
-def registry(client: redis.Redis, queue_key: str) -> CollectorRegistry:
-    found = CollectorRegistry(auto_describe=False)
-    found.register(RedisCollector(client, queue_key))
-    return found
+def _histogram_series(fields: dict[Any, Any]) -> dict[str, tuple[dict[str, float], float]]:
+    """label JSON → (count per bucket, in bucket order; sum) from a histogram's hash."""
+    series: dict[str, tuple[dict[str, float], float]] = {}
+    for field, value in fields.items():
+        label, _, bucket = str(field).rpartition("|")
+        counts, total = series.get(label) or ({b: 0.0 for b in [*map(str, BUCKETS), "+Inf"]}, 0.0)
+        if bucket == "sum":
+            total += float(value)
+        elif bucket in counts:
+            counts[bucket] += float(value)
+        series[label] = (counts, total)
+    return series

@@ -82,3 +82,13 @@ class PushLog:
 
     def save_reply(self, key: str, text: str) -> None:
         self.redis.hset(keys.message(key), "reply", text)
+
+    def bind_signature(self, timestamp: str, nonce: str, body_digest: str, ttl: int) -> bool:
+        """Bind a signature (timestamp + nonce) to the first body it came with; False when it came
+        with another body before (a replay). One round trip (SET NX GET would need Redis 7)."""
+        key = keys.signed(timestamp, nonce)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(key, body_digest, nx=True, ex=ttl)
+        pipe.get(key)
+        first = pipe.execute()[1]
+        return first is None or first == body_digest

@@ -83,3 +83,17 @@ class AdminStore:
 
     def audit_log(self, limit: int = 20) -> list[dict[str, Any]]:
         return [json.loads(raw) for raw in self.redis.lrange(keys.AUDIT, 0, limit - 1)]
+
+
+class ModelChoices:
+    """The model each user picked with /model (unset: the configured default)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def get(self, openid: str) -> str | None:
+        found = self.redis.get(keys.user_model(openid))
+        return None if found is None else str(found)
+
+    def set(self, openid: str, model: str) -> None:
+        self.redis.set(keys.user_model(openid), model)

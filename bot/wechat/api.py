@@ -19,8 +19,8 @@ from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
 from bot.config import Settings
-from bot.store import keys
 from bot.store.metrics import Metrics
+from bot.store.wechat import WeChatState
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,10 @@ class _SharedTokenClient(WeChatClient):
 
 
 class WeChatAPI:
-    def __init__(self, settings: Settings, client: redis.Redis, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, state: WeChatState, metrics: Metrics) -> None:
         self.settings = settings
-        self.redis = client
-        self.metrics = metrics or Metrics(client)
+        self.state = state
+        self.metrics = metrics
         self.http = requests.Session()
         self.wechat = _SharedTokenClient(self, settings)
         self.token_fetches = 0
@@ -75,16 +75,16 @@ class WeChatAPI:
     # --- access_token ---------------------------------------------------------------------
     def token(self, *, rejected: str | None = None) -> str:
         """The shared token; with `rejected`, replace that one (once, under the lock)."""
-        cached = self.redis.get(keys.ACCESS_TOKEN)
+        cached = self.state.token()
         if cached and cached != rejected:
-            return str(cached)
-        lock = self.redis.lock(keys.ACCESS_TOKEN_LOCK, timeout=keys.TOKEN_LOCK_TTL, blocking_timeout=10)
+            return cached
+        lock = self.state.token_lock(wait=10)
         if not lock.acquire():
             raise WeChatAPIError(None, "timed out waiting for another process to fetch the access_token")
         try:
-            cached = self.redis.get(keys.ACCESS_TOKEN)
+            cached = self.state.token()
             if cached and cached != rejected:
-                return str(cached)
+                return cached
             return self._fetch_token(force=rejected is not None and cached == rejected)
         finally:
             with contextlib.suppress(redis.exceptions.LockError):
@@ -99,8 +99,7 @@ class WeChatAPI:
         }
         result = self._json("post", self.settings.wechat_api_base + "/cgi-bin/stable_token", json=body)
         token, expires_in = str(result["access_token"]), int(result.get("expires_in", 7200))
-        ttl = max(60, expires_in - keys.TOKEN_EXPIRY_MARGIN)
-        self.redis.set(keys.ACCESS_TOKEN, token, ex=ttl)
+        self.state.save_token(token, expires_in)
         self.token_fetches += 1
         self.metrics.inc("token_refreshes", forced=str(force).lower())
         log.info("fetched access_token (force_refresh=%s, valid %ss)", force, expires_in)

@@ -22,8 +22,8 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import BaseMessage
 from wechatpy.replies import ImageReply, TextReply
 
-from bot.answering.paging import truncate_utf8
 from bot.config import Settings
+from bot.replies import truncate_utf8
 
 log = logging.getLogger(__name__)
 

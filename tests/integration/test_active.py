@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import redis
+
 from bot import texts
-from bot.answering.paging import utf8_len
+from bot.replies import utf8_len
 from bot.store import keys
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
@@ -56,13 +58,16 @@ def test_at_most_the_quota_is_sent_and_the_rest_is_read_with_continue(
 
 
 def test_unverified_account_falls_back_to_passive_delivery(
-    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+    make_bot: Callable[..., Bot],
+    fake_openai: FakeOpenAI,
+    fake_wechat: FakeWeChatAPI,
+    redis_client: redis.Redis,
 ) -> None:
     bot = active_bot(make_bot)
     fake_wechat.fail_sends(48001)
     sim = bot.simulator()
     assert sim.send_text("user-1", "hello").acknowledged
-    wait_for(lambda: bot.runtime.redis.exists(keys.CS_UNAUTHORIZED) == 1)
+    wait_for(lambda: redis_client.exists(keys.CS_UNAUTHORIZED) == 1)
     fetched = sim.send_text("user-1", "继续")
     assert fetched.text is not None and fetched.text.endswith("echo: hello")
     # from now on this account is served passively, inside WeChat's window
@@ -70,13 +75,16 @@ def test_unverified_account_falls_back_to_passive_delivery(
 
 
 def test_quota_refusal_keeps_the_answer_for_the_next_message(
-    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+    make_bot: Callable[..., Bot],
+    fake_openai: FakeOpenAI,
+    fake_wechat: FakeWeChatAPI,
+    redis_client: redis.Redis,
 ) -> None:
     bot = active_bot(make_bot)
     fake_wechat.fail_sends(45047, times=1)
     sim = bot.simulator()
     assert sim.send_text("user-1", "q1").acknowledged
-    wait_for(lambda: len(bot.runtime.redis.lrange(keys.owed("user-1"), 0, -1)) == 1)
+    wait_for(lambda: len(redis_client.lrange(keys.owed("user-1"), 0, -1)) == 1)
     follow_up = sim.send_text("user-1", "q2")
     assert follow_up.text is not None and "echo: q1" in follow_up.text
     wait_for(lambda: fake_wechat.sent_texts("user-1") == ["echo: q2"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot import texts
-from bot.answering.paging import utf8_len
+from bot.replies import utf8_len
 from testing.fakes.openai_server import FakeOpenAI
 from tests.conftest import ATTEMPT_TIMEOUT, Bot
 

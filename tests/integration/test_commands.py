@@ -184,7 +184,7 @@ def test_broadcast_needs_active_mode(admin_bot: Bot) -> None:
 def test_stats_and_admins(admin_bot: Bot) -> None:
     say(admin_bot, "user-1", "hi")
     stats = say(admin_bot, ADMIN, "/stats")
-    assert "今日用户 2" in stats and "attempt_1" in stats
+    assert "今日用户 2" in stats and "第1次推送 1" in stats
     assert ADMIN in say(admin_bot, ADMIN, "/admins")
 
 

@@ -31,14 +31,14 @@ def test_metrics_count_messages_paths_and_duplicates(bot: Bot, fake_openai: Fake
     sim.send_event("user-2", "subscribe")
     status, body = scrape(bot)
     assert status == 200
-    assert 'wxbot_answers_total{path="attempt_1"} 1.0' in body
-    assert 'wxbot_answers_total{path="attempt_2"} 1.0' in body
-    assert 'wxbot_answers_total{path="next_message"} 1.0' in body
+    assert 'wxbot_pages_delivered_total{path="attempt_1"} 1.0' in body
+    assert 'wxbot_pages_delivered_total{path="attempt_2"} 1.0' in body
+    assert 'wxbot_pages_delivered_total{path="next_message"} 1.0' in body
     assert 'wxbot_messages_total{kind="text"} 4.0' in body
     assert 'wxbot_messages_total{kind="event:subscribe"} 1.0' in body
     assert "wxbot_duplicates_total 3.0" in body  # 1 retry + 2 retries
     assert 'wxbot_undelivered_total{reason="late"} 1.0' in body
-    assert "wxbot_llm_latency_seconds_count 3.0" in body
+    assert 'wxbot_llm_latency_seconds_count{outcome="ok"} 3.0' in body
     assert "wxbot_first_page_seconds_count 3.0" in body
     assert "wxbot_queue_depth 0.0" in body
 
@@ -64,7 +64,19 @@ def test_refused_customer_service_send_is_recorded_with_its_code(
         time.sleep(0.05)
     [record] = bot.runtime.metrics.undelivered_records()
     assert record["openid"] == "user-1" and record["reason"].startswith("cs_refused:45015")
-    assert 'wxbot_answers_total{path="failed_45015"} 1.0' in scrape(bot)[1]
+    body = scrape(bot)[1]
+    assert 'wxbot_customer_service_failures_total{errcode="45015"} 1.0' in body
+    assert "wxbot_pages_delivered_total{" not in body  # a refused send delivered nothing
+
+
+def test_failed_llm_calls_are_measured_with_their_outcome(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    """A dashboard of successful calls only would hide an outage: failures enter the histogram too."""
+    fake_openai.set_behavior(fail_status=400)  # not retried by the SDK
+    reply = bot.simulator().send_text("user-1", "hi")
+    assert reply.text == texts.LLM_FAILED
+    body = scrape(bot)[1]
+    assert 'wxbot_llm_latency_seconds_count{outcome="failed"} 1.0' in body
+    assert 'wxbot_job_failures_total{reason="failed"} 1.0' in body
 
 
 def test_one_json_log_line_per_push_without_content(

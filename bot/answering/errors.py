@@ -1,0 +1,33 @@
+"""What the user reads when an answer cannot be written, and the reason recorded for operators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot import texts
+from bot.llm import LLMError
+from bot.media.images import Refusal
+from bot.media.voice import TranscriptionError
+
+#: the exceptions that end a job with plain words instead of an answer
+EXPECTED = (LLMError, TranscriptionError, Refusal)
+
+_LLM_TEXTS = {"timeout": texts.LLM_TIMEOUT, "unavailable": texts.LLM_FAILED, "failed": texts.LLM_FAILED}
+
+
+@dataclass(frozen=True)
+class Failure:
+    text: str  # for the user
+    reason: str  # the `job_failures` metric's label
+
+
+def describe(exc: Exception) -> Failure:
+    """The plain sentence for a failed answer; an unexpected error reads like a failed LLM call."""
+    if isinstance(exc, Refusal):
+        return Failure(exc.text, "refused")
+    if isinstance(exc, LLMError):
+        return Failure(texts.LLM_EMPTY if "empty" in exc.detail else _LLM_TEXTS[exc.kind], exc.kind)
+    if isinstance(exc, TranscriptionError):
+        text = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
+        return Failure(text, "voice")
+    return Failure(texts.LLM_FAILED, "failed")

@@ -1,0 +1,122 @@
+"""Chat routing: what each inbound message becomes — a ready reply, nothing, or a question for the LLM.
+
+An ordered list of rules, first match wins (as python-telegram-bot's handlers): each rule is a
+test and a handler, and reading RULES top to bottom tells what happens to any message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wechatpy.messages import BaseMessage
+
+from bot import texts
+from bot.answering.jobs import Jobs
+from bot.runtime import Runtime
+from bot.store.pushes import Plan
+from handlers import commands
+from handlers.context import Context
+from handlers.questions import ask
+
+#: events that need no reply (WeChat gets `success`)
+SILENT_EVENTS = ("unsubscribe", "view", "location", "view_miniprogram", "templatesendjobfinish")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """The parts of a push the rules look at. A recognised voice message carries its text."""
+
+    type: str  # text | voice | event | image | …
+    text: str = ""
+    media_id: str = ""
+    event: str = ""
+
+    @classmethod
+    def of(cls, message: BaseMessage) -> Incoming:
+        if message.type == "text":
+            return cls("text", str(message.content or "").strip())
+        if message.type == "voice":
+            recognition = str(getattr(message, "recognition", None) or "").strip()
+            return cls("voice", recognition, media_id=str(message.media_id))
+        if message.type == "event":
+            return cls("event", event=str(getattr(message, "event", "") or ""))
+        return cls(str(message.type))
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    matches: Callable[[Incoming, Context], bool]
+    handle: Callable[[Incoming, Context], Plan]
+
+
+def _minutes_text(message: Incoming, ctx: Context) -> Plan:
+    count = ctx.runtime.minutes.add_text(ctx.openid, message.text)
+    return Plan("reply", texts.MINUTES_PIECE.format(n=count))
+
+
+def _minutes_voice(message: Incoming, ctx: Context) -> Plan:
+    if message.text:  # WeChat recognised it: a text piece
+        return _minutes_text(message, ctx)
+    count = ctx.runtime.minutes.add_pending_voice(ctx.openid, texts.MINUTES_TRANSCRIBING)
+    ctx.jobs.enqueue_minutes_piece(ctx.openid, message.media_id, count - 1)
+    return Plan("reply", texts.MINUTES_PIECE.format(n=count))
+
+
+def _welcome(message: Incoming, ctx: Context) -> Plan:
+    return Plan("reply", ctx.runtime.overrides.welcome_text() or texts.WELCOME)
+
+
+def _is_chat(message: Incoming) -> bool:
+    return message.type in ("text", "voice")
+
+
+def _reply(text: str) -> Callable[[Incoming, Context], Plan]:
+    return lambda message, ctx: Plan("reply", text)
+
+
+RULES: list[Rule] = [
+    Rule("follow", lambda m, c: m.type == "event" and m.event.startswith("subscribe"), _welcome),
+    Rule(
+        "menu click",
+        lambda m, c: m.type == "event" and m.event == "click",
+        lambda m, c: Plan("reply", texts.UNSUPPORTED),
+    ),
+    Rule("other events", lambda m, c: m.type == "event", lambda m, c: Plan("silent")),
+    Rule("other kinds", lambda m, c: not _is_chat(m), _reply(texts.UNSUPPORTED)),
+    Rule(
+        "meeting voice",
+        lambda m, c: m.type == "voice" and not commands.is_command(m.text) and c.recording_minutes(),
+        _minutes_voice,
+    ),
+    Rule(
+        "unrecognised voice",
+        lambda m, c: m.type == "voice" and not m.text,
+        lambda m, c: ask(c, "", kind="voice", media_id=m.media_id),
+    ),
+    Rule("empty", lambda m, c: not m.text, _reply(texts.EMPTY_MESSAGE)),
+    Rule("command", lambda m, c: commands.is_command(m.text), lambda m, c: commands.run(m.text, c)),
+    Rule("fetch", lambda m, c: m.text.lower() in texts.FETCH_WORDS, lambda m, c: Plan("fetch")),
+    Rule("meeting text", lambda m, c: c.recording_minutes(), _minutes_text),
+    Rule("question", lambda m, c: True, lambda m, c: ask(c, m.text)),
+]
+
+
+def route(message: Incoming, ctx: Context) -> Plan:
+    for rule in RULES:
+        if rule.matches(message, ctx):
+            return rule.handle(message, ctx)
+    raise AssertionError("the last rule matches everything")
+
+
+class Router:
+    """The webhook's planner: builds the handler context of a push and routes its message."""
+
+    def __init__(self, runtime: Runtime, jobs: Jobs) -> None:
+        self.runtime = runtime
+        self.jobs = jobs
+
+    def __call__(self, message: BaseMessage, push_key: str) -> Plan:
+        ctx = Context(str(message.source), push_key, self.runtime, self.jobs)
+        return route(Incoming.of(message), ctx)

@@ -1,0 +1,81 @@
+"""The day for quotas and /stats follows TIMEZONE (default Asia/Shanghai), not the host's clock zone;
+/stats counts today only."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import redis
+
+from bot.store.days import day_of
+from bot.store.limits import Limits
+from bot.store.metrics import Metrics
+from bot.store.stats import DailyStats
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: 2026-12-01 23:30 UTC is already 2026-12-02 07:30 in Beijing
+LATE_UTC = datetime(2026, 12, 1, 23, 30, tzinfo=ZoneInfo("UTC")).timestamp()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_day_is_beijings_whatever_the_hosts_zone() -> None:
+    assert day_of(SHANGHAI, LATE_UTC) == "20261202"
+    assert day_of(ZoneInfo("UTC"), LATE_UTC) == "20261201"
+
+
+def test_the_daily_quota_starts_again_at_beijing_midnight(redis_client: redis.Redis) -> None:
+    clock = Clock(LATE_UTC - 8 * 3600)  # 15:30 UTC = 23:30 in Beijing, 2026-12-01
+    limits = Limits(redis_client, per_minute=0, zone=SHANGHAI, clock=clock)
+    assert limits.admit("u", daily_quota=1) == "ok"
+    assert limits.admit("u", daily_quota=1) == "quota"
+    clock.now += 3600  # 00:30 in Beijing: a new day there, still 2026-12-01 in UTC
+    assert limits.admit("u", daily_quota=1) == "ok"
+
+
+def test_daily_users_and_messages_follow_the_zone(redis_client: redis.Redis) -> None:
+    clock = Clock(LATE_UTC - 8 * 3600)
+    stats = DailyStats(redis_client, SHANGHAI, clock=clock)
+    stats.seen("a")
+    stats.seen("a")
+    assert (stats.users_today(), stats.messages_today()) == (1, 2)
+    clock.now += 3600
+    assert (stats.users_today(), stats.messages_today()) == (0, 0)
+    stats.seen("b")
+    assert (stats.users_today(), stats.messages_today()) == (1, 1)
+
+
+def test_todays_metrics_leave_yesterday_out(redis_client: redis.Redis) -> None:
+    clock = Clock(LATE_UTC - 8 * 3600)
+    metrics = Metrics(redis_client, SHANGHAI, clock=clock)
+    metrics.inc("pages_delivered", path="attempt_1")
+    metrics.observe("llm_latency_seconds", 9.0, outcome="ok")
+    clock.now += 3600  # the next day in Beijing
+    metrics.inc("pages_delivered", path="attempt_1")
+    metrics.observe("llm_latency_seconds", 1.0, outcome="ok")
+    metrics.observe("llm_latency_seconds", 30.0, outcome="timeout")
+    assert metrics.counter("pages_delivered") == {'{"path": "attempt_1"}': 2}
+    assert metrics.counter("pages_delivered", today=True) == {'{"path": "attempt_1"}': 1}
+    assert metrics.average("llm_latency_seconds", today=True, outcome="ok") == 1.0
+    assert metrics.average("llm_latency_seconds", outcome="ok") == 5.0
+    assert redis_client.ttl("wxbot:stats:20261202:metric:pages_delivered") > 0
+
+
+def test_histograms_keep_their_labels_apart_in_prometheus(redis_client: redis.Redis) -> None:
+    from prometheus_client import generate_latest
+
+    metrics = Metrics(redis_client, SHANGHAI)
+    metrics.observe("llm_latency_seconds", 0.2, outcome="ok")
+    metrics.observe("llm_latency_seconds", 12.0, outcome="timeout")
+    body = generate_latest(metrics.registry()).decode()
+    assert 'wxbot_llm_latency_seconds_count{outcome="ok"} 1.0' in body
+    assert 'wxbot_llm_latency_seconds_bucket{le="0.25",outcome="ok"} 1.0' in body
+    assert 'wxbot_llm_latency_seconds_bucket{le="10.0",outcome="timeout"} 0.0' in body
+    assert 'wxbot_llm_latency_seconds_sum{outcome="timeout"} 12.0' in body
