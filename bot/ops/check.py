@@ -5,19 +5,20 @@ Exit code 0 when everything needed works, 1 otherwise. Each failure names the se
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 import redis
 import requests
-from dotenv import load_dotenv
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import PROJECT_ENV_FILE, ConfigError, Settings
 from bot.llm import LLMError, make_backend
+from bot.ops import bootstrap
 
 #: WeChat error codes that a token fetch can answer, and what they mean for the operator
 TOKEN_ERRORS = {
@@ -104,6 +105,13 @@ def check_wechat(settings: Settings, report: Report) -> None:
 
 
 def check_llm(settings: Settings, report: Report) -> None:
+    if bootstrap.uses_offline_llm(settings):
+        report.warn(
+            "LLM",
+            "none configured (OPENAI_API_KEY, OPENAI_BASE_URL and FASTCHAT_CONTROLLER_URL are empty): "
+            "`make run` answers with a small local model, for trying the bot; configure one for your users",
+        )
+        return
     what = (
         "FASTCHAT_CONTROLLER_URL" if settings.llm_backend == "fastchat" else "OPENAI_BASE_URL/OPENAI_API_KEY"
     )
@@ -136,14 +144,35 @@ def llm_hint(exc: LLMError) -> str:
     return detail
 
 
+def mask(secret: str) -> str:
+    """Enough of a secret to recognise it, not to use it: a terminal's output is often shared."""
+    if len(secret) <= 6:
+        return "*" * len(secret)
+    return secret[:2] + "*" * (len(secret) - 4) + secret[-2:]
+
+
+def full_values(settings: Settings) -> str:
+    """Where the operator finds what `mask` hides."""
+    names = ["WECHAT_TOKEN"] + (["WECHAT_AES_KEY"] if settings.wechat_aes_key else [])
+    return ", ".join(where(name) for name in names)
+
+
+def where(name: str) -> str:
+    """The environment wins over the project's .env (bot.config reads both)."""
+    if os.environ.get(name, "").strip():
+        return f"the environment variable {name}"
+    return f"{name} in {PROJECT_ENV_FILE}"
+
+
 def paste_instructions(settings: Settings, report: Report) -> None:
     mode = "安全模式 (or 兼容模式)" if settings.encrypted else "明文模式"
-    aes_key = settings.wechat_aes_key or "(any; only used in 兼容/安全 mode — set WECHAT_AES_KEY)"
+    aes_key = mask(settings.wechat_aes_key) or "(any; only used in 兼容/安全 mode — set WECHAT_AES_KEY)"
     print(
         "\n公众号后台 → 设置与开发 → 基本配置 → 服务器配置:\n"
         f"  URL:            https://<your domain>/wechat   (nginx → http://{settings.host}:{settings.port}/wechat)\n"
-        f"  Token:          {settings.wechat_token}\n"
+        f"  Token:          {mask(settings.wechat_token)}\n"
         f"  EncodingAESKey: {aes_key}\n"
+        f"  (masked; the full values: {full_values(settings)})\n"
         f"  消息加解密方式:  {mode}\n"
         f"  replies:        {settings.wechat_reply_mode}"
         + (" (needs a verified account: 48001 otherwise)" if settings.wechat_reply_mode == "active" else ""),
@@ -154,10 +183,11 @@ def paste_instructions(settings: Settings, report: Report) -> None:
 CHECKS: list[Callable[[Settings, Report], None]] = [check_redis, check_wechat, check_llm]
 
 
-def run_checks(out: TextIO = sys.stdout, **overrides: object) -> int:
+def run_checks(out: TextIO = sys.stdout, **overrides: Any) -> int:
+    """Every check, in order; `overrides` replace settings (the tests pass them all)."""
     report = Report(out)
     try:
-        settings = load_settings(**overrides) if overrides else _settings_allowing_embedded_redis()
+        settings = bootstrap.settings(offline_llm=True, **overrides)
     except ConfigError as exc:
         report.fail("settings", str(exc))
         return 1
@@ -167,17 +197,6 @@ def run_checks(out: TextIO = sys.stdout, **overrides: object) -> int:
     paste_instructions(settings, report)
     print("\nall checks passed" if not report.failed else "\nsome checks FAILED: fix them above", file=out)
     return 1 if report.failed else 0
-
-
-def _settings_allowing_embedded_redis() -> Settings:
-    load_dotenv(".env")
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        if "REDIS_URL: required" not in str(exc):
-            raise
-    settings = load_settings(redis_url="redis://embedded")
-    return settings.model_copy(update={"redis_url": ""})
 
 
 if __name__ == "__main__":

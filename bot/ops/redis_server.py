@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-HOST = "127.0.0.1"
+from bot.ops.processes import HOST, die_with_parent, free_port, ping, stop_group
+
+#: free_port and ping moved to bot.ops.processes; they are still importable from here
+__all__ = ["RedisServer", "embedded_url", "find_redis_server", "free_port", "ping", "url_file"]
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 _PORT_ATTEMPTS = 3
@@ -39,35 +42,22 @@ def find_redis_server() -> str:
     )
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago (the caller retries if another process takes it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def ping(port: int, timeout: float = 0.5) -> bool:
-    """True when a Redis server on 127.0.0.1:port answers PING (raw RESP, no client library needed)."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 class RedisServer:
     """A `redis-server` child process bound to 127.0.0.1, with its files and log in `data_dir`.
 
     persist=False: no RDB snapshots, no AOF (a throwaway cache for tests).
     persist=True: `appendonly yes`, so conversations survive a restart of `make run`.
+    with_parent=True: the server stops when the thread that started it dies, even by SIGKILL
+    (`make run`, which starts it from its main thread; see processes.die_with_parent).
     """
 
-    def __init__(self, data_dir: Path, port: int = 0, persist: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, port: int = 0, persist: bool = False, with_parent: bool = False
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.requested_port = port
         self.persist = persist
+        self.with_parent = with_parent
         self.port = port
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -119,6 +109,8 @@ class RedisServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=self.data_dir,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops Redis last
+            preexec_fn=die_with_parent if self.with_parent else None,
         )
 
     def _wait_ready(self) -> None:
@@ -148,15 +140,8 @@ class RedisServer:
     def stop(self) -> None:
         """Terminate (SIGTERM lets Redis flush the AOF), kill if it does not exit in time."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        elif process is not None:
-            process.wait()
+        if process is not None:
+            stop_group(process, STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
             self._log = None

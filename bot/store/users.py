@@ -26,6 +26,8 @@ CODE_LENGTH = 10
 #: failed /auth attempts a user may make per AUTH_FAILURE_WINDOW
 MAX_AUTH_FAILURES = 5
 AUDIT_KEEP = 1000
+#: an admin code is valid this long (seconds), once
+CODE_TTL = keys.ADMIN_CODE_TTL
 
 
 def _digest(code: str) -> str:

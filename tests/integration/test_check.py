@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from bot.ops.check import run_checks
-from bot.ops.redis_server import free_port
+from bot.config import PROJECT_ENV_FILE
+from bot.ops.check import mask, run_checks
+from bot.ops.processes import free_port
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
+from tests.conftest import AES_KEY, TOKEN
 
 
 def check(config: dict[str, Any], **changes: Any) -> tuple[int, str]:
@@ -26,8 +28,34 @@ def check(config: dict[str, Any], **changes: Any) -> tuple[int, str]:
 def test_everything_fine_prints_what_to_paste(base_config: dict[str, Any]) -> None:
     code, text = check(base_config)
     assert code == 0, text
-    assert "Token:          test-token" in text and "明文模式" in text
+    assert "Token:          te******en" in text and "明文模式" in text
     assert "[  ok] WeChat API" in text and "[  ok] LLM" in text
+
+
+def test_secrets_to_paste_are_masked_and_their_place_named(
+    base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A terminal's output is often shared: the Token and EncodingAESKey are shown masked."""
+    monkeypatch.delenv("WECHAT_TOKEN", raising=False)
+    monkeypatch.setenv("WECHAT_AES_KEY", AES_KEY)
+    code, text = check(base_config, wechat_aes_key=AES_KEY)
+    assert code == 0, text
+    assert TOKEN not in text and AES_KEY not in text
+    assert f"EncodingAESKey: {AES_KEY[:2]}{'*' * 39}{AES_KEY[-2:]}" in text
+    assert f"WECHAT_TOKEN in {PROJECT_ENV_FILE}" in text
+    assert "the environment variable WECHAT_AES_KEY" in text
+
+
+def test_first_run_without_an_llm_is_a_warning_not_a_failure(
+    base_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no LLM configured `make run` answers with the local model: `make check` says so."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FASTCHAT_CONTROLLER_URL", "LLM_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    config = {k: v for k, v in base_config.items() if k not in ("openai_api_key", "openai_base_url")}
+    code, text = check(config)
+    assert code == 0, text
+    assert "[warn] LLM: none configured" in text and "local model" in text
 
 
 def test_wrong_secret_is_named(base_config: dict[str, Any]) -> None:
@@ -109,3 +137,10 @@ def test_check_hangs_up_on_the_llm(base_config: dict[str, Any], fake_openai: Fak
         code, text = check(base_config)
         assert code == 0, text
     assert open_sockets_to(urlsplit(fake_openai.url).port or 0) == []
+
+
+@pytest.mark.parametrize(
+    ("secret", "shown"), [("", ""), ("abc", "***"), ("abcdef", "******"), ("abcdefgh", "ab****gh")]
+)
+def test_mask_keeps_two_characters_at_each_end_of_long_enough_secrets(secret: str, shown: str) -> None:
+    assert mask(secret) == shown

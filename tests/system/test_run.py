@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import psutil
 import pytest
 
 from bot import texts
-from bot.ops.redis_server import free_port
+from bot.ops.processes import free_port
 from testing.fakes.openai_server import FakeOpenAI
 from testing.simulator import WeChatSimulator
 from tests.conftest import ROOT, TOKEN, wait_healthy
@@ -45,9 +46,19 @@ def launcher(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[tuple[subproce
         start_new_session=True,
     )
     yield process, port
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    kill_tree(process)
+
+
+def kill_tree(process: subprocess.Popen[bytes]) -> None:
+    """After a failed test: the launcher and its children, which lead process groups of their own."""
+    if process.poll() is not None:
+        return
+    descendants = psutil.Process(process.pid).children(recursive=True)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
 
 
 @pytest.mark.slow
