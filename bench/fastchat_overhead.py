@@ -1,6 +1,6 @@
 """Benchmark 3: what the bot adds to a real model — time to the first page, tokens/s, as ratios.
 
-One run starts the local FastChat cluster (bot/local_llm.py: a controller and a CPU model worker
+One run starts the local FastChat cluster (bot/ops/local_llm.py: a controller and a CPU model worker
 with SmolLM2-135M-Instruct), Redis, gunicorn and one Dramatiq worker process, then asks the same
 question, greedily (every path writes the same tokens), along three paths, alternating:
 

@@ -38,7 +38,7 @@ def clean_env(**settings: str) -> dict[str, str]:
 
 
 def gunicorn_command(app_spec: str) -> list[str]:
-    """The production command line (bot/run.py) with another app when benchmarking the baseline."""
+    """The production command line (bot/ops/run.py) with another app when benchmarking the baseline."""
     return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), app_spec]
 
 

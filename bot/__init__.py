@@ -1,1 +1,1 @@
-"""Core of the WeChat LLM bot: protocol, delivery (the 5 s logic), answers, jobs, LLM backends."""
+"""The bot: WeChat protocol and API, delivery (the 5-second logic), stores, answering jobs, LLM backends."""

@@ -18,7 +18,8 @@ _BREAKS = ("\n", "。！？!?；;", "，,、 ")
 
 def decoration_reserve() -> int:
     """Bytes every page keeps free for the notes that may be added when it is delivered."""
-    prefix = texts.LATE_ANSWER_PREFIX.format(question="字" * (QUESTION_PREVIEW_CHARS + 1))
+    widest = "x" * 4  # a quoted character takes at most 4 UTF-8 bytes (an emoji; a CJK character 3)
+    prefix = texts.LATE_ANSWER_PREFIX.format(question=widest * (QUESTION_PREVIEW_CHARS + 1))
     notes = (prefix, texts.QUEUED_NOTE, texts.REGENERATED_NOTE, texts.MORE_HINT)
     return sum(utf8_len(note) for note in notes)
 

@@ -1,0 +1,1 @@
+"""All of the 5-second logic: which attempt carries which reply, customer-service sends, wake-ups."""

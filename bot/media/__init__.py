@@ -1,0 +1,1 @@
+"""Images, voice transcription and moderation: the media services besides the chat model."""

@@ -1,0 +1,1 @@
+"""WeChat's platform: its protocol (signatures, AES, XML) and its server API (access_token, errcodes)."""
