@@ -1,12 +1,18 @@
 """Logging shared by the web tier, the workers and the launcher: text or JSON lines, with the
-request id of the push being handled on every line logged while handling it."""
+request id of the push being handled on every line logged while handling it.
+
+Every process logs through one handler on the root logger, to stderr, so each event is one line in
+the chosen format: `configure_logging` replaces the console handler that was there (Dramatiq's
+command line installs one with `logging.basicConfig` in each of its processes), and gunicorn's error
+and access logs propagate to the root logger (`logconfig_dict` in deploy/gunicorn.conf.py).
+"""
 
 from __future__ import annotations
 
 import contextvars
+import datetime
 import json
 import logging
-import time
 
 from bot.config import Settings
 
@@ -26,10 +32,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line; `extra={...}` fields become keys."""
 
     def format(self, record: logging.LogRecord) -> str:
+        created = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
         line = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "time": created.isoformat(timespec="milliseconds"),  # 2026-12-01T11:20:50.123+00:00
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,
             "request_id": getattr(record, "request_id", "-"),
             "message": record.getMessage(),
         }
@@ -39,17 +47,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure_logging(settings: Settings) -> None:
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s [%(request_id)s] %(message)s"
+
+
+def console_handler(log_format: str = "text") -> logging.Handler:
+    """The handler every process logs through: stderr, `text` or `json` lines, with the request id.
+
+    Also the handler factory of gunicorn's `logconfig_dict` (deploy/gunicorn.conf.py).
+    """
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    if settings.log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        text = "%(asctime)s %(levelname)s %(process)d %(name)s [%(request_id)s] %(message)s"
-        handler.setFormatter(logging.Formatter(text))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    return handler
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    """A plain stream handler: ours, or the one `logging.basicConfig` installs (Dramatiq's command
+    line does, in each of its processes). Not a file handler, nor a test's capture handler."""
+    return type(handler) is logging.StreamHandler
+
+
+def configure_logging(settings: Settings) -> None:
+    """One console handler on the root logger, in LOG_FORMAT: it replaces the console handler that
+    was there instead of adding a second one (which would print every event twice)."""
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "wxbot", False)]:
+    for old in [h for h in root.handlers if _is_console(h)]:
         root.removeHandler(old)
-    handler.wxbot = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
+    root.addHandler(console_handler(settings.log_format))
     root.setLevel(settings.log_level.upper())

@@ -37,3 +37,22 @@ limit_request_line = 8190
 accesslog = "-"
 # the path without the query string: WeChat's signature, nonce and openid are not logged
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
+
+# gunicorn's error log (master and workers) and access log go through the root logger's one handler,
+# the app's (bot/logs.py), to stderr: every line in LOG_FORMAT (`text` or `json`), each event once.
+# In each worker, create_app's configure_logging replaces that handler with an identical one.
+_log_level = os.environ.get("LOG_LEVEL", "INFO").upper()
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": _log_level, "handlers": ["console"]},
+    "loggers": {
+        "gunicorn.error": {"level": _log_level, "handlers": [], "propagate": True},
+        # one line per request whatever LOG_LEVEL, as before
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+    },
+    "handlers": {
+        "console": {"()": "bot.logs.console_handler", "log_format": os.environ.get("LOG_FORMAT", "text")}
+    },
+    "formatters": {},
+}

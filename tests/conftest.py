@@ -28,6 +28,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from app import create_app
 from bot.answering.jobs import worker_command
 from bot.ops.redis_server import RedisServer, free_port
+from bot.store.workers import new_job_worker_id
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.simulator import WeChatSimulator
@@ -119,9 +120,10 @@ class Bot:
 
 
 def start_worker(app: Flask, threads: int = 16) -> dramatiq.Worker:
-    worker = dramatiq.Worker(
-        app.extensions["wxbot"]["jobs"].broker, worker_timeout=50, worker_threads=threads
-    )
+    """An in-process job worker; its broker is named as a worker's, so /readyz counts its heartbeat."""
+    broker = app.extensions["wxbot"]["jobs"].broker
+    broker.broker_id = new_job_worker_id()
+    worker = dramatiq.Worker(broker, worker_timeout=50, worker_threads=threads)
     worker.start()
     return worker
 

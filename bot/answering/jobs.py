@@ -39,7 +39,7 @@ def worker_command(processes: int, threads: int) -> tuple[list[str], dict[str, s
     consumer looks at the queue every WORKER_POLL_MS instead of Dramatiq's 1 s: the default cost up
     to 0.6 s of WeChat's 5 s before generation even started (measured in bench/).
     """
-    command = [sys.executable, "-m", "dramatiq", "bot.answering.worker", "--queues", QUEUE]
+    command = [sys.executable, "-m", "bot.answering.worker", "--queues", QUEUE]
     command += ["--processes", str(processes), "--threads", str(threads)]
     return command, {"dramatiq_queue_prefetch": str(threads), "dramatiq_worker_timeout": str(WORKER_POLL_MS)}
 
