@@ -39,14 +39,14 @@ class AnswerJob:
         answer = self.answers.get(answer_id)
         if answer is None:
             return "gone"
-        if answer.finished:
-            self._deliver_active(answer)
-            return "delivered"
         lease = self.answers.take_lease(answer_id, self.lease_ms)
         if lease is None:
             return "busy"
         try:
             with LeaseKeeper(self.answers, answer_id, lease, self.lease_ms):
+                if answer.finished:  # written by an earlier run: only what is still to send
+                    self._deliver_active(answer)
+                    return "delivered"
                 return self._generate(answer, lease)
         except LeaseLost as exc:
             log.warning("%s; this run stops", exc)

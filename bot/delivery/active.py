@@ -58,7 +58,8 @@ class ActiveSender:
                 return
 
     def _claim_next(self, answer: Answer) -> tuple[int, str] | None:
-        """Reserve the next page to send (under the user lock, so 继续 cannot take it too)."""
+        """Reserve the next page to send (under the user lock, so 继续 cannot take it too). Only the run
+        that holds the answer's lease sends, so no two senders take the same page."""
         with self.answers.user_lock(answer.openid):
             sent = max(
                 self.answers.sent_count(answer.id), self.answers.cursor(answer)
@@ -68,7 +69,7 @@ class ActiveSender:
             page = self.answers.page(answer, sent)
             if page is None:
                 return None
-            self.answers.set_sent(answer.id, sent + 1)
+            self.answers.start_sending(answer.id, sent)
         if image_media_id(page) is not None:
             return sent, page
         more = answer.more_after(sent)
@@ -87,6 +88,7 @@ class ActiveSender:
                 time.sleep(0.5 * attempt)
                 continue
             with self.answers.user_lock(answer.openid):
+                self.answers.confirm_sent(answer.id, index)
                 self.answers.mark_delivered(Target(answer, index, from_owed=False))
             self.metrics.inc("pages_delivered", path="customer_service")
             return True
@@ -110,6 +112,7 @@ class ActiveSender:
             self.state.mark_cs_unauthorized()
         with self.answers.user_lock(answer.openid):
             self.answers.set_sent(answer.id, index)
+            self.answers.stop_sending(answer.id)
             if index == 0:
                 self.answers.owe(answer.id, answer.openid)
             else:

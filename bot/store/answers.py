@@ -252,6 +252,26 @@ class AnswerStore:
     def set_sent(self, answer_id: str, count: int) -> None:
         self.redis.set(keys.answer_sent(answer_id), count, ex=self.ttl)
 
+    def start_sending(self, answer_id: str, index: int) -> None:
+        """Page `index` is on its way: hidden from 继续, but not sent until WeChat accepts it."""
+        self.redis.set(keys.answer_sending(answer_id), index, ex=keys.SENDING_TTL)
+
+    def confirm_sent(self, answer_id: str, index: int) -> None:
+        """WeChat accepted page `index`: only now does it count as sent (a worker killed during the
+        call leaves it unsent, so the next run sends it again rather than never)."""
+        pipe = self.redis.pipeline()
+        pipe.set(keys.answer_sent(answer_id), index + 1, ex=self.ttl)
+        pipe.delete(keys.answer_sending(answer_id))
+        pipe.execute()
+
+    def stop_sending(self, answer_id: str) -> None:
+        self.redis.delete(keys.answer_sending(answer_id))
+
+    def _shown_or_showing(self, answer_id: str) -> int:
+        """Pages sent, or on their way, through the customer-service API."""
+        sent, sending = self.redis.mget(keys.answer_sent(answer_id), keys.answer_sending(answer_id))
+        return max(int(sent or 0), int(sending) + 1 if sending is not None else 0)
+
     # --- what a user is owed --------------------------------------------------------------
     @contextmanager
     def user_lock(self, openid: str) -> Iterator[None]:
@@ -301,7 +321,7 @@ class AnswerStore:
             return None
         cursor = int(state.get("cursor", 0))
         if answer.delivery == "active":  # pages being sent right now are not for 继续
-            cursor = max(cursor, self.sent_count(answer.id))
+            cursor = max(cursor, self._shown_or_showing(answer.id))
         return Target(answer, cursor, from_owed=False)
 
     def mark_delivered(self, target: Target, pages: int = 1) -> None:

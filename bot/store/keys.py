@@ -52,6 +52,16 @@ def answer_sent(answer_id: str) -> str:
     return f"{PREFIX}:ans:{answer_id}:sent"
 
 
+def answer_sending(answer_id: str) -> str:
+    """Integer (TTL SENDING_TTL): the page being sent through the customer-service API right now
+    (not counted as sent until WeChat accepted it; hidden from 继续 meanwhile)."""
+    return f"{PREFIX}:ans:{answer_id}:sending"
+
+
+#: a customer-service send (with its retries) that takes longer than this is over, or its worker died
+SENDING_TTL = 30
+
+
 def owed(openid: str) -> str:
     """List of answer ids whose first page has not reached the user yet, oldest first."""
     return f"{PREFIX}:user:{openid}:owed"

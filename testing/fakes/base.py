@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import email
 import json
+import select
 import socket
 import sys
 import threading
@@ -156,6 +157,14 @@ class FakeHandler(BaseHTTPRequestHandler):
 
     def end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
+
+    def client_gone(self) -> bool:
+        """True when the client has hung up (its process died, say) while this request was held."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
     def abort(self) -> None:
         """Drop the connection now, without finishing the response (as a crashed upstream would)."""

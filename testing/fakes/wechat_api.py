@@ -255,7 +255,9 @@ class FakeWeChatAPI(FakeServer):
 
     # ---- customer-service messages -------------------------------------------------------------
     def _send(self, handler: FakeHandler, request: RecordedRequest) -> None:
-        if not self.pause(self.send_delay):
+        """A send held by `send_delay` whose client hung up meanwhile is dropped, not delivered: like
+        a request that never fully reached WeChat."""
+        if not self.pause(self.send_delay) or handler.client_gone():
             handler.abort()
             return
         self._answer(handler, self._send_result(request))

@@ -140,3 +140,30 @@ def test_a_run_that_lost_its_lease_hangs_up_on_the_llm(
     pages = bot.runtime.answers.page_count(answer_id)
     wait_until(lambda: fake_openai.hangups == 1, timeout=3)
     assert bot.runtime.answers.page_count(answer_id) == pages  # the stale run wrote nothing more
+
+
+@pytest.mark.slow
+def test_a_worker_killed_during_a_customer_service_send_loses_no_page(
+    make_bot: Callable[..., Bot],
+    fake_openai: FakeOpenAI,
+    fake_wechat: FakeWeChatAPI,
+    start_worker_process: Callable[..., Any],
+) -> None:
+    """A page counts as sent only once WeChat accepted it: the worker dies while WeChat holds the send
+    of page 1 open, so WeChat never accepts it; the next run sends the whole text (a repeat of a page
+    would be acceptable, a loss is not)."""
+    active = {"wechat_reply_mode": "active", "wechat_max_reply_bytes": 600}
+    bot = make_bot(with_worker=False, **active)
+    numbered = "".join(f"第{index}句。" for index in range(120))  # pages that differ from each other
+    fake_openai.set_behavior(reply=numbered, chunk_size=60, chunk_delay=0.0)
+    fake_wechat.send_delay = 4.0  # the first send hangs
+    doomed = start_worker_process(config_overrides=active)
+    assert bot.simulator().send_text("user-1", "please answer").acknowledged
+    wait_until(lambda: len(fake_wechat.requests_to("/cgi-bin/message/custom/send")) >= 1, timeout=30)
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=10)
+    fake_wechat.send_delay = 0.0
+    start_worker_process(config_overrides=active)
+    wait_until(lambda: "第119句。" in "".join(fake_wechat.sent_texts("user-1")), timeout=60)
+    sent = fake_wechat.sent_texts("user-1")
+    assert "".join(dict.fromkeys(sent)) == numbered  # every page arrived, in order
