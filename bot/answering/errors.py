@@ -25,6 +25,8 @@ def describe(exc: Exception) -> Failure:
     """The plain sentence for a failed answer; an unexpected error reads like a failed LLM call."""
     if isinstance(exc, Refusal):
         return Failure(exc.text, "refused")
+    if isinstance(exc, LLMError) and exc.kind == "cut_short":
+        return Failure(texts.LLM_CUT_AT_LIMIT if exc.detail == "length" else texts.LLM_CUT_SHORT, exc.kind)
     if isinstance(exc, LLMError):
         return Failure(texts.LLM_EMPTY if "empty" in exc.detail else _LLM_TEXTS[exc.kind], exc.kind)
     if isinstance(exc, TranscriptionError):

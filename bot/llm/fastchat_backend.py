@@ -26,7 +26,7 @@ from fastchat.conversation import Conversation, SeparatorStyle, get_conv_templat
 from requests.adapters import HTTPAdapter
 
 from bot.config import Settings
-from bot.llm.base import ChatMessage, FailureKind, LLMError
+from bot.llm.base import ChatMessage, FailureKind, LLMError, check_finished
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ class FastChatBackend:
         yield from self._generate(address, payload)
 
     def _generate(self, address: str, payload: dict[str, Any]) -> Iterator[str]:
-        sent = ""
+        sent, finish_reason = "", None
         received = False
         try:
             with self.session.post(
@@ -249,6 +249,7 @@ class FastChatBackend:
                         raise stream_error(int(data["error_code"]), data.get("text"), address)
                     # FastChat's own server does the same: drop U+FFFD, slice by length, never go back
                     text = str(data.get("text") or "").replace(REPLACEMENT_CHAR, "")
+                    finish_reason = data.get("finish_reason") or finish_reason
                     if len(text) > len(sent):
                         yield text[len(sent) :]
                         sent = text
@@ -256,6 +257,7 @@ class FastChatBackend:
             raise self._worker_error(address, exc) from exc
         if not received:
             raise WorkerGone("empty stream")
+        check_finished(finish_reason)
 
     def _fit(
         self, address: str, model: str, info: WorkerInfo, messages: list[ChatMessage]

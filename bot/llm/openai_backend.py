@@ -9,7 +9,7 @@ import openai
 from openai.types.chat import ChatCompletionChunk
 
 from bot.config import Settings
-from bot.llm.base import ChatMessage, LLMError
+from bot.llm.base import ChatMessage, LLMError, check_finished
 
 
 def make_client(settings: Settings) -> openai.OpenAI:
@@ -44,10 +44,15 @@ class OpenAIBackend:
                     stream=True,
                 ),
             )
+            finish_reason = None
             with chunks:  # a reader that stops early (closes this generator) also closes the response
                 for chunk in chunks:
-                    if chunk.choices and chunk.choices[0].delta.content:
+                    if not chunk.choices:
+                        continue
+                    finish_reason = chunk.choices[0].finish_reason or finish_reason
+                    if chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
+            check_finished(finish_reason)
         except openai.APITimeoutError as exc:
             raise LLMError("timeout", f"OpenAI timeout: {exc}") from exc
         except openai.APIConnectionError as exc:

@@ -32,12 +32,21 @@ def ffmpeg_binary() -> str | None:
         return shutil.which("ffmpeg")
 
 
-def to_mp3(audio: bytes, timeout: float = 30.0) -> bytes | None:
-    """MP3 of any audio ffmpeg understands (AMR included); None when there is no ffmpeg."""
+#: WeChat's voice messages (and their media downloads) are AMR
+VOICE_FORMAT = "amr"
+
+
+def to_mp3(audio: bytes, timeout: float = 30.0, input_format: str = VOICE_FORMAT) -> bytes | None:
+    """MP3 of a voice message; None when there is no ffmpeg.
+
+    The input format is given, not guessed, and ffmpeg may open nothing but its pipes: the audio
+    comes from outside, and a file that ffmpeg's probing took for a playlist could make it read
+    local files or URLs."""
     binary = ffmpeg_binary()
     if binary is None:
         return None
-    command = [binary, "-hide_banner", "-loglevel", "error", "-i", "pipe:0", "-f", "mp3", "pipe:1"]
+    command = [binary, "-hide_banner", "-loglevel", "error", "-nostdin", "-protocol_whitelist", "pipe"]
+    command += ["-f", input_format, "-i", "pipe:0", "-f", "mp3", "pipe:1"]
     result = subprocess.run(command, input=audio, capture_output=True, timeout=timeout, check=False)
     if result.returncode != 0 or not result.stdout:
         raise TranscriptionError(f"ffmpeg could not convert the audio: {result.stderr[-300:]!r}")

@@ -46,6 +46,9 @@ class WorkerBehavior:
     context_length: int | None = 4096
     count_tokens: Callable[[str], int] | None = len
     conv_template: str | None = "vicuna_v1.1"
+    #: the last object's finish_reason (FastChat: "stop", or "length" at max_new_tokens); None: the
+    #: stream ends without it
+    finish_reason: str | None = "stop"
 
 
 def conv_json(template_name: str) -> dict[str, Any]:
@@ -131,7 +134,8 @@ class FakeWorker(FakeServer):
             {"text": text, "error_code": 0, "usage": {"completion_tokens": i}, "finish_reason": None}
             for i, text in enumerate(texts, 1)
         ]
-        objects.append(objects[-1] | {"finish_reason": "stop"})
+        if behavior.finish_reason is not None:
+            objects.append(objects[-1] | {"finish_reason": behavior.finish_reason})
         if behavior.error_code is not None:
             error = {"text": f"{SERVER_ERROR_MSG}\n\n(injected failure)", "error_code": behavior.error_code}
             objects = [*objects[: behavior.error_after_chunks], error]

@@ -70,6 +70,8 @@ class Behavior:
     hang: bool = False
     scope: tuple[str, ...] = ()
     finish_reason: str = "stop"
+    #: end the stream cleanly but without the finish chunk and `data: [DONE]` (a proxy that cut it)
+    end_without_done: bool = False
     models: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "whisper-1")
     transcript: str = "你好，这是一段语音"
     flagged_words: tuple[str, ...] = ()
@@ -259,7 +261,8 @@ class FakeOpenAI(FakeServer):
                 with self._lock:
                     self.hangups += 1  # the client closed the stream before its end
                 return
-        handler.write_chunk(b"data: [DONE]\n\n")
+        if not behavior.end_without_done:
+            handler.write_chunk(b"data: [DONE]\n\n")
         handler.end_chunked()
 
     @staticmethod
@@ -281,7 +284,8 @@ class FakeOpenAI(FakeServer):
         size = max(1, behavior.chunk_size)
         events = [chunk({"role": "assistant", "content": "", "refusal": None})]
         events += [chunk({"content": text[i : i + size]}) for i in range(0, len(text), size)]
-        events.append(chunk({}, behavior.finish_reason))
+        if not behavior.end_without_done:
+            events.append(chunk({}, behavior.finish_reason))
         if usage is not None:
             events.append(base | {"choices": [], "usage": usage})
         return events

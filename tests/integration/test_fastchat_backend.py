@@ -391,3 +391,19 @@ def test_the_whole_bot_answers_through_fastchat(
     [prompt] = worker.prompts
     assert prompt.endswith(" USER: hi ASSISTANT:")
     assert prompt.startswith(bot.runtime.settings.system_prompt)
+
+
+@pytest.mark.parametrize(
+    ("finish_reason", "detail"), [("length", "length"), (None, "without its last event")]
+)
+def test_an_answer_cut_short_says_so(
+    start_worker: StartWorker, make: Callable[..., FastChatBackend], finish_reason: str | None, detail: str
+) -> None:
+    """The text streams as usual, then the backend says the answer did not reach its end."""
+    start_worker(reply="Hello world!", chunk_size=3, finish_reason=finish_reason)
+    backend, pieces = make(), []
+    with pytest.raises(LLMError) as failure:
+        for piece in backend.stream([{"role": "user", "content": "hi"}]):
+            pieces.append(piece)
+    assert "".join(pieces) == "Hello world!"
+    assert failure.value.kind == "cut_short" and detail in failure.value.detail

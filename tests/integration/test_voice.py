@@ -5,16 +5,41 @@ from __future__ import annotations
 import io
 import math
 import struct
+import subprocess
 import wave
 
+import pytest
+
 from bot import texts
+from bot.media.voice import TranscriptionError, ffmpeg_binary, to_mp3
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from tests.conftest import Bot
 
 
+def tone_amr(seconds: float = 0.5) -> bytes:
+    """A real AMR voice file, as WeChat's media download gives (encoded by the ffmpeg the bot uses)."""
+    binary = ffmpeg_binary()
+    assert binary is not None
+    command = [binary, "-hide_banner", "-loglevel", "error", "-f", "wav", "-i", "pipe:0"]
+    command += [
+        "-ar",
+        "8000",
+        "-ac",
+        "1",
+        "-c:a",
+        "libopencore_amrnb",
+        "-b:a",
+        "12.2k",
+        "-f",
+        "amr",
+        "pipe:1",
+    ]
+    return subprocess.run(command, input=tone_wav(seconds), capture_output=True, check=True).stdout
+
+
 def tone_wav(seconds: float = 0.5, rate: int = 8000) -> bytes:
-    """A real audio file (stands in for WeChat's AMR; ffmpeg reads both)."""
+    """A real audio file of a 440 Hz tone."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
         out.setnchannels(1)
@@ -34,7 +59,7 @@ def test_recognition_is_used_when_present(bot: Bot, fake_openai: FakeOpenAI) -> 
 def test_voice_without_recognition_is_downloaded_and_transcribed(
     bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
 ) -> None:
-    fake_wechat.add_media("media-2", tone_wav(), "audio/amr")
+    fake_wechat.add_media("media-2", tone_amr(), "audio/amr")
     fake_openai.set_behavior(transcript="帮我写首诗")
     delivery = bot.simulator().send_voice("user-1", "media-2", recognition=None)
     assert delivery.text == "echo: 帮我写首诗"
@@ -52,6 +77,17 @@ def test_voice_that_cannot_be_downloaded_is_explained(bot: Bot, fake_openai: Fak
 
 
 def test_silent_voice_asks_to_repeat(bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI) -> None:
-    fake_wechat.add_media("media-3", tone_wav(), "audio/amr")
+    fake_wechat.add_media("media-3", tone_amr(), "audio/amr")
     fake_openai.set_behavior(transcript="")
     assert bot.simulator().send_voice("user-1", "media-3", recognition=None).text == texts.VOICE_UNRECOGNISED
+
+
+def test_ffmpeg_does_not_guess_the_format_or_open_other_files(tmp_path: object) -> None:
+    """A "voice message" that is an HLS playlist naming a local file is refused, not followed."""
+    playlist = b"#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:10.0,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n"
+    with pytest.raises(TranscriptionError):
+        to_mp3(playlist)
+    with pytest.raises(TranscriptionError):
+        to_mp3(tone_wav())  # not AMR either: refused rather than probed
+    mp3 = to_mp3(tone_amr())
+    assert mp3 is not None and (mp3[:3] == b"ID3" or mp3[0] == 0xFF)
