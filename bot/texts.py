@@ -24,6 +24,9 @@ NOTHING_MORE = "没有更多内容了，直接发消息开始新的提问吧。"
 LLM_FAILED = "抱歉，AI 服务暂时出了问题，没能回答这个问题，请稍后再试。"
 LLM_TIMEOUT = "抱歉，AI 思考超时了，请稍后再试，或把问题说得简短一些。"
 LLM_EMPTY = "抱歉，AI 这次没有给出回答，请换个说法再试一次。"
+#: after the part of an answer that was written, when it stopped before its end
+LLM_CUT_AT_LIMIT = "（回答太长，在这里被截断了。可以请我接着写，或把问题拆小一些。）"
+LLM_CUT_SHORT = "（回答在这里中断了，内容可能不完整，请稍后再问一次。）"
 
 #: the answer expired before anybody fetched it
 ANSWER_EXPIRED = "抱歉，这条回答已过期，请重新提问。"
@@ -56,6 +59,7 @@ REFUSED_SENSITIVE = "抱歉，这个问题无法回答。"
 BANNED = "你的账号已被管理员限制使用。"
 RATE_LIMITED = "提问太频繁了，请一分钟后再试。"
 QUOTA_REACHED = "今天的提问次数已用完（每日 {quota} 次），明天再来吧。"
+IMAGE_QUOTA_REACHED = "今天的图片生成次数已用完（每日 {quota} 张），明天再来吧。"
 
 WHOAMI = "你的 openid：{openid}{admin}"
 WHOAMI_ADMIN = "（管理员）"
@@ -106,6 +110,7 @@ STATS_LABELS = {
     "unavailable": "服务不可用",
     "failed": "出错",
     "refused": "拒答",
+    "cut_short": "被截断",
     "voice": "语音",
 }
 
@@ -148,5 +153,6 @@ QUOTA_SET = "每日提问次数上限已设为 {quota}（0 表示不限）。"
 BROADCAST_QUEUED = "群发已开始：{count} 位用户（48 小时内互动过）。完成后会把结果发给你。"
 BROADCAST_PASSIVE = "群发需要认证账号的客服消息接口（WECHAT_REPLY_MODE=active）。"
 BROADCAST_REPORT = "群发完成：成功 {sent}，失败 {failed}。"
+BROADCAST_UNKNOWN = "另有 {unknown} 位因发送中断结果未知（不会重发）。"
 ADMINS_LIST = "管理员：\n{admins}"
 USAGE = "用法：{usage}"
