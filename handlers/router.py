@@ -6,6 +6,7 @@ test and a handler, and reading RULES top to bottom tells what happens to any me
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from bot.runtime import Runtime
 from bot.store.pushes import Plan
 from handlers import commands
 from handlers.context import Context
-from handlers.questions import ask
+from handlers.questions import ask, queue_answer, refusal
 
 #: events that need no reply (WeChat gets `success`)
 SILENT_EVENTS = ("unsubscribe", "view", "location", "view_miniprogram", "templatesendjobfinish")
@@ -31,6 +32,7 @@ class Incoming:
     text: str = ""
     media_id: str = ""
     event: str = ""
+    url: str = ""  # an image's PicUrl
 
     @classmethod
     def of(cls, message: BaseMessage) -> Incoming:
@@ -41,6 +43,9 @@ class Incoming:
             return cls("voice", recognition, media_id=str(message.media_id))
         if message.type == "event":
             return cls("event", event=str(getattr(message, "event", "") or ""))
+        if message.type == "image":
+            url = str(getattr(message, "image", "") or "")
+            return cls("image", media_id=str(message.media_id or ""), url=url)
         return cls(str(message.type))
 
 
@@ -52,16 +57,35 @@ class Rule:
 
 
 def _minutes_text(message: Incoming, ctx: Context) -> Plan:
-    count = ctx.runtime.minutes.add_text(ctx.openid, message.text)
-    return Plan("reply", texts.MINUTES_PIECE.format(n=count))
+    """A text piece (or a voice piece WeChat recognised): no outside call, so the rate limit only."""
+    if (refused := refusal(ctx, "message")) is not None:
+        return Plan("reply", refused)
+    piece = ctx.runtime.minutes.add_text(ctx.openid, message.text)
+    if piece is None:  # the meeting ended (or expired) since this message was routed
+        return Plan("reply", texts.MINUTES_NOT_STARTED)
+    return Plan("reply", texts.MINUTES_PIECE.format(n=piece.number))
 
 
 def _minutes_voice(message: Incoming, ctx: Context) -> Plan:
+    """A voice piece to download, convert and transcribe: counted as a question (rate and daily quota)."""
     if message.text:  # WeChat recognised it: a text piece
         return _minutes_text(message, ctx)
-    count = ctx.runtime.minutes.add_pending_voice(ctx.openid, texts.MINUTES_TRANSCRIBING)
-    ctx.jobs.enqueue_minutes_piece(ctx.openid, message.media_id, count - 1)
-    return Plan("reply", texts.MINUTES_PIECE.format(n=count))
+    if (refused := refusal(ctx, "question")) is not None:
+        return Plan("reply", refused)
+    piece = ctx.runtime.minutes.add_pending_voice(ctx.openid)
+    if piece is None:
+        return Plan("reply", texts.MINUTES_NOT_STARTED)
+    ctx.jobs.enqueue_minutes_piece(ctx.openid, message.media_id, piece.index, piece.meeting)
+    return Plan("reply", texts.MINUTES_PIECE.format(n=piece.number))
+
+
+def _photo(message: Incoming, ctx: Context) -> Plan:
+    """A photo (VISION_MODEL): described, and what the user's next questions are about. It counts as a
+    question (rate and daily quota)."""
+    if (refused := refusal(ctx, "question")) is not None:
+        return Plan("reply", refused)
+    ctx.runtime.photos.remember(ctx.openid, message.media_id, message.url, time.time())
+    return queue_answer(ctx, texts.PHOTO_QUESTION, kind="photo", media_id=message.media_id)
 
 
 def _welcome(message: Incoming, ctx: Context) -> Plan:
@@ -84,6 +108,11 @@ RULES: list[Rule] = [
         lambda m, c: Plan("reply", texts.UNSUPPORTED),
     ),
     Rule("other events", lambda m, c: m.type == "event", lambda m, c: Plan("silent")),
+    Rule(
+        "photo",
+        lambda m, c: m.type == "image" and bool(m.media_id) and bool(c.runtime.settings.vision_model),
+        _photo,
+    ),
     Rule("other kinds", lambda m, c: not _is_chat(m), _reply(texts.UNSUPPORTED)),
     Rule(
         "meeting voice",

@@ -23,7 +23,12 @@ class DailyStats:
         self.clock = clock
 
     def seen(self, openid: str) -> None:
-        """A message from this user (daily stats; the customer-service window opens)."""
+        """A message from this user (daily stats; the customer-service window opens).
+
+        LAST_SEEN keeps only the window: each write drops the entries older than it (ZREMRANGEBYSCORE
+        costs the log of the set's size plus what it removes, so about one removal per message), and
+        the set expires a window after the last message, when all of it would be older anyway. All in
+        one MULTI, so that no key is left without its expiry."""
         now = self.clock()
         day = day_of(self.zone, now)
         pipe = self.redis.pipeline()
@@ -32,6 +37,8 @@ class DailyStats:
         pipe.incr(keys.day_messages(day))
         pipe.expire(keys.day_messages(day), keys.DAILY_TTL)
         pipe.zadd(keys.LAST_SEEN, {openid: now})
+        pipe.zremrangebyscore(keys.LAST_SEEN, "-inf", f"({now - CS_WINDOW_SECONDS}")
+        pipe.expire(keys.LAST_SEEN, CS_WINDOW_SECONDS)
         pipe.execute()
 
     def users_today(self) -> int:
@@ -41,5 +48,5 @@ class DailyStats:
         return int(self.redis.get(keys.day_messages(day_of(self.zone, self.clock()))) or 0)
 
     def window_open(self, within: float = CS_WINDOW_SECONDS) -> list[str]:
-        """Users who wrote within the customer-service window."""
+        """Users who wrote within the customer-service window (LAST_SEEN keeps no more than that)."""
         return list(map(str, self.redis.zrangebyscore(keys.LAST_SEEN, self.clock() - within, "+inf")))

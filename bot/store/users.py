@@ -29,6 +29,15 @@ AUDIT_KEEP = 1000
 #: an admin code is valid this long (seconds), once
 CODE_TTL = keys.ADMIN_CODE_TTL
 
+#: INCR that starts a window: the expiry is set in the same step as the first increment (and put back
+#: on a key that lost it), so that no failure between the two leaves a counter forever; later
+#: increments keep the window (Redis 6.2 has no EXPIRE NX). KEYS: the counter. ARGV: the window.
+COUNT_IN_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 or redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+
 
 def _digest(code: str) -> str:
     return hashlib.sha256(code.strip().lower().encode()).hexdigest()
@@ -38,6 +47,7 @@ class AdminStore:
     def __init__(self, client: redis.Redis, configured: list[str]) -> None:
         self.redis = client
         self.configured = set(configured)
+        self._count_in_window = client.register_script(COUNT_IN_WINDOW)
 
     def is_admin(self, openid: str) -> bool:
         return openid in self.configured or bool(self.redis.sismember(keys.ADMINS, openid))
@@ -52,9 +62,10 @@ class AdminStore:
 
     def redeem(self, openid: str, code: str) -> bool | None:
         """True: now admin. False: wrong code. None: too many failures, not even checked."""
-        attempts = int(self.redis.incr(keys.auth_failures(openid)))  # counted first: no parallel slip
-        if attempts == 1:  # the window starts with the first attempt (EXPIRE NX needs Redis 7)
-            self.redis.expire(keys.auth_failures(openid), keys.AUTH_FAILURE_WINDOW)
+        # counted first (no parallel slip); the window starts with the first attempt
+        attempts = int(
+            self._count_in_window(keys=[keys.auth_failures(openid)], args=[keys.AUTH_FAILURE_WINDOW])
+        )
         if attempts > MAX_AUTH_FAILURES:
             log.warning("/auth refused for %s: %s attempts this hour", openid, attempts)
             return None
@@ -88,14 +99,19 @@ class AdminStore:
 
 
 class ModelChoices:
-    """The model each user picked with /model (unset: the configured default)."""
+    """The model each user picked with /model, among the allowed ones (ALLOWED_MODELS and the configured
+    default); None: the configured default. A choice lasts MODEL_CHOICE_TTL from the /model that made it,
+    and one that is no longer allowed (ALLOWED_MODELS changed since) is not used."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, allowed: list[str]) -> None:
         self.redis = client
+        self.allowed = list(dict.fromkeys(allowed))  # in order, once each
 
     def get(self, openid: str) -> str | None:
         found = self.redis.get(keys.user_model(openid))
-        return None if found is None else str(found)
+        return str(found) if found is not None and str(found) in self.allowed else None
 
     def set(self, openid: str, model: str) -> None:
-        self.redis.set(keys.user_model(openid), model)
+        if model not in self.allowed:
+            raise ValueError(f"model {model!r} is not allowed (ALLOWED_MODELS)")
+        self.redis.set(keys.user_model(openid), model, ex=keys.MODEL_CHOICE_TTL)

@@ -115,13 +115,14 @@ def test_rate_limit_per_minute(make_bot: Callable[..., Bot]) -> None:
     assert say(bot, "user-1", "c") == texts.RATE_LIMITED
 
 
-def test_model_lists_and_switches(admin_bot: Bot, fake_openai: FakeOpenAI) -> None:
-    listing = say(admin_bot, "user-1", "/model")
-    assert "gpt-4o" in listing and "gpt-4o-mini" in listing
-    assert say(admin_bot, "user-1", "/model nonsense") == texts.MODEL_UNKNOWN.format(model="nonsense")
-    assert say(admin_bot, "user-1", "/model gpt-4o") == texts.MODEL_SWITCHED.format(model="gpt-4o")
-    say(admin_bot, "user-1", "hi")
-    say(admin_bot, "user-2", "hi")
+def test_model_lists_and_switches(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI) -> None:
+    bot = make_bot(allowed_models=["gpt-4o"])  # and the configured gpt-4o-mini
+    listing = say(bot, "user-1", "/model")
+    assert "gpt-4o" in listing and "gpt-4o-mini" in listing and "whisper-1" not in listing
+    assert say(bot, "user-1", "/model nonsense") == texts.MODEL_UNKNOWN.format(model="nonsense")
+    assert say(bot, "user-1", "/model gpt-4o") == texts.MODEL_SWITCHED.format(model="gpt-4o")
+    say(bot, "user-1", "hi")
+    say(bot, "user-2", "hi")
     models = [request["model"] for request in fake_openai.chat_requests()]
     assert models == ["gpt-4o", "gpt-4o-mini"]
 
@@ -147,9 +148,9 @@ def test_image_when_the_account_may_not_upload(
 def test_minutes_from_voice_and_text(
     admin_bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
 ) -> None:
-    from tests.integration.test_voice import tone_wav
+    from tests.integration.test_voice import tone_amr
 
-    fake_wechat.add_media("m1", tone_wav())
+    fake_wechat.add_media("m1", tone_amr())
     fake_openai.set_behavior(transcript="我们决定下周发布。")
     assert say(admin_bot, "user-1", "/minutes") == texts.MINUTES_STARTED
     assert admin_bot.simulator().send_voice("user-1", "m1").text == texts.MINUTES_PIECE.format(n=1)
@@ -204,6 +205,19 @@ def test_one_time_code_makes_an_admin_once(admin_bot: Bot, base_config: dict[str
     assert texts.WHOAMI_ADMIN in say(admin_bot, "owner", "/whoami")
     assert say(admin_bot, "thief", f"/auth {code}") == texts.AUTH_FAILED  # single use
     assert say(admin_bot, "owner", "/stats").startswith("今日用户")
+
+
+def test_quota_takes_decimal_digits_only(admin_bot: Bot) -> None:
+    assert say(admin_bot, ADMIN, "/quota ²") == texts.USAGE.format(usage=texts.USAGE_QUOTA)  # no crash
+    assert say(admin_bot, ADMIN, "/quota 99999999999") == texts.USAGE.format(usage=texts.USAGE_QUOTA)
+    assert say(admin_bot, ADMIN, "/quota ３") == texts.QUOTA_SET.format(quota=3)  # full-width digit
+    assert admin_bot.runtime.overrides.daily_quota() == 3
+
+
+def test_a_full_width_space_separates_a_command_from_its_argument(admin_bot: Bot) -> None:
+    code = admin_bot.runtime.admin.new_code()
+    assert say(admin_bot, "owner", f"／auth\u3000{code}") == texts.AUTH_OK
+    assert say(admin_bot, ADMIN, "/ban\u3000user-9\u3000") == texts.BANNED_DONE.format(openid="user-9")
 
 
 def test_brute_forcing_auth_is_stopped(admin_bot: Bot) -> None:
