@@ -24,6 +24,8 @@ from bot.store.notices import ReadyNotices
 TERMINAL = ("done", "failed")
 #: an unfinished answer with no run working on it for this long is given up (seconds)
 ABANDONED_AFTER = 600
+#: a message looks at most this many of its user's owed answers (oldest first)
+OWED_SCAN = 20
 
 
 #: KEYS: lease, pages, answer. ARGV: lease token, ttl, status ("" = unchanged), error, pages...
@@ -294,8 +296,10 @@ class AnswerStore:
         return self.current_target(openid) if include_current else None
 
     def _eligible_owed(self, openid: str, push_key: str) -> list[Answer]:
+        """The oldest OWED_SCAN owed answers this push may deliver: a user who piled up questions (with
+        the rate limit off) costs each message a bounded number of reads, and the rest come in turn."""
         now, found = time.time(), []
-        for answer_id in map(str, self.redis.lrange(keys.owed(openid), 0, -1)):
+        for answer_id in map(str, self.redis.lrange(keys.owed(openid), 0, OWED_SCAN - 1)):
             answer = self.get(answer_id)
             if answer is None:  # expired
                 self.redis.lrem(keys.owed(openid), 0, answer_id)
