@@ -1,12 +1,14 @@
 """The webhook, framework-free: an inbound HTTP request in, the answer for WeChat out.
 
 The Flask view (app.py) only converts to and from these types. Whatever happens here, WeChat
-gets a 4xx for requests it would never send, and otherwise a reply, or `success` — never a 5xx.
+gets a 4xx for requests it would never send, and otherwise a reply, or `success` — never a 5xx for a
+push. (A URL check, the GET of 公众号后台, gets 503 while Redis is down: see `_bind_signature`.)
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -64,12 +66,18 @@ class Webhook:
     def handle(self, inbound: Inbound) -> Outbound:
         try:
             if inbound.method == "GET":
-                return Outbound(200, self.protocol.check_echo(inbound.args))
+                echo = self.protocol.check_echo(inbound.args)
+                if not self._bind_signature(inbound):
+                    return Outbound(503, "service unavailable: try again")
+                return Outbound(200, echo)
+            self.protocol.verify(inbound.args)  # before Redis hears of it: no key for unsigned requests
+            guarded = self._bind_signature(inbound)
             push = self.protocol.open(inbound.args, inbound.body)
-            self._refuse_replays(inbound, push)
         except ProtocolError as exc:
             log.warning("refused %s /wechat: %s (%s)", inbound.method, exc.reason, exc.status)
             return Outbound(exc.status, exc.reason)
+        if not guarded:  # the push may be a replay: nothing of it runs, the sender reads why
+            return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
         token = request_id.set(uuid.uuid4().hex[:12])
         try:
             return self._answer(push, inbound.arrived)
@@ -79,21 +87,30 @@ class Webhook:
         finally:
             request_id.reset(token)
 
-    def _refuse_replays(self, inbound: Inbound, push: Push) -> None:
-        """A signature covers only token, timestamp and nonce: bind it to the first body it came with,
-        so that a leaked query string cannot carry another message (an identical one is a retry).
-        And the `openid` of the query must be the sender."""
-        openid = inbound.args.get("openid")
-        if openid is not None and openid != push.message.source:
-            raise ProtocolError(403, "openid in the query is not the message's sender")
-        digest = hashlib.sha1(inbound.body).hexdigest()
-        args, ttl = inbound.args, self.runtime.settings.wechat_timestamp_tolerance
+    def _bind_signature(self, inbound: Inbound) -> bool:
+        """The replay guard. A signature covers only token, timestamp and nonce: bind a verified one to
+        the first request it came with — method, query and body; the URL check's GET too —, so that a
+        leaked query string cannot carry another message (an identical request is a retry) for as long
+        as its timestamp is accepted. ProtocolError for a replay.
+
+        False when Redis cannot tell: the request is then refused (fail closed). A push's sender reads
+        SERVICE_DOWN and nothing of the push runs — not even when Redis is back a moment later, which
+        is when a replay would otherwise get through; the URL check gets 503 (公众号后台 says the URL
+        check failed: submit again). Either way WeChat gets no 500.
+        """
+        args = inbound.args
+        timestamp, nonce = args["timestamp"], args["nonce"]
+        now = self.protocol.clock()
         try:
-            first_body = self.runtime.pushes.bind_signature(args["timestamp"], args["nonce"], digest, ttl)
-        except redis.exceptions.RedisError:
-            return  # without Redis nothing else works either; the push gets SERVICE_DOWN later
-        if not first_body:
-            raise ProtocolError(403, "signature already used for another body (replay)")
+            first = self.runtime.pushes.bind_signature(
+                timestamp, nonce, request_digest(inbound), self.protocol.accepted_until(timestamp), now
+            )
+        except redis.exceptions.RedisError as exc:
+            log.warning("refused %s /wechat: replay guard unavailable (Redis: %r)", inbound.method, exc)
+            return False
+        if not first:
+            raise ProtocolError(403, "signature already used for another request (replay)")
+        return True
 
     def _answer(self, push: Push, arrived: float) -> Outbound:
         key, openid = dedup_key(push.message), str(push.message.source)
@@ -150,6 +167,13 @@ class Webhook:
         plan = self.planner(push.message, key)
         self.runtime.pushes.save_plan(key, plan)
         return plan
+
+
+def request_digest(inbound: Inbound) -> str:
+    """What a signature is bound to: the method, every query parameter and the body."""
+    query = json.dumps(sorted(inbound.args.items()), ensure_ascii=False)
+    head = f"{inbound.method}\n{query}\n".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(head + inbound.body).hexdigest()
 
 
 def kind_of(push: Push) -> str:

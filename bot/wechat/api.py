@@ -37,6 +37,49 @@ def redact(text: str) -> str:
     return _SECRET_QUERY.sub(r"\1=***", text)
 
 
+class RedactSecrets(logging.Filter):
+    """Rewrites a record whose text carries `access_token=…` or `secret=…` (and its traceback)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+#: the libraries that log the URLs of our calls to WeChat, token included: urllib3 at DEBUG (each
+#: request line, retries, redirects), wechatpy and requests (their own loggers and children)
+URL_LOGGERS = (
+    "urllib3",
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+    "requests",
+    "wechatpy",
+    "wechatpy.client",
+    "wechatpy.client.base",
+)
+
+
+def redact_library_logs() -> None:
+    """With LOG_LEVEL=DEBUG those loggers write request URLs: their records are redacted (a filter on
+    the logger that makes a record, so whichever handler prints it gets the redacted text)."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(known, RedactSecrets) for known in logger.filters):
+            logger.addFilter(RedactSecrets())
+
+
+redact_library_logs()
+
+
 class WeChatAPIError(Exception):
     def __init__(self, errcode: int | None, errmsg: str) -> None:
         errmsg = redact(errmsg)
@@ -110,7 +153,7 @@ class WeChatAPI:
             response = self.http.request(method, url, timeout=self.settings.wechat_http_timeout, **kwargs)
             result = response.json()
         except (requests.RequestException, ValueError) as exc:
-            raise WeChatAPIError(None, f"{type(exc).__name__}: {exc}") from exc
+            raise WeChatAPIError(None, f"{type(exc).__name__}: {exc}") from None  # its cause holds the token
         if not isinstance(result, dict):
             raise WeChatAPIError(None, "unexpected answer")
         if int(result.get("errcode", 0) or 0) != 0:
@@ -135,7 +178,7 @@ class WeChatAPI:
                     continue
                 raise WeChatAPIError(code, str(exc.errmsg)) from exc
             except requests.RequestException as exc:
-                raise WeChatAPIError(None, f"{type(exc).__name__}: {exc}") from exc
+                raise WeChatAPIError(None, f"{type(exc).__name__}: {exc}") from None  # the cause: a URL
         raise AssertionError("unreachable")
 
     def send_text(self, openid: str, content: str) -> None:
@@ -160,3 +203,14 @@ class WeChatAPI:
     def upload_media(self, media_type: str, filename: str, data: bytes) -> str:
         result = self.call("media.upload", media_type, (filename, data))
         return str(result["media_id"])
+
+    def published_articles(self, offset: int, count: int) -> dict[str, Any]:
+        """A page of the account's published articles, their HTML included (freepublish/batchget:
+        total_count, item_count, item[]); unverified accounts get 48001."""
+        body = {"offset": offset, "count": count, "no_content": 0}
+        return dict(self.call("post", "freepublish/batchget", data=body))
+
+    def news_materials(self, offset: int, count: int) -> dict[str, Any]:
+        """A page of the account's permanent news materials (material/batchget_material, type news)."""
+        body = {"type": "news", "offset": offset, "count": count}
+        return dict(self.call("post", "material/batchget_material", data=body))

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 _FORBIDDEN_XML = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+#: how far ahead of our clock a push's timestamp may be. WeChat stamps a push when it sends it, so a
+#: timestamp from the future only means that our clock is behind WeChat's: an NTP-synchronised clock
+#: is off by well under a second, a minute leaves room for a drifting one. More would stretch how long
+#: one signed query string is accepted (timestamp + WECHAT_TIMESTAMP_TOLERANCE) beyond the window.
+MAX_FUTURE_SKEW = 60
 
 
 class ProtocolError(Exception):
@@ -47,6 +52,9 @@ class Push:
     message: BaseMessage
     encrypted: bool
     nonce: str
+    #: the key that opened the push (during a key rotation, maybe WECHAT_AES_KEY_PREVIOUS): its reply
+    #: is sealed with the same key, the one WeChat can open (None: plaintext, or not known)
+    crypto: WeChatCrypto | None = None
 
 
 def signature_of(*parts: str) -> str:
@@ -70,6 +78,7 @@ class WeChatProtocol:
         self.token = settings.wechat_token
         self.appid = settings.wechat_appid
         self.tolerance = settings.wechat_timestamp_tolerance
+        self.accept_plaintext = settings.wechat_accept_plaintext
         self.max_reply_bytes = settings.wechat_max_reply_bytes
         self.clock = clock
         keys = [settings.wechat_aes_key, settings.wechat_aes_key_previous]
@@ -86,27 +95,57 @@ class WeChatProtocol:
         self._check_timestamp(timestamp)
 
     def _check_timestamp(self, timestamp: str) -> None:
+        """Accepted from MAX_FUTURE_SKEW before the timestamp to WECHAT_TIMESTAMP_TOLERANCE after it."""
         try:
-            skew = abs(self.clock() - int(timestamp))
+            age = self.clock() - int(timestamp)
         except ValueError:
             raise ProtocolError(403, "timestamp is not a number") from None
-        if skew > self.tolerance:
+        if age > self.tolerance:
             raise ProtocolError(
                 403,
-                f"timestamp {timestamp} is {skew:.0f}s from our clock, more than "
+                f"timestamp {timestamp} is {age:.0f}s old by our clock, more than "
                 f"WECHAT_TIMESTAMP_TOLERANCE={self.tolerance}s (replay, or a wrong server clock)",
             )
+        if -age > MAX_FUTURE_SKEW:
+            raise ProtocolError(
+                403,
+                f"timestamp {timestamp} is {-age:.0f}s ahead of our clock, more than {MAX_FUTURE_SKEW}s "
+                "(forged, or this server's clock is behind: synchronise it with NTP)",
+            )
+
+    def accepted_until(self, timestamp: str) -> float:
+        """The last instant (our clock, epoch seconds) at which a request stamped `timestamp` is
+        accepted: the replay guard must remember its signature at least until then."""
+        return int(timestamp) + self.tolerance
 
     def open(self, args: dict[str, str], body: bytes) -> Push:
-        """Verify, decrypt when `encrypt_type=aes`, and parse a POSTed push."""
+        """Verify, decrypt when `encrypt_type=aes`, and parse a POSTed push.
+
+        With an AES key, a plaintext push is refused (unless WECHAT_ACCEPT_PLAINTEXT): in 兼容模式 and
+        安全模式 WeChat encrypts every push and signs its ciphertext (msg_signature), so only a forgery
+        made with a leaked query string comes in plaintext. The query's `openid`, which WeChat puts on
+        every POST, must be the sender.
+        """
         self.verify(args)
         if not body.strip():
             raise ProtocolError(400, "empty body")
         encrypted = args.get("encrypt_type", "raw").lower() == "aes"
-        xml = self._decrypt(args, body) if encrypted else body
-        return Push(message=self._parse(xml), encrypted=encrypted, nonce=args["nonce"])
+        if not encrypted and self.cryptos and not self.accept_plaintext:
+            raise ProtocolError(
+                403,
+                "plaintext push refused: WECHAT_AES_KEY is set (兼容/安全模式); while 公众号后台 still "
+                "sends 明文, set WECHAT_ACCEPT_PLAINTEXT=true until the switch is done",
+            )
+        xml, crypto = self._decrypt(args, body) if encrypted else (body, None)
+        message = self._parse(xml)
+        openid = args.get("openid", "")
+        if not openid:
+            raise ProtocolError(403, "missing openid in the query (WeChat sends it on every push)")
+        if openid != message.source:
+            raise ProtocolError(403, "openid in the query is not the message's sender")
+        return Push(message=message, encrypted=encrypted, nonce=args["nonce"], crypto=crypto)
 
-    def _decrypt(self, args: dict[str, str], body: bytes) -> bytes:
+    def _decrypt(self, args: dict[str, str], body: bytes) -> tuple[bytes, WeChatCrypto]:
         if not self.cryptos:
             raise ProtocolError(400, "encrypted push but WECHAT_AES_KEY is not set")
         _reject_declarations(body)
@@ -116,7 +155,7 @@ class WeChatProtocol:
         for crypto in self.cryptos:
             try:
                 plain = crypto.decrypt_message(body, msg_signature, args["timestamp"], args["nonce"])
-                return plain.encode("utf-8") if isinstance(plain, str) else bytes(plain)
+                return (plain.encode("utf-8") if isinstance(plain, str) else bytes(plain)), crypto
             except InvalidSignatureException:
                 raise ProtocolError(403, "bad msg_signature") from None
             except InvalidAppIdException:
@@ -153,10 +192,13 @@ class WeChatProtocol:
         return self._seal(push, reply.render())
 
     def _seal(self, push: Push, xml: str) -> str:
-        if not push.encrypted or not self.cryptos:
+        """Encrypt the reply of an encrypted push with the key that opened it (WeChat holds only that
+        one while a rotation is under way)."""
+        crypto = push.crypto or (self.cryptos[0] if self.cryptos else None)
+        if not push.encrypted or crypto is None:
             return xml
         timestamp = str(int(self.clock()))
-        return str(self.cryptos[0].encrypt_message(xml, push.nonce or secrets.token_hex(5), timestamp))
+        return str(crypto.encrypt_message(xml, push.nonce or secrets.token_hex(5), timestamp))
 
 
 def _reject_declarations(xml: bytes) -> None:

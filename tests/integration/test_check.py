@@ -87,6 +87,23 @@ def test_redis_without_persistence_is_a_warning(base_config: dict[str, Any]) -> 
     assert "[warn] Redis: persistence is off" in text  # the test Redis runs without AOF/RDB
 
 
+def test_accepting_plaintext_in_encrypted_mode_is_a_warning(base_config: dict[str, Any]) -> None:
+    """WECHAT_ACCEPT_PLAINTEXT is for the switch-over in 公众号后台 only: `make check` says it is on."""
+    code, text = check(base_config, wechat_aes_key=AES_KEY, wechat_accept_plaintext=True)
+    assert code == 0, text
+    assert "[warn] WECHAT_ACCEPT_PLAINTEXT: on: plaintext (明文) pushes are accepted" in text
+    _code, text = check(base_config, wechat_aes_key=AES_KEY)
+    assert "WECHAT_ACCEPT_PLAINTEXT" not in text
+
+
+def test_a_window_wider_than_the_default_is_a_warning(base_config: dict[str, Any]) -> None:
+    """An .env copied from an older example still says WECHAT_TIMESTAMP_TOLERANCE=3600."""
+    _code, text = check(base_config, wechat_timestamp_tolerance=3600)
+    assert "[warn] WECHAT_TIMESTAMP_TOLERANCE: 3600s" in text
+    _code, text = check(base_config)
+    assert "WECHAT_TIMESTAMP_TOLERANCE" not in text
+
+
 def test_bad_api_key_is_named(base_config: dict[str, Any], fake_openai: FakeOpenAI) -> None:
     fake_openai.set_behavior(api_key="the-right-key")
     code, text = check(base_config)
