@@ -1,8 +1,10 @@
 """Shared fixtures: a real redis-server, loopback fakes of WeChat's API and OpenAI, the app served
 by a real threaded HTTP server, an in-process Dramatiq worker, and a WeChat-platform simulator.
 
-The attempt timeout is shortened (WECHAT_ATTEMPT_TIMEOUT) so the 5-second logic runs in about a
-second per attempt; the defaults stay WeChat's.
+For the integration and system tests that serve the app for real, the attempt timeout is shortened
+(WECHAT_ATTEMPT_TIMEOUT) so an end-to-end exchange takes about a second per attempt; their assertions
+never depend on which attempt carries an answer. The decisions of the 5-second logic themselves are
+tested with WeChat's real timings in fake time (tests/unit/conftest.py, testing/scene.py).
 """
 
 from __future__ import annotations
