@@ -10,6 +10,7 @@ Settings come from bot/ops/bootstrap.py, like every operator tool's.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -20,11 +21,13 @@ from types import FrameType
 
 from bot.answering.jobs import worker_command
 from bot.config import Settings
+from bot.logs import configure_logging
 from bot.ops import bootstrap
 from bot.ops.local_llm import LocalCluster, LocalLLMError
 from bot.ops.processes import die_with_parent, stop_group
 from bot.ops.redis_server import RedisServer, new_password, note_url, url_file
 
+log = logging.getLogger("bot.run")
 ROOT = bootstrap.PROJECT_ROOT
 #: web and job workers get this long to finish what is in flight (gunicorn's graceful_timeout is 20 s)
 STOP_TIMEOUT = 30.0
@@ -52,7 +55,7 @@ class Launcher:
             os.environ["REDIS_URL"] = self.redis.url  # the children's environment: this user's only
             note_url(self.data_dir, self.redis.url)  # for `make admin-code` and `make check` (0600)
             where = f"127.0.0.1:{self.redis.port}, password in {url_file(self.data_dir)}"
-            print(f"embedded Redis at {where} (data in {self.redis.data_dir})", flush=True)
+            log.info("embedded Redis at %s (data in %s)", where, self.redis.data_dir)
         if bootstrap.uses_offline_llm(self.settings):
             self.cluster = LocalCluster(self.data_dir)
             os.environ.update(self.cluster.launch(cancelled=lambda: self.stopping))
@@ -73,19 +76,22 @@ class Launcher:
         self.children.append((name, process))
 
     def _banner(self) -> None:
+        """Two log lines (in LOG_FORMAT, like every other line of the bot's processes)."""
         settings = self.settings
-        print(
-            f"\nbot running: http://{settings.host}:{settings.port}/wechat  (Ctrl-C stops everything)\n"
-            f"公众号后台 → 基本配置: URL https://<your domain>/wechat, Token = WECHAT_TOKEN, "
-            f"mode {'安全/兼容' if settings.encrypted else '明文'}, replies: {settings.wechat_reply_mode}\n",
-            flush=True,
+        log.info("bot running: http://%s:%s/wechat  (Ctrl-C stops everything)", settings.host, settings.port)
+        mode = "安全/兼容" if settings.encrypted else "明文"
+        log.info(
+            "公众号后台 → 基本配置: URL https://<your domain>/wechat, Token = WECHAT_TOKEN, mode %s, "
+            "replies: %s",
+            mode,
+            settings.wechat_reply_mode,
         )
 
     def watch(self) -> int:
         while not self.stopping:
             for name, child in self.children:
                 if child.poll() is not None:
-                    print(f"{name} exited with code {child.returncode}; stopping everything", flush=True)
+                    log.error("%s exited with code %s; stopping everything", name, child.returncode)
                     return 1
             time.sleep(0.5)
         return 0
@@ -101,7 +107,9 @@ class Launcher:
 
 
 def main() -> int:
-    launcher = Launcher(bootstrap.load("start", offline_llm=True))
+    settings = bootstrap.load("start", offline_llm=True)
+    configure_logging(settings)
+    launcher = Launcher(settings)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         launcher.stopping = True
@@ -113,7 +121,7 @@ def main() -> int:
         launcher.start()
         return launcher.watch()
     except LocalLLMError as exc:
-        print(f"cannot start the local LLM: {exc}", file=sys.stderr, flush=True)
+        log.error("cannot start the local LLM: %s", exc)
         return 1
     finally:
         launcher.stop()

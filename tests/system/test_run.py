@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -101,3 +102,26 @@ def test_admin_code_without_redis_names_the_setting(tmp_path: Path, fake_openai:
         [sys.executable, "-m", "bot.ops.admin_code"], cwd=ROOT, env=env, capture_output=True, timeout=60
     )
     assert result.returncode == 1 and b"REDIS_URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_make_run_logs_every_line_in_the_chosen_format(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """With LOG_FORMAT=json the launcher's own lines are JSON too, like gunicorn's and the workers'."""
+    port = free_port()
+    env = launcher_env(tmp_path, port, fake_openai) | {"LOG_FORMAT": "json"}
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bot.ops.run"], cwd=ROOT, env=env, start_new_session=True, stderr=log_file
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", process)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=60)
+        finally:
+            kill_tree(process)
+    lines = [line for line in log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line, or this fails
+    messages = [record["message"] for record in records if record["logger"] == "bot.run"]
+    assert any(message.startswith("embedded Redis at 127.0.0.1:") for message in messages)
+    assert any(message.startswith("bot running: http://") for message in messages)
