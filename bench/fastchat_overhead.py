@@ -1,7 +1,7 @@
 """Benchmark 3: what the bot adds to a real model — time to the first page, tokens/s, as ratios.
 
 One run starts the local FastChat cluster (bot/ops/local_llm.py: a controller and a CPU model worker
-with SmolLM2-135M-Instruct), Redis, gunicorn and one Dramatiq worker process, then asks the same
+with the first-run model, Qwen2.5-Coder-0.5B-Instruct), Redis, gunicorn and one Dramatiq worker process, then asks the same
 question, greedily (every path writes the same tokens), along three paths, alternating:
 
 * worker — raw HTTP to /worker_generate_stream (bench/fastchat_direct.py): the floor;
@@ -39,11 +39,11 @@ import requests
 from bench import procs
 from bench.common import APPID, TOKEN, app_env, bad_log_lines, log_dir
 from bench.fastchat_direct import Timing, WorkerClient, bot_backend, time_stream
-from bench.reply_delay import _wait_worker as wait_worker
 from bench.stats import ms
 from bot import texts
 from bot.answering.paging import decoration_reserve
 from bot.llm import ChatMessage, LLMError
+from bot.llm.base import text_only
 from bot.ops.local_llm import MODEL_NAME, LocalCluster, LocalLLMError, data_dir_from_env
 from bot.ops.redis_server import RedisServer, free_port
 from bot.store import keys
@@ -251,7 +251,7 @@ class Paths:
         if path == "worker":
             pieces = self.worker.pieces(self.worker.payload(messages, self.params.max_tokens))
         elif path == "client":
-            pieces = self.backend.stream(messages)
+            pieces = text_only(self.backend.stream(messages))
         else:
             return self.bot.ask(question)
         return Run(path, time_stream(pieces, self.params.page_budget, started))
@@ -382,7 +382,7 @@ def bot_env(port: int, redis_url: str, cluster: LocalCluster, params: Params) ->
 
 def start_bot(children: procs.Children, env: dict[str, str], redis_url: str, port: int) -> None:
     worker = procs.start_worker(children, env)
-    wait_worker(worker, redis_url)
+    procs.wait_worker(worker, redis_url)
     web = children.start("gunicorn", procs.gunicorn_command("app:create_app()"), env)
     procs.wait_http(web, port, "/healthz")
 

@@ -13,6 +13,7 @@ arrives. The bot must be started with the same WECHAT_API_BASE; otherwise only p
 Commands of this tool: `/user NAME` (chat as another follower), `/quit`. Everything else, `继续`,
 `/help` and `/reset` included, goes to the bot. Settings come from the environment and `.env`
 (WECHAT_TOKEN, WECHAT_APPID, WECHAT_AES_KEY, HOST, PORT, WECHAT_API_BASE...); no LLM key is needed.
+When they name no LLM, the banner says that the bot answers with `make run`'s first-run model.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from bot.ops.local_llm import LOCAL_MAX_TOKENS, MODEL_TITLE, wanted
 from testing.simulator import Delivery, MsgIdGenerator, WeChatSimulator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,6 +99,20 @@ def settings_from(env: Mapping[str, str], url: str | None = None) -> ChatSetting
         api_base=env.get("WECHAT_API_BASE", ""),
         reply_mode=env.get("WECHAT_REPLY_MODE", "passive") or "passive",
     )
+
+
+def llm_note(env: Mapping[str, str]) -> str | None:
+    """What the banner says about the LLM: only when the settings name none, as on the first run."""
+    if not wanted(env):
+        return None
+    cap = env.get("LLM_MAX_TOKENS") or LOCAL_MAX_TOKENS  # the cluster's default, as bot.ops.local_llm sets it
+    lines = [
+        f"no LLM configured: `make run` answers with its first-run model, {MODEL_TITLE} on the CPU:",
+        f"a small model, answers capped at {cap} tokens, for seeing the pipeline work.",
+        "For your followers set OPENAI_API_KEY (with OPENAI_BASE_URL for another OpenAI-compatible",
+        "server) or FASTCHAT_CONTROLLER_URL and FASTCHAT_MODEL in .env, and restart `make run`",
+    ]
+    return "\n   ".join(lines)
 
 
 class Screen:
@@ -328,12 +344,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = settings_from(read_env(args.env_file), args.url)
+    env = read_env(args.env_file)
+    settings = settings_from(env, args.url)
     screen = Screen()
     chat = Chat(settings, screen, args.user)
     server = start_fake_api(settings, screen, chat)
     where = f", WeChat API on {settings.api_base}" if server else ""
     screen.note(f"pushing to {settings.url} ({settings.mode} mode{where}); /user NAME, /quit")
+    note = llm_note(env)
+    if note:
+        screen.note(note)
     try:
         for line in input_lines(lambda: f"{chat.user}> "):
             if not chat.handle(line):

