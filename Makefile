@@ -24,7 +24,7 @@ check: $(STAMP)
 chat: $(STAMP)
 	$(PY) -m tools.chat
 
-## local-llm: prepare the local FastChat venv + SmolLM2 model under DATA_DIR (no start)
+## local-llm: prepare the local FastChat venv + the first-run model (Qwen2.5-Coder-0.5B) under DATA_DIR (no start)
 local-llm: $(STAMP)
 	$(PY) -m bot.ops.local_llm prepare
 
@@ -50,6 +50,35 @@ lint: $(STAMP)
 ## bench: webhook throughput and reply delay benchmarks; results go to bench/results/
 bench: $(STAMP)
 	$(PY) -m bench.run
+
+## kb-add: add or replace files in the knowledge base: make kb-add FILES="report.pdf notes.md page.html"
+kb-add: $(STAMP)
+	@test -n "$(FILES)" || { echo 'usage: make kb-add FILES="report.pdf notes.md page.html"' >&2; exit 2; }
+	$(PY) -m bot.ops.kb add $(FILES)
+
+## kb-list: list the knowledge base's documents (id, title, source, chunks, added)
+kb-list: $(STAMP)
+	$(PY) -m bot.ops.kb list
+
+## kb-remove: remove one document: make kb-remove ID=<id from kb-list>
+kb-remove: $(STAMP)
+	@test -n "$(ID)" || { echo 'usage: make kb-remove ID=<id from make kb-list>' >&2; exit 2; }
+	$(PY) -m bot.ops.kb remove "$(ID)"
+
+## kb-sync: sync the account's published articles into the knowledge base now
+kb-sync: $(STAMP)
+	$(PY) -m bot.ops.kb sync
+
+## kb-search: the passages a question would be given, with their scores: make kb-search Q="问题"
+kb-search: $(STAMP)
+	@test -n "$(Q)" || { echo 'usage: make kb-search Q="a question"' >&2; exit 2; }
+	$(PY) -m bot.ops.kb search "$(Q)"
+
+## bench-retrieval: the knowledge base's retrieval benchmark (recall@3, MRR, latency at 10,000 passages)
+bench-retrieval: $(STAMP)
+	$(PY) -m bench.retrieval
+
+.PHONY: kb-add kb-list kb-remove kb-sync kb-search bench-retrieval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

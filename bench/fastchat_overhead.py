@@ -1,8 +1,9 @@
 """Benchmark 3: what the bot adds to a real model — time to the first page, tokens/s, as ratios.
 
 One run starts the local FastChat cluster (bot/ops/local_llm.py: a controller and a CPU model worker
-with the first-run model, Qwen2.5-Coder-0.5B-Instruct), Redis, gunicorn and one Dramatiq worker process, then asks the same
-question, greedily (every path writes the same tokens), along three paths, alternating:
+with the first-run model, Qwen2.5-Coder-0.5B-Instruct), Redis, gunicorn and one Dramatiq worker
+process, then asks the same question, greedily (every path writes the same tokens), along three
+paths, alternating:
 
 * worker — raw HTTP to /worker_generate_stream (bench/fastchat_direct.py): the floor;
 * client — the bot's FastChatBackend.stream in this process: the client without the bot;
