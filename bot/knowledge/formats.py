@@ -1,0 +1,235 @@
+"""Reading a file into a Document: Markdown (markdown-it-py), plain text (any encoding, with
+charset-normalizer), HTML — a saved WeChat article page included — (BeautifulSoup with lxml), PDF
+(pypdf) and DOCX (python-docx). The article HTML of WeChat's API goes through the same HTML reader.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import docx
+import pypdf
+from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
+from charset_normalizer import from_bytes
+from markdown_it import MarkdownIt
+
+from bot.knowledge.documents import Block, Document
+
+SUFFIXES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
+#: elements whose text is never the document's (scripts, styles, WeChat's page furniture)
+_SKIPPED = ("script", "style", "noscript", "template", "svg", "iframe", "head", "button", "form")
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_BLOCKS = (
+    *_HEADINGS,
+    "p", "div", "section", "article", "li", "tr", "blockquote", "pre", "table", "ul", "ol", "dl", "dt",
+    "dd", "figure", "figcaption", "header", "footer", "main", "aside", "nav", "br", "hr",
+)  # fmt: skip
+#: where a saved WeChat article page (or another article page) keeps the article itself
+_CONTENT_ROOTS = ("#js_content", ".rich_media_content", "article", "main", "body")
+#: WeChat's article pages name their link in a script: var msg_link = "…"
+_MSG_LINK = re.compile(r"""msg_link\s*=\s*["'](https?://[^"']+)["']""")
+#: a CJK character or full-width form: lines of Chinese join without a space
+_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+#: strings of the page that are not its text
+_NOT_TEXT = (Comment, Declaration, Doctype, ProcessingInstruction)
+#: a line ending with one of these ends a paragraph (PDF) and is no title (text)
+_ENDS = tuple("。！？!?；;：:…”」』）)")
+#: a PDF line shorter than this share of a full line ends its paragraph
+SHORT_LINE = 0.6
+#: a plain text file's first line is its title when it is at most this long and ends no sentence
+TITLE_LINE_CHARS = 40
+
+
+class UnreadableFile(Exception):
+    """The file cannot be read into text; the message says why, for the operator."""
+
+
+def read_file(path: Path) -> Document:
+    """A file of a supported kind, as a Document keyed by its name (the same name replaces it)."""
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        supported = ", ".join(sorted(SUFFIXES))
+        raise UnreadableFile(
+            f"{path.name}: unsupported kind {path.suffix or '(none)'} (supported: {supported})"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFile(f"{path}: {exc.strerror or exc}") from None
+    title, blocks, url = _READERS[kind](data)
+    blocks = [block for block in blocks if block.text.strip()]
+    if not blocks:
+        raise UnreadableFile(f"{path.name}: no text found (a scanned PDF needs OCR first)")
+    return Document(title or path.stem, blocks, source="file", key=path.name, url=url, name=path.name)
+
+
+def _markdown(data: bytes) -> tuple[str, list[Block], str]:
+    html = MarkdownIt("commonmark").enable("table").render(decode_text(data))
+    title, blocks, _ = html_blocks(html)
+    return title, blocks, ""
+
+
+def _text(data: bytes) -> tuple[str, list[Block], str]:
+    """Each line a paragraph; a short first line that ends no sentence is the title."""
+    lines = [line.strip() for line in decode_text(data).splitlines() if line.strip()]
+    title = lines[0] if lines and len(lines[0]) <= TITLE_LINE_CHARS and not lines[0].endswith(_ENDS) else ""
+    return title, [Block(line) for line in lines], ""
+
+
+def _html(data: bytes) -> tuple[str, list[Block], str]:
+    return html_blocks(data)
+
+
+def _pdf(data: bytes) -> tuple[str, list[Block], str]:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise UnreadableFile("the PDF is encrypted: save a copy without a password")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = str(reader.metadata.title or "") if reader.metadata else ""
+    except pypdf.errors.PyPdfError as exc:
+        raise UnreadableFile(f"not a readable PDF ({exc})") from None
+    return title.strip(), [Block(text) for page in pages for text in join_lines(page.splitlines())], ""
+
+
+def _docx(data: bytes) -> tuple[str, list[Block], str]:
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises zipfile, KeyError or lxml errors for a bad file
+        raise UnreadableFile(f"not a readable DOCX ({type(exc).__name__})") from None
+    blocks = []
+    for paragraph in document.paragraphs:
+        style = (paragraph.style.name if paragraph.style is not None else "") or ""
+        heading = style.startswith(("Heading", "Title"))  # built-in styles keep English names in the file
+        blocks.append(Block(paragraph.text, heading=heading))
+    for table in document.tables:
+        for row in table.rows:
+            blocks.append(Block(" | ".join(cell.text.strip() for cell in row.cells)))
+    title = document.core_properties.title or next((b.text for b in blocks if b.heading), "")
+    return title.strip(), blocks, ""
+
+
+_READERS = {"markdown": _markdown, "text": _text, "html": _html, "pdf": _pdf, "docx": _docx}
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (with or without BOM), else the encoding charset-normalizer finds (GBK is common)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        best = from_bytes(data).best()
+        if best is None:
+            raise UnreadableFile("not text in any known encoding") from None
+        return str(best)
+
+
+def join_lines(lines: list[str]) -> list[str]:
+    """PDF text comes as lines broken inside sentences: join them into paragraphs, ending a paragraph
+    at an empty line, a line that ends a sentence, or a line much shorter than the page's full lines
+    (a heading, a paragraph's last line). Chinese lines join without a space."""
+    widths = sorted(len(line.strip()) for line in lines if line.strip())
+    full = widths[len(widths) * 3 // 4] if widths else 0  # a full line's length, roughly
+    paragraphs: list[str] = []
+    current = ""
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            if current:
+                paragraphs.append(current)
+            current = ""
+            continue
+        joiner = "" if not current or _cjk(current[-1]) or _cjk(line[0]) else " "
+        current += joiner + line
+        if line.endswith(_ENDS) or len(line) < full * SHORT_LINE:
+            paragraphs.append(current)
+            current = ""
+    if current:
+        paragraphs.append(current)
+    return paragraphs
+
+
+def _cjk(char: str) -> bool:
+    return _CJK.match(char) is not None
+
+
+def html_blocks(html: str | bytes) -> tuple[str, list[Block], str]:
+    """(title, blocks, link) of an HTML page or fragment: a saved WeChat article page's title and link
+    are read where WeChat puts them (og:title, #activity-name, msg_link)."""
+    soup = BeautifulSoup(html, "lxml")
+    title, url = _page_title(soup), _page_link(soup)
+    for tag in soup.find_all(_SKIPPED):
+        tag.decompose()
+    root = next((found for selector in _CONTENT_ROOTS if (found := soup.select_one(selector))), soup)
+    blocks = [block for block in _walk(root) if block.text]
+    return title, blocks, url
+
+
+def _page_title(soup: BeautifulSoup) -> str:
+    for found in (
+        soup.find("meta", attrs={"property": "og:title"}),
+        soup.find("meta", attrs={"name": "twitter:title"}),
+    ):
+        if isinstance(found, Tag) and str(found.get("content") or "").strip():
+            return str(found["content"]).strip()
+    for selector in ("#activity-name", ".rich_media_title", "title", "h1"):
+        if (found := soup.select_one(selector)) is not None and found.get_text(strip=True):
+            return " ".join(found.get_text().split())
+    return ""
+
+
+def _page_link(soup: BeautifulSoup) -> str:
+    meta = soup.find("meta", attrs={"property": "og:url"})
+    canonical = soup.find("link", attrs={"rel": "canonical"})
+    for found, attribute in ((meta, "content"), (canonical, "href")):
+        if isinstance(found, Tag) and str(found.get(attribute) or "").startswith(("http://", "https://")):
+            return str(found[attribute]).strip()
+    for script in soup.find_all("script"):
+        if (match := _MSG_LINK.search(script.get_text())) is not None:
+            return match.group(1).replace("\\x26amp;", "&").replace("&amp;", "&")
+    return ""
+
+
+def _walk(root: Tag) -> list[Block]:
+    """The text of `root` as blocks: a block element ends the line before and after it; a heading is a
+    block of its own. Inline text (spans, links, strong…) joins its line."""
+    blocks: list[Block] = []
+    line: list[str] = []
+
+    def end_line() -> None:
+        text = " ".join("".join(line).split())
+        line.clear()
+        if text:
+            blocks.append(Block(text))
+
+    def visit(node: Tag) -> None:
+        for child in node.children:
+            if isinstance(child, _NOT_TEXT):
+                continue
+            if isinstance(child, NavigableString):
+                line.append(str(child))
+            elif isinstance(child, Tag) and child.name in _HEADINGS:
+                end_line()
+                blocks.append(Block(" ".join(child.get_text().split()), heading=True))
+            elif isinstance(child, Tag):
+                block = child.name in _BLOCKS
+                if block:
+                    end_line()
+                visit(child)
+                if block:
+                    end_line()
+
+    visit(root)
+    end_line()
+    return blocks

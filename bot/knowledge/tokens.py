@@ -1,0 +1,84 @@
+"""Words for BM25: jieba's search-engine mode (a long word and the words inside it: 科学院 gives 科学,
+学院 and 科学院, so a question that says 科学 finds it too), after NFKC (full-width letters and digits
+become ASCII) and lower-casing; punctuation and the stop words of stopwords.txt are dropped.
+
+And what a question is about, for the relevance threshold: its words in jieba's precise mode (each
+once, no sub-words), each weighted by how rare it is in Chinese at large — the IDF table jieba ships
+for its keyword extraction (jieba/analyse/idf.txt) — so that 比较 or 合适 weigh less than 段落, in a
+knowledge base of one document as in one of thousands.
+
+jieba loads its dictionary on the first call (about 0.6 s, from its cache file afterwards), so a
+process whose knowledge base is empty never pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+import warnings
+from functools import cache
+from pathlib import Path
+
+with warnings.catch_warnings():  # jieba imports pkg_resources when present, which may warn
+    warnings.simplefilter("ignore")
+    import jieba
+
+jieba.setLogLevel(logging.WARNING)
+
+STOPWORDS_FILE = Path(__file__).with_name("stopwords.txt")
+#: jieba's IDF table of general Chinese (270,000 words)
+GENERAL_IDF_FILE = Path(jieba.__file__).parent / "analyse" / "idf.txt"
+#: a word at least this rare in general Chinese (a word not in the table too: a term of the trade, a
+#: number, a Latin word) weighs this much: only the ~20,000 commoner words are kept in memory
+RARE_WEIGHT = 9.0
+#: a token is a word when it has a letter, a digit or a CJK character
+_WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]")
+
+
+@cache
+def stopwords() -> frozenset[str]:
+    lines = STOPWORDS_FILE.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def normalize(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def tokenize(text: str) -> list[str]:
+    """The words of `text` that can tell passages apart, in order (repeats kept: BM25 counts them)."""
+    skip = stopwords()
+    words = jieba.lcut_for_search(normalize(text))
+    return [
+        word for word in (w.strip() for w in words) if word and word not in skip and _WORDLIKE.search(word)
+    ]
+
+
+def words(text: str) -> list[str]:
+    """What `text` is about: its words in jieba's precise mode, each once, without stop words."""
+    skip = stopwords()
+    found = (w.strip() for w in jieba.lcut(normalize(text)))
+    return list(dict.fromkeys(w for w in found if w and w not in skip and _WORDLIKE.search(w)))
+
+
+def weight(word: str) -> float:
+    """How much a word says about what a question is about: its IDF in general Chinese, at most
+    RARE_WEIGHT."""
+    return _general_idf().get(word, RARE_WEIGHT)
+
+
+@cache
+def _general_idf() -> dict[str, float]:
+    table: dict[str, float] = {}
+    with GENERAL_IDF_FILE.open(encoding="utf-8") as handle:
+        for line in handle:
+            word, _, value = line.rstrip("\n").rpartition(" ")
+            if word and float(value) < RARE_WEIGHT:
+                table[word] = float(value)
+    return table
+
+
+def warm() -> None:
+    """Load jieba's dictionary now (a worker may do it before its first question)."""
+    jieba.initialize()
