@@ -18,6 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+import psutil
+import redis
+
 from bot.answering import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +45,47 @@ def gunicorn_command(app_spec: str) -> list[str]:
     return [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), app_spec]
 
 
-def start_worker(children: Children, env: dict[str, str], threads: int = 128) -> Child:
-    """One Dramatiq worker process, started exactly as `make run` starts them (bot.answering.jobs)."""
-    command, extra = jobs.worker_command(1, threads)
+def start_worker(children: Children, env: dict[str, str], threads: int = 128, processes: int = 1) -> Child:
+    """Dramatiq worker processes, started exactly as `make run` starts them (bot.answering.jobs)."""
+    command, extra = jobs.worker_command(processes, threads)
     return children.start("worker", command, env | extra)
+
+
+def wait_worker(worker: Child, redis_url: str, processes: int = 1, timeout: float = 30.0) -> None:
+    """The job workers are ready once each process's consumer has sent a heartbeat (and so fetches)."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not worker.alive():
+                raise RuntimeError(f"the worker exited during startup:\n{worker.log_text()[-3000:]}")
+            if client.zcard("dramatiq:__heartbeats__") >= processes:
+                return
+            time.sleep(0.1)
+    finally:
+        client.close()
+    raise RuntimeError(f"the worker did not start within {timeout:.0f} s")
+
+
+def peak_rss(children: list[Child]) -> list[tuple[str, int]]:
+    """(name and pid, peak resident memory in bytes: VmHWM) of every process the children started."""
+    found = []
+    for child in children:
+        try:
+            leader = psutil.Process(child.process.pid)
+            processes = [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for process in processes:
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+            except OSError:
+                continue
+            peak = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), "0")
+            found.append(
+                (f"{child.name}[{process.pid}] {' '.join(process.cmdline()[1:4])}", int(peak) * 1024)
+            )
+    return found
 
 
 class Child:

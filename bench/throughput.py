@@ -1,9 +1,12 @@
-"""Benchmark 1: pushes per second through the real webhook vs a bare Flask endpoint.
+"""Benchmark 1: pushes per second through the real webhook vs a bare Flask endpoint, loaded by wrk.
 
 Both run under gunicorn with deploy/gunicorn.conf.py (gthread, WEB_WORKERS x WEB_THREADS) on the
-same port, one after the other, loaded by the same generator. The pushes are `/help` commands:
-answered at once, but through everything a push goes through (signature, optional AES, XML
-parsing, de-duplication in Redis, the command, the reply XML) — no LLM and no waiting involved.
+same port, one after the other, loaded the same way (bench/wrk.py: keep-alive connections, every
+request a new signed push — its own nonce and timestamp, a unique MsgId, one of 5,000 senders). The
+pushes are `/help` commands: answered at once with real reply XML, through everything a push goes
+through (signature, the replay guard, optional AES, XML parsing, de-duplication, statistics, the rate
+limit, the command, the plan, the reply XML, the log line) — no LLM and no waiting involved. The
+bare app answers `success` without reading anything: the ratio is what the bot's own work costs.
 """
 
 from __future__ import annotations
@@ -13,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import procs, wrk
 from bench.common import AES_KEY, APPID, TOKEN, app_env, bad_log_lines, log_dir
-from bench.load import LoadResult, LoadSpec, run_load
-from bench.stats import ms, percentile
+from testing.simulator import MsgIdGenerator
 
 WEBHOOK_APP = "app:create_app()"
 BARE_APP = "bench.bare_app:create_app()"
@@ -34,11 +36,11 @@ class Case:
         return f"{self.name}/{self.mode}"
 
     @property
-    def expect(self) -> bytes:
+    def expect(self) -> str:
         """What a good answer contains: the bot replies XML (encrypted in safe mode)."""
         if self.name == "bare":
-            return b"success"
-        return b"<Encrypt>" if self.mode == "safe" else b"<Content>"
+            return "success"
+        return "<Encrypt>" if self.mode == "safe" else "<Content>"
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Load:
     connections: int
     warmup: float
     duration: float
-    processes: int
+    senders: int = 5000
 
 
 @dataclass(frozen=True)
@@ -59,43 +61,39 @@ class Servers:
     logs: Path
 
 
-def run_case(case: Case, load: Load, servers: Servers, msg_id_start: int) -> dict[str, Any]:
-    """Start the case's gunicorn, load it, stop it; the figures plus evidence of errors."""
+def run_case(case: Case, load: Load, servers: Servers, ids: MsgIdGenerator) -> dict[str, Any]:
+    """Start the case's gunicorn, warm it up, load it, stop it; the figures plus evidence of errors."""
     env = procs.clean_env(**app_env(servers.port, servers.redis_url, servers.openai_url, case.mode == "safe"))
     app_spec = BARE_APP if case.name == "bare" else WEBHOOK_APP
-    with procs.Children(log_dir(servers.logs, case.label.replace("/", "-"))) as children:
+    workdir = log_dir(servers.logs, case.label.replace("/", "-"))
+    with procs.Children(workdir) as children:
         web = children.start("gunicorn", procs.gunicorn_command(app_spec), env)
+        pushes = wrk.Pushes(
+            servers.port, TOKEN, APPID, AES_KEY if case.mode == "safe" else None, load.senders
+        )
+        warm, measured = workdir / "warmup.pushes", workdir / "measured.pushes"
+        wrk.write_pushes(pushes, wrk.pushes_needed(load.warmup), warm, ids)  # while gunicorn boots
+        wrk.write_pushes(pushes, wrk.pushes_needed(load.duration), measured, ids)
         procs.wait_http(web, servers.port, "/healthz" if case.name == "webhook" else "/wechat")
-        result = run_load(_spec(case, load, servers.port, msg_id_start), load.processes)
+        wrk.run(servers.port, warm, case.expect, load.connections, load.warmup, workdir)
+        wrk.wait_a_moment()
+        result = wrk.run(servers.port, measured, case.expect, load.connections, load.duration, workdir)
     return _summary(case, result, *bad_log_lines(web))
 
 
-def _spec(case: Case, load: Load, port: int, msg_id_start: int) -> LoadSpec:
-    return LoadSpec(
-        port=port,
-        token=TOKEN,
-        appid=APPID,
-        aes_key=AES_KEY if case.mode == "safe" else None,
-        connections=load.connections,
-        warmup=load.warmup,
-        duration=load.duration,
-        expect=case.expect,
-        msg_id_start=msg_id_start,
-    )
-
-
-def _summary(case: Case, result: LoadResult, log_errors: int, evidence: list[str]) -> dict[str, Any]:
+def _summary(case: Case, result: wrk.WrkResult, log_errors: int, evidence: list[str]) -> dict[str, Any]:
     return {
         "case": case.label,
         "server": case.name,
         "mode": case.mode,
-        "requests": len(result.latencies),
-        "rps": round(len(result.latencies) / result.duration, 1),
-        "p50_ms": ms(percentile(result.latencies, 50)),
-        "p99_ms": ms(percentile(result.latencies, 99)),
+        "requests": result.requests,
+        "rps": round(result.rps, 1),
+        "p50_ms": round(result.p50_ms, 1),
+        "p99_ms": round(result.p99_ms, 1),
         "errors": sum(result.errors.values()),
-        "error_kinds": dict(result.errors),
+        "error_kinds": result.errors,
         "bad_bodies": result.bad_bodies,
+        "reused": result.reused,
         "log_errors": log_errors,
         "log_evidence": evidence,
     }
@@ -103,8 +101,8 @@ def _summary(case: Case, result: LoadResult, log_errors: int, evidence: list[str
 
 def run_all(cases: list[Case], load: Load, servers: Servers) -> list[dict[str, Any]]:
     """Each case in turn; MsgIds never repeat across cases (they share one Redis)."""
-    base = 24_000_000_000_000_000 + time.time_ns() % 10**12 * 1000
-    return [run_case(case, load, servers, base + i * 10**11) for i, case in enumerate(cases)]
+    ids = MsgIdGenerator(24_000_000_000_000_000 + time.time_ns() % 10**12 * 1000)
+    return [run_case(case, load, servers, ids) for case in cases]
 
 
 def with_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

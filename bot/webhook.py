@@ -23,7 +23,7 @@ from bot.delivery.passive import PassiveDelivery
 from bot.logs import request_id
 from bot.replies import image_media_id
 from bot.runtime import Runtime
-from bot.store.pushes import Plan, dedup_key
+from bot.store.pushes import Arrival, OnFirst, Plan, dedup_key
 from bot.wechat.protocol import ProtocolError, Push, WeChatProtocol
 
 log = logging.getLogger(__name__)
@@ -67,33 +67,41 @@ class Webhook:
         try:
             if inbound.method == "GET":
                 echo = self.protocol.check_echo(inbound.args)
-                if not self._bind_signature(inbound):
+                if self._bind_signature(inbound) is None:
                     return Outbound(503, "service unavailable: try again")
                 return Outbound(200, echo)
-            self.protocol.verify(inbound.args)  # before Redis hears of it: no key for unsigned requests
-            guarded = self._bind_signature(inbound)
+            # verified (its signature first: no key for unsigned requests), decrypted and parsed before
+            # Redis hears of it; then one round trip binds its signature and counts its delivery
             push = self.protocol.open(inbound.args, inbound.body)
+            key = dedup_key(push.message)
+            arrival = self._bind_signature(
+                inbound, key, self.runtime.stats.on_arrival(str(push.message.source))
+            )
         except ProtocolError as exc:
             log.warning("refused %s /wechat: %s (%s)", inbound.method, exc.reason, exc.status)
             return Outbound(exc.status, exc.reason)
-        if not guarded:  # the push may be a replay: nothing of it runs, the sender reads why
+        if arrival is None:  # the push may be a replay: nothing of it runs, the sender reads why
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
         token = request_id.set(uuid.uuid4().hex[:12])
         try:
-            return self._answer(push, inbound.arrived)
+            return self._answer(push, key, arrival, inbound.arrived)
         except Exception:
             log.exception("could not handle a push from %s", push.message.source)
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
         finally:
             request_id.reset(token)
 
-    def _bind_signature(self, inbound: Inbound) -> bool:
+    def _bind_signature(
+        self, inbound: Inbound, push_key: str = "", on_first: OnFirst | None = None
+    ) -> Arrival | None:
         """The replay guard. A signature covers only token, timestamp and nonce: bind a verified one to
         the first request it came with — method, query and body; the URL check's GET too —, so that a
         leaked query string cannot carry another message (an identical request is a retry) for as long
-        as its timestamp is accepted. ProtocolError for a replay.
+        as its timestamp is accepted. ProtocolError for a replay. For a push (`push_key`), the same
+        round trip counts its delivery and, on the first one, runs `on_first` (the daily statistics:
+        counted before the plan, so that /stats counts its own push).
 
-        False when Redis cannot tell: the request is then refused (fail closed). A push's sender reads
+        None when Redis cannot tell: the request is then refused (fail closed). A push's sender reads
         SERVICE_DOWN and nothing of the push runs — not even when Redis is back a moment later, which
         is when a replay would otherwise get through; the URL check gets 503 (公众号后台 says the URL
         check failed: submit again). Either way WeChat gets no 500.
@@ -101,23 +109,23 @@ class Webhook:
         args = inbound.args
         timestamp, nonce = args["timestamp"], args["nonce"]
         now = self.protocol.clock()
+        until = self.protocol.accepted_until(timestamp)
         try:
-            first = self.runtime.pushes.bind_signature(
-                timestamp, nonce, request_digest(inbound), self.protocol.accepted_until(timestamp), now
+            arrival = self.runtime.pushes.bind_signature(
+                timestamp, nonce, request_digest(inbound), until, now, push_key, on_first
             )
         except redis.exceptions.RedisError as exc:
             log.warning("refused %s /wechat: replay guard unavailable (Redis: %r)", inbound.method, exc)
-            return False
-        if not first:
+            return None
+        if arrival is None:
             raise ProtocolError(403, "signature already used for another request (replay)")
-        return True
+        return arrival
 
-    def _answer(self, push: Push, arrived: float) -> Outbound:
-        key, openid = dedup_key(push.message), str(push.message.source)
-        attempt = self.runtime.pushes.arrive(key)
-        plan = self._plan(push, key, attempt)
-        out = self._respond(push, key, openid, plan, attempt, arrived)
-        self._log(push, key, plan, attempt, arrived, out)
+    def _answer(self, push: Push, key: str, arrival: Arrival, arrived: float) -> Outbound:
+        openid = str(push.message.source)
+        plan = self._plan(push, key, arrival)
+        out = self._respond(push, key, openid, plan, arrival.attempt, arrived)
+        self._log(push, key, plan, arrival.attempt, arrived, out)
         return out
 
     def _respond(
@@ -155,17 +163,17 @@ class Webhook:
             fields["content"] = str(getattr(push.message, "content", ""))[:200]
         log.info(" ".join(f"{name}={value}" for name, value in fields.items()), extra=fields)
 
-    def _plan(self, push: Push, key: str, attempt: int) -> Plan:
+    def _plan(self, push: Push, key: str, arrival: Arrival) -> Plan:
         """The first delivery decides; later ones reuse its decision."""
-        metrics = self.runtime.metrics
-        if attempt > 1:
-            metrics.inc("duplicates")
-        if attempt > 1 and (plan := self.runtime.pushes.plan(key)) is not None:
-            return plan
-        metrics.inc("messages", kind=kind_of(push))
-        self.runtime.stats.seen(str(push.message.source))
+        if arrival.attempt > 1:
+            self.runtime.metrics.inc("duplicates")
+            if (plan := arrival.plan or self.runtime.pushes.plan(key)) is not None:
+                return plan
         plan = self.planner(push.message, key)
-        self.runtime.pushes.save_plan(key, plan)
+        pipe = self.runtime.pushes.pipeline()  # the plan and its metric: one round trip
+        self.runtime.pushes.save_plan(key, plan, pipe)
+        self.runtime.metrics.inc_in(pipe, "messages", kind=kind_of(push))
+        pipe.execute()
         return plan
 
 

@@ -15,21 +15,29 @@ bot/store/workers.py) and registers the actors on the broker it then consumes fr
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq import cli
 
-from bot.answering.jobs import Jobs
 from bot.config import ConfigError, load_settings
 from bot.logs import configure_logging
-from bot.runtime import Runtime
-from bot.store.workers import new_job_worker_id
+
+if TYPE_CHECKING:
+    from bot.answering.jobs import Jobs
 
 MODULE = "bot.answering.worker"
 
 
 def boot() -> Jobs:
-    """In a worker process: logging, the runtime, and the actors on the broker Dramatiq consumes from."""
+    """In a worker process: logging, the runtime, and the actors on the broker Dramatiq consumes from.
+
+    The bot is imported here, not at the top: the master process (`main`) only starts and watches the
+    worker processes, and without the bot's imports (the LLM SDK, the knowledge base…) it stays small."""
+    from bot.answering.jobs import Jobs
+    from bot.runtime import Runtime
+    from bot.store.workers import new_job_worker_id
+
     settings = load_settings()
     configure_logging(settings)  # replaces the handler Dramatiq's basicConfig may have installed
     jobs = Jobs(Runtime(settings))

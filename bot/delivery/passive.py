@@ -7,7 +7,7 @@ WeChat waits `WECHAT_ATTEMPT_TIMEOUT` (5 s) for each delivery of a push and deli
    that reached it late);
 2. otherwise wait — woken by Redis pub/sub, not by a fixed poll — until something this push may
    deliver is ready, up to `WECHAT_ATTEMPT_TIMEOUT - WECHAT_REPLY_MARGIN` after it arrived, and
-   claim it under the user's lock so that it is delivered exactly once;
+   claim it in one atomic step (a script in Redis) so that it is delivered exactly once;
 3. if nothing is ready in time: on attempts 1 and 2 keep the connection open past WeChat's
    timeout, so that WeChat retries; on the last attempt reply that the answer is on its way and
    release the answer, which the user's next message then fetches.
@@ -22,11 +22,14 @@ import logging
 import time
 from collections.abc import Callable
 
+import redis
+
 from bot import texts
 from bot.config import Settings
 from bot.delivery.waiter import ReadyWaiter
+from bot.pages.links import PAGE_KINDS, PageLinks
 from bot.replies import image_media_id, preview
-from bot.store.answers import AnswerStore, Target
+from bot.store.answers import AnswerStore, Peek, Target
 from bot.store.metrics import Metrics
 from bot.store.pushes import Plan, PushLog
 
@@ -36,6 +39,9 @@ log = logging.getLogger(__name__)
 HOLD_GRACE = 0.5
 #: the push that asked keeps its answer this long past WeChat's last attempt (seconds)
 RESERVE_GRACE = 2.0
+#: a delivery looks and claims at most this many times in a row (each failed claim means another
+#: delivery of the user took a page meanwhile)
+CLAIM_TRIES = 20
 
 
 class PassiveDelivery:
@@ -48,8 +54,11 @@ class PassiveDelivery:
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        links: PageLinks | None = None,
     ) -> None:
         self.settings = settings
+        #: answer pages (PUBLIC_BASE_URL): the last attempt's text links the page of the answer it awaits
+        self.links = links if links is not None and links.enabled else None
         self.answers = answers
         self.pushes = pushes
         self.waiter = waiter
@@ -73,43 +82,51 @@ class PassiveDelivery:
 
     def owed_now(self, openid: str, push_key: str) -> str | None:
         """Active mode: a late answer that is ready rides on this push's reply; nothing waits."""
-        with self.answers.user_lock(openid):
-            if (already := self.pushes.reply(push_key)) is not None:
-                return already
-            target = self.answers.next_target(openid, push_key, include_current=False)
-            if target is None or not target.answer.page_ready(target.page):
+        for _ in range(CLAIM_TRIES):
+            found = self.answers.peek(openid, push_key, include_current=False)
+            if found.reply is not None:
+                return found.reply
+            if found.target is None or not found.ready:
                 return None
-            return self._deliver(target, push_key, Plan("fetch"), attempt=1)
+            if (text := self._deliver(found, push_key, Plan("fetch"), attempt=1)) is not None:
+                return text
+        return None
 
     def _try_claim(self, openid: str, push_key: str, plan: Plan, attempt: int) -> str | None:
-        already = self.pushes.reply(push_key)
-        if already is not None:
-            return already
-        with self.answers.user_lock(openid):
-            if (already := self.pushes.reply(push_key)) is not None:
-                return already
-            target = self.answers.next_target(openid, push_key, include_current=plan.kind == "fetch")
-            if target is None:
+        """The reply this push gives now, or None (nothing ready yet). One round trip looks (the push's
+        reply, else what it may deliver) and one claims: no lock, and of the deliveries that found the
+        same page exactly one gets it (a claim fails when anything it looked at changed: look again)."""
+        for _ in range(CLAIM_TRIES):
+            found = self.answers.peek(openid, push_key, include_current=plan.kind == "fetch")
+            if found.reply is not None:
+                return found.reply
+            if found.target is None:
                 return self._record(push_key, texts.NOTHING_MORE) if plan.kind == "fetch" else None
-            if not target.answer.page_ready(target.page):
+            if not found.ready:
                 return None
-            return self._deliver(target, push_key, plan, attempt)
+            if (text := self._deliver(found, push_key, plan, attempt)) is not None:
+                return text
+        return None  # it kept changing under us: the waiting loop looks again
 
-    def _deliver(self, target: Target, push_key: str, plan: Plan, attempt: int) -> str:
-        page = self.answers.page(target.answer, target.page)
-        if page is None:
+    def _deliver(self, found: Peek, push_key: str, plan: Plan, attempt: int) -> str | None:
+        """The page `found`, composed and claimed; None when another delivery claimed it first."""
+        target = found.target
+        assert target is not None
+        if found.page is None:
             return self._record(push_key, texts.NOTHING_MORE)
-        text = compose(target, page, late=target.answer.owner != push_key)
+        text = compose(target, found.page, late=target.answer.owner != push_key)
+        release = ""
         if plan.kind == "ask" and plan.answer_id != target.answer.id:
-            self.answers.release(plan.answer_id)
+            release = plan.answer_id
             if image_media_id(text) is None:  # an image reply cannot carry a note
                 text += texts.QUEUED_NOTE
-        # the reply is recorded before the cursor moves: if Redis fails in between, the page is
-        # given again later (a repeat) rather than never (a loss)
-        self._record(push_key, text)
-        self.answers.mark_delivered(target)
-        self.metrics.inc("pages_delivered", path=delivery_path(target, push_key, attempt))
-        return text
+        # the reply recorded, the page passed and the push's own answer released: one atomic step
+        claimed = self.answers.claim(push_key, found, text, release=release)
+        if claimed is None:
+            return None
+        if claimed.delivered:
+            self.metrics.inc("pages_delivered", path=delivery_path(target, push_key, attempt))
+        return claimed.reply
 
     def _record(self, push_key: str, text: str) -> str:
         self.pushes.save_reply(push_key, text)
@@ -123,7 +140,27 @@ class PassiveDelivery:
             self.answers.release(plan.answer_id)
             reason = "late: not ready within WeChat's attempts; waits for the user's next message"
             self.metrics.undelivered(plan.answer_id, openid, reason)
-        return self._record(push_key, texts.STILL_WORKING)
+        return self._record(push_key, self._still_working(openid, push_key, plan))
+
+    def _still_working(self, openid: str, push_key: str, plan: Plan) -> str:
+        """STILL_WORKING; with answer pages, the link to the page of the answer being written, where the
+        follower can watch it instead of guessing when to write again (it still waits for their next
+        message, as without pages)."""
+        if self.links is None:
+            return texts.STILL_WORKING
+        try:
+            answer_id = plan.answer_id if plan.kind == "ask" else self._awaited(openid, push_key)
+            answer = self.answers.get(answer_id) if answer_id else None
+            url = self.links.url(answer.id) if answer is not None and answer.kind in PAGE_KINDS else None
+        except redis.exceptions.RedisError as exc:
+            log.warning("no page link for %s: %s", push_key, exc)
+            url = None
+        return self.links.still_working(url) if url else texts.STILL_WORKING
+
+    def _awaited(self, openid: str, push_key: str) -> str | None:
+        """For 继续: the answer it waits for (the oldest owed one not ready yet)."""
+        target = self.answers.next_target(openid, push_key, include_current=True)
+        return target.answer.id if target is not None and not target.answer.finished else None
 
 
 def reserved_for(settings: Settings, mode: str) -> float:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -28,16 +29,127 @@ ABANDONED_AFTER = 600
 OWED_SCAN = 20
 
 
-#: KEYS: lease, pages, answer. ARGV: lease token, ttl, status ("" = unchanged), error, pages...
+#: KEYS: lease, pages, answer. ARGV: lease token, ttl, status ("" = unchanged), error, the user's ready
+#: channel, pages... The notice goes out in the same step: a waiting delivery wakes one round trip sooner.
 GUARDED_WRITE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if #ARGV > 4 then
-    redis.call('RPUSH', KEYS[2], unpack(ARGV, 5))
+if #ARGV > 5 then
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, 6))
     redis.call('EXPIRE', KEYS[2], ARGV[2])
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], 'status', ARGV[3], 'error', ARGV[4]) end
+redis.call('PUBLISH', ARGV[5], '1')
 return 1
 """
+
+#: What a push may deliver now, read in one step (the Python of `next_target` and `page`, which say
+#: why): the push's reply if it has one; else the oldest ready owed answer it may deliver, else the
+#: oldest one to wait for, else (with include_current) the current answer's next page. On the way it
+#: drops expired ids from the owed list and fails answers abandoned for ABANDONED_AFTER, as
+#: `next_target` does. Nothing is delivered here: `CLAIM` does that, if nothing changed meanwhile.
+#: KEYS: the push's record, the owed list, the current hash, the user lock. ARGV: push key, now,
+#: include_current (1/0), OWED_SCAN, ABANDONED_AFTER, the failure text, the answer key's prefix, the
+#: suffixes of its pages, lease, sent and sending keys. Returns {"reply", text}, {"busy"} (the user
+#: lock is held: its holder is changing what the user is owed), {"none"}, or {"ready" | "wait", id,
+#: page index, from owed (1/0), page count, page text or false, the answer's fields...}.
+PEEK = """
+local reply = redis.call('HGET', KEYS[1], 'reply')
+if reply then return {'reply', reply} end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
+local now = tonumber(ARGV[2])
+local function load(id)
+    local fields = redis.call('HGETALL', ARGV[7] .. id)
+    if #fields == 0 then return nil end
+    local a = {id = id, fields = fields}
+    for i = 1, #fields, 2 do a[fields[i]] = fields[i + 1] end
+    a.count = redis.call('LLEN', ARGV[7] .. id .. ARGV[8])
+    return a
+end
+local function finished(a) return a.status == 'done' or a.status == 'failed' end
+local eligible, ready
+for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)) do
+    local a = load(id)
+    if not a then
+        redis.call('LREM', KEYS[2], 0, id)
+    elseif a.owner == ARGV[1] or tonumber(a.reserved_until or '0') < now then
+        if not finished(a) and now - tonumber(a.created or '0') >= tonumber(ARGV[5])
+                and redis.call('EXISTS', ARGV[7] .. id .. ARGV[9]) == 0 then
+            redis.call('HSET', ARGV[7] .. id, 'status', 'failed', 'error', ARGV[6])
+            a = load(id)
+        end
+        eligible = eligible or a
+        if a.count > 0 or finished(a) then
+            ready = a
+            break
+        end
+    end
+end
+local target, index, owed = ready or eligible, 0, 1
+if not target then
+    if ARGV[3] ~= '1' then return {'none'} end
+    local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
+    if not state[1] then return {'none'} end
+    target = load(state[1])
+    if not target then return {'none'} end
+    index, owed = tonumber(state[2] or '0'), 0
+    if target.delivery == 'active' then
+        local sent = tonumber(redis.call('GET', ARGV[7] .. target.id .. ARGV[10]) or '0')
+        local sending = redis.call('GET', ARGV[7] .. target.id .. ARGV[11])
+        index = math.max(index, sent, sending and tonumber(sending) + 1 or 0)
+    end
+end
+local page = false
+local is_ready = index < target.count or finished(target)
+if index < target.count then
+    page = redis.call('LINDEX', ARGV[7] .. target.id .. ARGV[8], index)
+elseif target.status == 'failed' and index == target.count then
+    page = target.error or ''
+end
+return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, page, unpack(target.fields)}
+"""
+
+#: Deliver what PEEK found, if it is still what this push may deliver: record the push's reply and move
+#: past the page (off the owed list; the current answer's cursor forward, never back), and release the
+#: push's own answer when it delivers another one (with its notice). One step, so that of any number of
+#: deliveries that peeked the same page exactly one claims it; the others peek again.
+#: KEYS: the push's record, the owed list, the current hash, the user lock, the answer, the answer to
+#: release (the answer again when none). ARGV: reply text, answer id, page index, from owed (1/0), the
+#: answer's restarts when peeked, ttl, release (1/0), the user's ready channel, the answer's sent and
+#: sending keys. Returns {"ok"}, {"reply", text} (another delivery of the push answered it), {"busy"} or
+#: {"changed"}.
+CLAIM = """
+local reply = redis.call('HGET', KEYS[1], 'reply')
+if reply then return {'reply', reply} end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
+if (redis.call('HGET', KEYS[5], 'restarts') or '0') ~= ARGV[5] then return {'changed'} end
+local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
+local cursor = 0
+if state[1] == ARGV[2] then cursor = tonumber(state[2] or '0') end
+local index = tonumber(ARGV[3])
+if ARGV[4] == '1' then
+    if not redis.call('LPOS', KEYS[2], ARGV[2]) then return {'changed'} end
+else
+    if state[1] ~= ARGV[2] then return {'changed'} end
+    local next = cursor
+    if redis.call('HGET', KEYS[5], 'delivery') == 'active' then
+        local sent, sending = redis.call('GET', ARGV[9]), redis.call('GET', ARGV[10])
+        next = math.max(next, tonumber(sent or '0'), sending and tonumber(sending) + 1 or 0)
+    end
+    if next ~= index then return {'changed'} end
+end
+redis.call('HSET', KEYS[1], 'reply', ARGV[1])
+if ARGV[4] == '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
+redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', math.max(index + 1, cursor))
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+if ARGV[7] == '1' then
+    redis.call('HSET', KEYS[6], 'reserved_until', 0)
+    redis.call('PUBLISH', ARGV[8], '1')
+end
+return {'ok'}
+"""
+#: while another holder has the user lock, a peek or claim looks again this often (seconds), this long
+BUSY_POLL = 0.005
+BUSY_LIMIT = 5.0
 
 
 #: renews a lease only while it is still ours
@@ -102,6 +214,27 @@ class Target:
     from_owed: bool
 
 
+@dataclass(frozen=True)
+class Peek:
+    """What a push may deliver now (`AnswerStore.peek`): its reply when it already has one; else the next
+    target, if any, whether its page is ready, and that page's text (None: there is no such page)."""
+
+    reply: str | None = None
+    target: Target | None = None
+    ready: bool = False
+    page: str | None = None
+    restarts: int = 0
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The outcome of `AnswerStore.claim`: the push's reply, and whether this claim delivered it (False:
+    another delivery of the same push answered first). None instead: the target changed; peek again."""
+
+    reply: str
+    delivered: bool
+
+
 class AnswerStore:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
@@ -110,6 +243,8 @@ class AnswerStore:
         self._guarded_write = client.register_script(GUARDED_WRITE)
         self._renew = client.register_script(RENEW_IF_OURS)
         self._release = client.register_script(RELEASE_IF_OURS)
+        self._peek = client.register_script(PEEK)
+        self._claim = client.register_script(CLAIM)
 
     # --- answers --------------------------------------------------------------------------
     def create(
@@ -151,21 +286,7 @@ class AnswerStore:
         fields, page_count = pipe.execute()
         if not fields:
             return None
-        return Answer(
-            id=answer_id,
-            openid=fields.get("openid", ""),
-            question=fields.get("question", ""),
-            status=fields.get("status", "queued"),
-            error=fields.get("error", ""),
-            owner=fields.get("owner", ""),
-            reserved_until=float(fields.get("reserved_until", 0)),
-            delivery=fields.get("delivery", "passive"),
-            page_count=int(page_count),
-            restarts=int(fields.get("restarts", 0)),
-            kind=fields.get("kind", "text"),
-            media_id=fields.get("media_id", ""),
-            created=float(fields.get("created", 0)),
-        )
+        return _answer_of(answer_id, fields, int(page_count))
 
     def page_count(self, answer_id: str) -> int:
         return int(self.redis.llen(keys.answer_pages(answer_id)))
@@ -180,8 +301,10 @@ class AnswerStore:
         return None
 
     def set_status(self, answer: Answer, status: str, error: str = "") -> None:
-        self.redis.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
-        self.notify(answer.openid)
+        pipe = self.redis.pipeline(transaction=False)  # the write and its notice: one round trip
+        pipe.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
+        pipe.publish(keys.ready_channel(answer.openid), "1")
+        pipe.execute()
 
     def finish(
         self, answer: Answer, last_pages: list[str], status: str, error: str = "", *, lease: str
@@ -195,11 +318,11 @@ class AnswerStore:
 
     def _write(self, answer: Answer, pages: list[str], lease: str, status: str = "", error: str = "") -> None:
         """Atomically, and only while `lease` still holds the answer: a run that lost it writes nothing."""
-        args: list[EncodableT] = [lease, self.ttl, status, error, *pages]
+        channel = keys.ready_channel(answer.openid)
+        args: list[EncodableT] = [lease, self.ttl, status, error, channel, *pages]
         lease_key, pages_key = keys.answer_lease(answer.id), keys.answer_pages(answer.id)
         if not self._guarded_write(keys=[lease_key, pages_key, keys.answer(answer.id)], args=args):
             raise LeaseLost(f"answer {answer.id}: another run holds it")
-        self.notify(answer.openid)
 
     def restart(self, answer: Answer, keep_pages: int) -> None:
         """A worker died mid-answer: drop the pages nobody has seen and count the restart."""
@@ -286,6 +409,60 @@ class AnswerStore:
             with suppress(redis.exceptions.LockError):  # expired: the work under it was short
                 lock.release()
 
+    def peek(self, openid: str, push_key: str, *, include_current: bool) -> Peek:
+        """What push `push_key` may deliver now, in one round trip (`next_target` and `page`, and the
+        push's reply), without the user lock: a holder of the lock (the active sender) is waited for."""
+        names = [keys.message(push_key), keys.owed(openid), keys.current(openid), keys.user_lock(openid)]
+        args: list[EncodableT] = [push_key, time.time(), int(include_current), OWED_SCAN, ABANDONED_AFTER]
+        args += [texts.LLM_TIMEOUT, keys.answer(""), *_SUFFIXES]
+        found = self._while_busy(lambda: self._peek(keys=names, args=args))
+        if found[0] == "reply":
+            return Peek(reply=str(found[1]))
+        if found[0] == "none":
+            return Peek()
+        answer_id, index, owed, count, page = (
+            str(found[1]),
+            int(found[2]),
+            found[3] == 1,
+            int(found[4]),
+            found[5],
+        )
+        fields = dict(zip(found[6::2], found[7::2], strict=True))
+        answer = _answer_of(answer_id, fields, count)
+        target = Target(answer, index, from_owed=owed)
+        text = None if page is None else str(page)
+        return Peek(target=target, ready=found[0] == "ready", page=text, restarts=answer.restarts)
+
+    def claim(self, push_key: str, peeked: Peek, text: str, *, release: str = "") -> Claimed | None:
+        """Deliver the page `peeked` found as `text`, the reply of push `push_key`, if it is still this
+        push's to deliver: the reply recorded and the page passed, atomically (one of any number of
+        concurrent claims of a page wins; None for the others: peek again). `release`: the push's own
+        answer, released for a later message when the push delivers another one."""
+        target = peeked.target
+        assert target is not None
+        answer = target.answer
+        names = [keys.message(push_key), keys.owed(answer.openid), keys.current(answer.openid)]
+        names += [keys.user_lock(answer.openid), keys.answer(answer.id), keys.answer(release or answer.id)]
+        args: list[EncodableT] = [text, answer.id, target.page, int(target.from_owed), peeked.restarts]
+        args += [self.ttl, int(bool(release)), keys.ready_channel(answer.openid)]
+        args += [keys.answer_sent(answer.id), keys.answer_sending(answer.id)]
+        found = self._while_busy(lambda: self._claim(keys=names, args=args))
+        if found[0] == "ok":
+            return Claimed(text, delivered=True)
+        if found[0] == "reply":
+            return Claimed(str(found[1]), delivered=False)
+        return None
+
+    @staticmethod
+    def _while_busy(run: Callable[[], list[Any]]) -> list[Any]:
+        """Run a claim script again while the user lock is held (as waiting for the lock did)."""
+        deadline = time.monotonic() + BUSY_LIMIT
+        while (found := run())[0] == "busy":
+            if time.monotonic() >= deadline:
+                raise TimeoutError("the user lock is busy")
+            time.sleep(BUSY_POLL)
+        return found
+
     def next_target(self, openid: str, push_key: str, *, include_current: bool) -> Target | None:
         """The oldest *ready* owed answer this push may deliver, else the oldest one to wait for, else
         (for 继续) the current answer's next page. A ready answer never waits behind a slow one."""
@@ -355,3 +532,36 @@ class AnswerStore:
         pipe.expire(keys.owed(openid), self.ttl)
         pipe.execute()
         self.notify(openid)
+
+
+def _answer_of(answer_id: str, fields: dict[str, str], page_count: int) -> Answer:
+    return Answer(
+        id=answer_id,
+        openid=fields.get("openid", ""),
+        question=fields.get("question", ""),
+        status=fields.get("status", "queued"),
+        error=fields.get("error", ""),
+        owner=fields.get("owner", ""),
+        reserved_until=float(fields.get("reserved_until", 0)),
+        delivery=fields.get("delivery", "passive"),
+        page_count=page_count,
+        restarts=int(fields.get("restarts", 0)),
+        kind=fields.get("kind", "text"),
+        media_id=fields.get("media_id", ""),
+        created=float(fields.get("created", 0)),
+    )
+
+
+def _suffix(key_of: Callable[[str], str]) -> str:
+    """What a key of an answer adds to the answer's own key (`:pages`, …), for the scripts that build
+    the keys of the answers they find."""
+    base, key = keys.answer("0"), key_of("0")
+    assert key.startswith(base), key
+    return key[len(base) :]
+
+
+#: what the keys of an answer add to its own key, in the order PEEK takes them
+_SUFFIXES = [
+    _suffix(key_of)
+    for key_of in (keys.answer_pages, keys.answer_lease, keys.answer_sent, keys.answer_sending)
+]

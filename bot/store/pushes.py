@@ -1,8 +1,12 @@
-"""Inbound pushes in Redis: de-duplication, attempt counting and the one reply each push gets.
+"""Inbound pushes in Redis: the replay guard, de-duplication, attempt counting and the one reply each
+push gets.
 
 WeChat delivers a message up to three times with the same MsgId, possibly to different processes
 or machines. The first delivery decides what to do (its *plan*); every delivery of the same
 push then gives the same reply, and only the first one starts any work.
+
+A push costs one round trip here before its plan (`bind_signature`: the replay guard and the attempt
+count in one script, with the plan and reply of an earlier delivery) and one after it (`record`).
 """
 
 from __future__ import annotations
@@ -10,15 +14,61 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import redis
+from redis.client import Pipeline
+from redis.commands.core import Script
+from redis.typing import EncodableT
 from wechatpy.messages import BaseMessage
 
 from bot.store import keys
 
 PlanKind = Literal["reply", "image", "silent", "ask", "fetch"]
+
+#: The replay guard and, for a push, the count of its deliveries, atomically. k: the signature's record,
+#: then (for a push) the push's record. a: the request's digest, the record's lifetime, the push record's
+#: lifetime. Returns {-1} for a replay (the signature came with another request first), {0} for a URL
+#: check, else {attempt, plan or false, reply or false}: an earlier delivery's plan and reply.
+ARRIVE_FUNCTION = """
+local function arrive(k, a)
+    if not redis.call('SET', k[1], a[1], 'NX', 'EX', a[2]) then
+        if redis.call('GET', k[1]) ~= a[1] then return {-1} end
+    end
+    if not k[2] then return {0} end
+    local attempt = redis.call('HINCRBY', k[2], 'attempts', 1)
+    redis.call('EXPIRE', k[2], a[3])
+    if attempt == 1 then return {1} end
+    local earlier = redis.call('HMGET', k[2], 'plan', 'reply')
+    return {attempt, earlier[1], earlier[2]}
+end
+"""
+ARRIVE = ARRIVE_FUNCTION + "return arrive(KEYS, ARGV)\n"
+#: ARRIVE, then another store's work on a push's first delivery only (`OnFirst`, whose function source
+#: follows this one's): KEYS and ARGV after ARRIVE's three are its own.
+ARRIVE_THEN = """
+local result = arrive({KEYS[1], KEYS[2]}, {ARGV[1], ARGV[2], ARGV[3]})
+if result[1] == 1 then
+    local k, a = {}, {}
+    for i = 3, #KEYS do k[#k + 1] = KEYS[i] end
+    for i = 4, #ARGV do a[#a + 1] = ARGV[i] end
+    %s(k, a)
+end
+return result
+"""
+
+
+@dataclass(frozen=True)
+class OnFirst:
+    """Work of another store that runs inside the arrival script, on a push's first delivery only (so
+    that it costs no round trip of its own, and never runs for a replay or a retry): the source of a Lua
+    function `name(k, a)`, and its keys and arguments."""
+
+    function: str
+    name: str
+    keys: list[str]
+    args: list[EncodableT]
 
 
 @dataclass(frozen=True)
@@ -32,11 +82,28 @@ class Plan:
     delivery: str = "passive"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        fields = {
+            "kind": self.kind,
+            "text": self.text,
+            "answer_id": self.answer_id,
+            "media_id": self.media_id,
+            "delivery": self.delivery,
+        }
+        return json.dumps(fields, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str) -> Plan:
         return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A delivery of a push that passed the replay guard: which delivery it is (1: new; 0: a URL check,
+    not a push), and what an earlier delivery planned and replied, if anything yet."""
+
+    attempt: int
+    plan: Plan | None = None
+    reply: str | None = None
 
 
 def dedup_key(message: BaseMessage) -> str:
@@ -53,17 +120,15 @@ class PushLog:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._arrive = client.register_script(ARRIVE)
+        self._arrive_then: dict[str, Script] = {}  # by the OnFirst function's source
 
-    def arrive(self, key: str) -> int:
-        """Count one more delivery of this push; 1 means it is new."""
-        pipe = self.redis.pipeline()
-        pipe.hincrby(keys.message(key), "attempts", 1)
-        pipe.expire(keys.message(key), keys.MESSAGE_TTL)
-        attempts, _ = pipe.execute()
-        return int(attempts)
+    def pipeline(self) -> Pipeline:
+        """A pipeline (no MULTI) in which several stores queue the writes of one push: one round trip."""
+        return self.redis.pipeline(transaction=False)
 
-    def save_plan(self, key: str, plan: Plan) -> None:
-        self.redis.hset(keys.message(key), "plan", plan.to_json())
+    def save_plan(self, key: str, plan: Plan, pipe: Pipeline | None = None) -> None:
+        (pipe or self.redis).hset(keys.message(key), "plan", plan.to_json())
 
     def plan(self, key: str, wait: float = 2.0) -> Plan | None:
         """The plan the first delivery made (waits briefly in case it is being made right now)."""
@@ -85,19 +150,46 @@ class PushLog:
         self.redis.hset(keys.message(key), "reply", text)
 
     def bind_signature(
-        self, timestamp: str, nonce: str, digest: str, accepted_until: float, now: float
-    ) -> bool:
-        """Bind a signature (timestamp + nonce) to the first request it came with (`digest`); False
-        when it came with another one before (a replay). One round trip (SET NX GET needs Redis 7).
+        self,
+        timestamp: str,
+        nonce: str,
+        digest: str,
+        accepted_until: float,
+        now: float,
+        push: str = "",
+        on_first: OnFirst | None = None,
+    ) -> Arrival | None:
+        """The replay guard: bind a signature (timestamp + nonce) to the first request it came with
+        (`digest`); None when it came with another one before (a replay). With `push` (a push's
+        de-duplication key), the same round trip counts the delivery of the push (`Arrival.attempt`,
+        1 when it is new), reads what an earlier delivery planned and replied, and on the first delivery
+        runs `on_first`.
 
-        The record lives as long as the signature can be accepted — until `accepted_until`, which the
-        push's own timestamp sets, not its arrival — and SIGNED_SLACK longer, for a web process
+        The signature's record lives as long as the signature can be accepted — until `accepted_until`,
+        which the push's own timestamp sets, not its arrival — and SIGNED_SLACK longer, for a web process
         whose clock is behind `now`'s: a signature is never forgotten while it still opens the door.
         """
-        key = keys.signed(timestamp, nonce)
         ttl = max(1, math.ceil(accepted_until - now)) + keys.SIGNED_SLACK
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(key, digest, nx=True, ex=ttl)
-        pipe.get(key)
-        first = pipe.execute()[1]
-        return first is None or first == digest
+        names = [keys.signed(timestamp, nonce)] + ([keys.message(push)] if push else [])
+        args: list[EncodableT] = [digest, ttl, keys.MESSAGE_TTL]
+        script = self._arrive
+        if push and on_first is not None:
+            script = self._script_then(on_first)
+            names, args = names + on_first.keys, args + on_first.args
+        found = script(keys=names, args=args)
+        attempt = int(found[0])
+        if attempt < 0:
+            return None
+        plan, reply = [*found[1:], None, None][:2]
+        return Arrival(
+            attempt,
+            None if plan is None else Plan.from_json(str(plan)),
+            None if reply is None else str(reply),
+        )
+
+    def _script_then(self, on_first: OnFirst) -> Script:
+        script = self._arrive_then.get(on_first.function)
+        if script is None:
+            source = ARRIVE_FUNCTION + on_first.function + ARRIVE_THEN % on_first.name
+            script = self._arrive_then[on_first.function] = self.redis.register_script(source)
+        return script

@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -20,6 +21,10 @@ from bot.store import keys
 
 log = logging.getLogger(__name__)
 
+#: how long a process trusts its copy of the admin and ban sets (seconds): they change rarely (an /auth, a
+#: /ban), a push reads them on its way, and a round trip for each cost more than the rest of a command.
+#: A change made by another process applies here this much later at most; this process's own, at once.
+MEMBERSHIP_TTL = 2.0
 #: no ambiguous characters (0/O, 1/l/I)
 CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
 CODE_LENGTH = 10
@@ -43,14 +48,48 @@ def _digest(code: str) -> str:
     return hashlib.sha256(code.strip().lower().encode()).hexdigest()
 
 
+class CachedSet:
+    """A Redis set as this process last read it, read again once it is `ttl` seconds old."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        ttl: float = MEMBERSHIP_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.redis, self.key, self.ttl, self.clock = client, key, ttl, clock
+        #: (members, read at, generation), replaced in one assignment; `forget` starts a generation, so
+        #: that a read which began before a change made here is not kept
+        self._read: tuple[frozenset[str], float | None, int] = (frozenset(), None, 0)
+
+    def __contains__(self, member: str) -> bool:
+        members, read_at, generation = self._read
+        now = self.clock()
+        if read_at is None or now - read_at >= self.ttl:
+            members = frozenset(map(str, self.redis.smembers(self.key)))
+            if self._read[2] == generation:
+                self._read = (members, now, generation)
+        return member in members
+
+    def forget(self) -> None:
+        """This process changed the set: the next look reads it again."""
+        self._read = (frozenset(), None, self._read[2] + 1)
+
+
 class AdminStore:
-    def __init__(self, client: redis.Redis, configured: list[str]) -> None:
+    def __init__(
+        self, client: redis.Redis, configured: list[str], clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.redis = client
         self.configured = set(configured)
         self._count_in_window = client.register_script(COUNT_IN_WINDOW)
+        self._admins = CachedSet(client, keys.ADMINS, clock=clock)
+        self._banned = CachedSet(client, keys.BANNED, clock=clock)
 
     def is_admin(self, openid: str) -> bool:
-        return openid in self.configured or bool(self.redis.sismember(keys.ADMINS, openid))
+        """WECHAT_ADMIN_OPENIDS, or made admin with /auth (known here MEMBERSHIP_TTL after it at most)."""
+        return openid in self.configured or openid in self._admins
 
     def admins(self) -> list[str]:
         return sorted(self.configured | set(map(str, self.redis.smembers(keys.ADMINS))))
@@ -72,6 +111,7 @@ class AdminStore:
         if code and self.redis.getdel(keys.admin_code(_digest(code))) is not None:
             self.redis.delete(keys.auth_failures(openid))
             self.redis.sadd(keys.ADMINS, openid)
+            self._admins.forget()
             self.audit(openid, "auth", "became admin with a one-time code")
             return True
         log.warning("failed /auth attempt by %s (%s this hour)", openid, attempts)
@@ -79,12 +119,16 @@ class AdminStore:
 
     def ban(self, openid: str) -> None:
         self.redis.sadd(keys.BANNED, openid)
+        self._banned.forget()
 
     def unban(self, openid: str) -> bool:
-        return bool(self.redis.srem(keys.BANNED, openid))
+        found = bool(self.redis.srem(keys.BANNED, openid))
+        self._banned.forget()
+        return found
 
     def is_banned(self, openid: str) -> bool:
-        return bool(self.redis.sismember(keys.BANNED, openid))
+        """In the ban set (a /ban in another process applies here MEMBERSHIP_TTL after it at most)."""
+        return openid in self._banned
 
     def audit(self, admin: str, command: str, args: str) -> None:
         record = {"at": time.time(), "admin": admin, "command": command, "args": args[:200]}

@@ -1,0 +1,147 @@
+"""The atomic claim (AnswerStore.peek + claim): of any number of deliveries that found the same page,
+exactly one delivers it; a claim fails when anything it looked at changed since, and never waits for
+a lock. Deterministic: interleavings are played in order, and real threads are only counted."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from bot.store.answers import AnswerStore, Peek
+from bot.store.pushes import PushLog
+
+USER = "user-1"
+
+
+def answered(store: AnswerStore, pages: list[str], *, owner: str = "asker", released: bool = True) -> str:
+    """A finished answer of USER, owed to them; released: any of their pushes may deliver it."""
+    answer_id = store.create(USER, "q", owner=owner, reserved_for=0 if released else 60, delivery="passive")
+    answer = store.get(answer_id)
+    assert answer is not None
+    lease = store.take_lease(answer_id, 10_000)
+    assert lease is not None
+    store.finish(answer, pages, "done", lease=lease)
+    return answer_id
+
+
+def test_of_many_deliveries_that_found_the_same_page_exactly_one_claims_it(redis_client: redis.Redis) -> None:
+    store = AnswerStore(redis_client, ttl=3600)
+    answer_id = answered(store, ["the answer"])
+    pushes = [f"push-{n}" for n in range(8)]
+    found = [store.peek(USER, push, include_current=False) for push in pushes]
+    assert all(f.target is not None and f.target.answer.id == answer_id and f.ready for f in found)
+    claims = [store.claim(push, f, f"reply of {push}") for push, f in zip(pushes, found, strict=True)]
+    winners = [c for c in claims if c is not None]
+    assert len(winners) == 1 and winners[0].delivered and winners[0].reply == "reply of push-0"
+    # the others look again: nothing is owed any more
+    assert all(store.peek(USER, push, include_current=False).target is None for push in pushes[1:])
+    log = PushLog(redis_client)
+    assert [log.reply(push) for push in pushes] == ["reply of push-0"] + [None] * 7
+
+
+def test_concurrent_claims_from_many_threads_deliver_the_page_once(redis_client: redis.Redis) -> None:
+    store = AnswerStore(redis_client, ttl=3600)
+    answered(store, ["the answer"])
+    start = threading.Barrier(16)
+    delivered: list[str] = []
+    lock = threading.Lock()
+
+    def deliver(push: str) -> None:
+        start.wait(timeout=30)
+        for _ in range(20):  # as PassiveDelivery: look, claim, look again when the claim failed
+            found = store.peek(USER, push, include_current=False)
+            if found.reply is not None or found.target is None:
+                return
+            claimed = store.claim(push, found, f"reply of {push}")
+            if claimed is not None:
+                if claimed.delivered:
+                    with lock:
+                        delivered.append(push)
+                return
+
+    threads = [threading.Thread(target=deliver, args=(f"push-{n}",)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(delivered) == 1
+    assert store.peek(USER, "later", include_current=False).target is None
+
+
+def test_two_deliveries_of_one_push_give_one_reply(redis_client: redis.Redis) -> None:
+    """WeChat's retry found the same page as the attempt still waiting: the second claim returns the
+    reply the first one recorded, and the page is passed once."""
+    store = AnswerStore(redis_client, ttl=3600)
+    answered(store, ["page 1", "page 2"], owner="push-1", released=False)
+    first = store.peek(USER, "push-1", include_current=False)
+    again = store.peek(USER, "push-1", include_current=False)
+    one = store.claim("push-1", first, "page 1 …")
+    two = store.claim("push-1", again, "page 1 (other text)")
+    assert one is not None and one.delivered
+    assert two is not None and not two.delivered and two.reply == "page 1 …"
+    assert PushLog(redis_client).reply("push-1") == "page 1 …"
+    later = store.peek(USER, "push-1", include_current=False)
+    assert later.reply == "page 1 …"  # the push has its reply: no other page goes out on it
+    fetch = store.peek(USER, "push-2", include_current=True)  # 继续 reads page 2, not page 1 again
+    assert fetch.target is not None and fetch.target.page == 1 and fetch.page == "page 2"
+
+
+def test_a_claim_fails_when_a_lock_holder_changed_the_page_meanwhile(redis_client: redis.Redis) -> None:
+    """The active sender works under the user lock: a page it passed while a delivery was between its
+    look and its claim is not given a second time."""
+    store = AnswerStore(redis_client, ttl=3600)
+    answered(store, ["page 1", "page 2", "page 3"])
+    first = store.peek(USER, "push-1", include_current=False)
+    assert store.claim("push-1", first, "page 1") is not None
+    found = store.peek(USER, "push-2", include_current=True)
+    assert found.target is not None and found.target.page == 1
+    with store.user_lock(USER):  # e.g. a customer-service send of page 2
+        store.mark_delivered(found.target)
+    assert store.claim("push-2", found, "page 2") is None
+    again = store.peek(USER, "push-2", include_current=True)
+    assert again.target is not None and again.target.page == 2 and again.page == "page 3"
+
+
+def test_a_claim_fails_when_the_answer_was_restarted_meanwhile(redis_client: redis.Redis) -> None:
+    """A killed worker's answer is regenerated (its unread pages dropped): a page peeked before that is
+    not delivered."""
+    store = AnswerStore(redis_client, ttl=3600)
+    answer_id = answered(store, ["old page"])
+    found = store.peek(USER, "push-1", include_current=False)
+    answer = store.get(answer_id)
+    assert answer is not None
+    store.restart(answer, keep_pages=0)
+    assert store.claim("push-1", found, "old page") is None
+    assert store.peek(USER, "push-1", include_current=False).ready is False  # running again, no page yet
+
+
+def test_releasing_the_pushs_own_answer_goes_with_the_claim(redis_client: redis.Redis) -> None:
+    """A push that delivers an earlier late answer releases its own (a later message may fetch it)."""
+    store = AnswerStore(redis_client, ttl=3600)
+    answered(store, ["late answer"])
+    own = store.create(USER, "new question", owner="push-2", reserved_for=60, delivery="passive")
+    found = store.peek(USER, "push-2", include_current=False)
+    assert found.target is not None and found.target.answer.id != own
+    assert store.claim("push-2", found, "late answer + note", release=own) is not None
+    mine = store.get(own)
+    assert mine is not None and mine.reserved_until == 0
+
+
+def test_peek_picks_what_next_target_picks(redis_client: redis.Redis) -> None:
+    """The script and the Python reading agree: the oldest *ready* owed answer first, else the oldest
+    one to wait for; expired ids leave the owed list."""
+    store = AnswerStore(redis_client, ttl=3600)
+    slow = store.create(USER, "slow", owner="x", reserved_for=0, delivery="passive")
+    redis_client.rpush(f"wxbot:user:{USER}:owed", "expired-id")
+    ready = answered(store, ["ready"])
+    found = store.peek(USER, "push-1", include_current=False)
+    target = store.next_target(USER, "push-1", include_current=False)
+    assert found.target is not None and target is not None
+    assert found.target.answer.id == target.answer.id == ready and found.page == "ready"
+    assert "expired-id" not in redis_client.lrange(f"wxbot:user:{USER}:owed", 0, -1)
+    assert store.claim("push-1", found, "ready") is not None
+    waiting = store.peek(USER, "push-2", include_current=False)
+    assert waiting.target is not None and waiting.target.answer.id == slow and not waiting.ready
+    assert waiting == Peek(target=waiting.target, ready=False, page=None, restarts=0)
