@@ -9,11 +9,8 @@ import io
 import re
 from pathlib import Path
 
-import docx
-import pypdf
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
-from charset_normalizer import from_bytes
 from markdown_it import MarkdownIt
 
 from bot.knowledge.documents import Block, Document
@@ -93,6 +90,8 @@ def _html(data: bytes) -> tuple[str, list[Block], str]:
 
 
 def _pdf(data: bytes) -> tuple[str, list[Block], str]:
+    import pypdf  # here, not at the top: every web and worker process imports this module (27 MiB)
+
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
@@ -105,6 +104,8 @@ def _pdf(data: bytes) -> tuple[str, list[Block], str]:
 
 
 def _docx(data: bytes) -> tuple[str, list[Block], str]:
+    import docx  # here, not at the top: only adding a file needs it (17 MiB)
+
     try:
         document = docx.Document(io.BytesIO(data))
     except Exception as exc:  # python-docx raises zipfile, KeyError or lxml errors for a bad file
@@ -129,6 +130,8 @@ def decode_text(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
+        from charset_normalizer import from_bytes  # only for files that are not UTF-8
+
         best = from_bytes(data).best()
         if best is None:
             raise UnreadableFile("not text in any known encoding") from None
