@@ -50,6 +50,21 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(process)d %(name)s [%(request_id)s] %(message)s"
 
 
+#: what a log reader may take for the end of a line, and how it is written instead
+_LINE_BREAKS = str.maketrans(
+    {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\x85": "\\x85", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
+class TextFormatter(logging.Formatter):
+    """One line per event: line breaks inside a message (a follower's text, with LOG_MESSAGE_CONTENT)
+    are escaped, so that nobody can write a line that looks like the bot's own. A traceback keeps its
+    lines: it follows the event's line, and comes from the code."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_LINE_BREAKS)
+
+
 def console_handler(log_format: str = "text") -> logging.Handler:
     """The handler every process logs through: stderr, `text` or `json` lines, with the request id.
 
@@ -57,7 +72,7 @@ def console_handler(log_format: str = "text") -> logging.Handler:
     """
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     return handler
 
 
