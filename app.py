@@ -20,6 +20,7 @@ from bot.config import load_settings
 from bot.delivery.passive import PassiveDelivery
 from bot.delivery.waiter import ReadyWaiter
 from bot.logs import configure_logging
+from bot.pages.views import answer_pages
 from bot.runtime import Runtime, make_redis
 from bot.webhook import Inbound, Webhook
 from bot.wechat.protocol import WeChatProtocol
@@ -28,8 +29,9 @@ from handlers.router import Router
 
 def metrics_allowed(token: str) -> bool:
     """With METRICS_TOKEN: that bearer token. Without: direct loopback requests only (not via a proxy)."""
-    if token:
-        return hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}")
+    if token:  # as bytes: compare_digest refuses non-ASCII str (a TypeError, which would be a 500)
+        given = request.headers.get("Authorization", "").encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(given, f"Bearer {token}".encode("utf-8", "surrogatepass"))
     proxied = "X-Forwarded-For" in request.headers or "X-Real-IP" in request.headers
     return request.remote_addr in ("127.0.0.1", "::1") and not proxied
 
@@ -41,7 +43,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     runtime = Runtime(settings)
     jobs = Jobs(runtime)
     waiter = ReadyWaiter(make_redis(settings, socket_timeout=None))
-    delivery = PassiveDelivery(settings, runtime.answers, runtime.pushes, waiter, runtime.metrics)
+    links = runtime.page_links if settings.public_base_url else None
+    delivery = PassiveDelivery(
+        settings, runtime.answers, runtime.pushes, waiter, runtime.metrics, links=links
+    )
     webhook = Webhook(runtime, Router(runtime, jobs), WeChatProtocol(settings), delivery)
 
     app = Flask(__name__)
@@ -53,6 +58,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         "webhook": webhook,
         "waiter": waiter,
     }
+
+    if settings.public_base_url:  # answer pages at /a/<token> (nginx passes /a/ to the bot)
+        mask = lambda text: runtime.moderator.mask(text)  # noqa: E731 (the moderator is built on first use)
+        app.register_blueprint(answer_pages(settings, runtime.answers, runtime.pages, mask))
 
     @app.route("/wechat", methods=["GET", "POST"])
     def wechat() -> Response:

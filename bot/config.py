@@ -11,6 +11,7 @@ import difflib
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -21,6 +22,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 PROJECT_ENV_FILE = Path(__file__).resolve().parent.parent / ".env"
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+#: PUBLIC_BASE_URL's longest form: every page link carries it, and a page keeps room for one
+PUBLIC_BASE_URL_MAX = 100
 
 
 class ConfigError(Exception):
@@ -41,6 +44,9 @@ class Settings(BaseSettings):
     wechat_aes_key: str = ""
     #: the previous EncodingAESKey, tried when decryption with the current one fails (key rotation)
     wechat_aes_key_previous: str = ""
+    #: with WECHAT_AES_KEY set, also accept plaintext (明文) pushes: only while 公众号后台 switches from
+    #: 明文模式 to 兼容/安全模式 (a plaintext push is only as safe as its query string)
+    wechat_accept_plaintext: bool = False
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
     wechat_reply_mode: Literal["passive", "active"] = "passive"
     wechat_admin_openids: Annotated[list[str], NoDecode] = []
@@ -52,8 +58,9 @@ class Settings(BaseSettings):
     wechat_reply_margin: float = Field(default=0.5, ge=0)
     #: WeChat delivers each message this many times in all
     wechat_attempts: int = Field(default=3, ge=1, le=5)
-    #: pushes whose timestamp is further than this from our clock are refused (replay guard)
-    wechat_timestamp_tolerance: int = Field(default=3600, ge=60)
+    #: pushes whose timestamp is older than this by our clock are refused (replay guard); WeChat's
+    #: retries come within ~15 s, so 5 minutes leaves room for a clock that is a little off
+    wechat_timestamp_tolerance: int = Field(default=300, ge=60)
     wechat_max_body_bytes: int = Field(default=65536, ge=1024)
     wechat_http_timeout: float = Field(default=5.0, gt=0)
     #: customer-service messages allowed per user message (WeChat: 5 within 48 h)
@@ -71,8 +78,10 @@ class Settings(BaseSettings):
     # --- Limits and moderation ------------------------------------------------------------
     #: questions per user per day (0: unlimited); admins can change it with /quota
     user_daily_quota: int = Field(default=0, ge=0)
-    #: questions per user per minute (0: unlimited)
+    #: messages (questions, commands, meeting pieces) per user per minute (0: unlimited)
     user_rate_per_minute: int = Field(default=6, ge=0)
+    #: /image pictures per user per day (0: unlimited); they count as questions too
+    user_daily_images: int = Field(default=3, ge=0)
     #: check questions with OpenAI's moderation endpoint (uses OPENAI_* settings)
     moderation: bool = False
     #: comma-separated words; questions containing one are refused, answers have them masked
@@ -99,6 +108,9 @@ class Settings(BaseSettings):
     openai_api_key: str = ""
     openai_base_url: str = DEFAULT_OPENAI_BASE_URL
     openai_model: str = "gpt-4o-mini"
+    #: the models /model offers and accepts (comma-separated); the configured model is always allowed,
+    #: and empty allows only it
+    allowed_models: Annotated[list[str], NoDecode] = []
     openai_transcribe_model: str = "whisper-1"
     openai_timeout: float = Field(default=60.0, gt=0)
     openai_connect_timeout: float = Field(default=5.0, gt=0)
@@ -113,6 +125,52 @@ class Settings(BaseSettings):
     #: FastChat: the conversation template (a name in fastchat.conversation) for a worker that does not
     #: send its own; workers normally do (`--conv-template` on the worker sets theirs)
     fastchat_conv_template: str = "vicuna_v1.1"
+
+    # --- Answer page, reasoning models, photos --------------------------------------------
+    #: the address nginx serves the bot at (e.g. https://bot.example.com): each answer then gets a live
+    #: page at {PUBLIC_BASE_URL}/a/{token}, linked when it helps; empty: no pages, no links
+    public_base_url: str = ""
+    #: a reasoning model's thinking: on the answer page, collapsed (`page`), or nowhere (`never`); it is
+    #: never shown in chat
+    show_reasoning: Literal["page", "never"] = "page"
+    #: an OpenAI-compatible model that accepts images (OPENAI_BASE_URL, OPENAI_API_KEY): photos are then
+    #: described and can be asked about; empty: photos get the "not supported yet" text
+    vision_model: str = ""
+
+    # --- Tools (bot/tools/) --------------------------------------------------------------------
+    #: the built-in tools offered to models that can call functions (comma-separated: calculator,
+    #: solve_equations, normal_distribution, dates); empty: none. The FastChat backend offers none.
+    tools: Annotated[list[str], NoDecode] = [
+        "calculator",
+        "solve_equations",
+        "normal_distribution",
+        "dates",
+    ]
+
+    # --- Knowledge base (bot/knowledge/) ---------------------------------------------------
+    #: passages of the knowledge base given to the model with a question (at most)
+    kb_top_k: int = Field(default=3, ge=1, le=8)
+    #: a passage is used when it holds at least this share of the question's words, weighted by how
+    #: rare each word is in the knowledge base (0–1; calibrated with bench/retrieval.py)
+    kb_min_relevance: float = Field(default=0.4, ge=0, le=1)
+    #: …or (EMBEDDING_MODEL set) when its cosine similarity to the question is at least this; it
+    #: depends on the model: check with /kb search
+    kb_min_similarity: float = Field(default=0.5, ge=0, le=1)
+    #: an OpenAI-compatible embedding model: dense retrieval fused with BM25; empty: BM25 alone
+    embedding_model: str = ""
+    #: where /v1/embeddings is served; empty: OPENAI_BASE_URL
+    embedding_base_url: str = ""
+    #: the key for EMBEDDING_BASE_URL; empty: OPENAI_API_KEY
+    embedding_api_key: str = ""
+    #: seconds per embedding request; a question whose embedding fails is ranked by BM25 alone
+    embedding_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("embedding_base_url")
+    @classmethod
+    def _check_embedding_url(cls, value: str) -> str:
+        if value and "://" not in value:
+            raise ValueError(f"must be a URL, got {value!r}")
+        return value.rstrip("/")
 
     # --- Web -----------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -132,6 +190,29 @@ class Settings(BaseSettings):
     def _split_openids(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _split_tools(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, value: list[str]) -> list[str]:
+        known = ("calculator", "solve_equations", "normal_distribution", "dates")  # bot/tools/TOOL_NAMES
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown tools {unknown} (known: {', '.join(known)})")
         return value
 
     @field_validator("wechat_aes_key", "wechat_aes_key_previous")
@@ -159,6 +240,23 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a URL, got {value!r}")
         return value.rstrip("/")
 
+    @field_validator("public_base_url")
+    @classmethod
+    def _check_public_base_url(cls, value: str) -> str:
+        """Where followers open answer pages: an http(s) address without query or fragment, short
+        enough that its link fits every page (WECHAT_MAX_REPLY_BYTES can be 600)."""
+        value = value.strip().rstrip("/")
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"must be an http(s) address such as https://bot.example.com, got {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("must not carry a user name or password")
+        if len(value) > PUBLIC_BASE_URL_MAX:
+            raise ValueError(f"must be at most {PUBLIC_BASE_URL_MAX} characters (every link carries it)")
+        return value
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         if (self.wechat_aes_key or self.wechat_reply_mode == "active") and not self.wechat_appid:
@@ -170,6 +268,11 @@ class Settings(BaseSettings):
         uses_openai_com = self.openai_base_url == DEFAULT_OPENAI_BASE_URL
         if self.llm_backend == "openai" and not self.openai_api_key and uses_openai_com:
             raise ValueError(self._missing_openai_key())
+        if self.vision_model and not self.openai_api_key and uses_openai_com:
+            raise ValueError(
+                "VISION_MODEL: is called through the OpenAI API: set OPENAI_API_KEY, or OPENAI_BASE_URL "
+                "to your OpenAI-compatible server"
+            )
         if self.llm_backend == "fastchat" and not self.fastchat_controller_url:
             raise ValueError("FASTCHAT_CONTROLLER_URL: required with LLM_BACKEND=fastchat")
         if self.wechat_reply_margin >= self.wechat_attempt_timeout:

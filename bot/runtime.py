@@ -12,21 +12,28 @@ from __future__ import annotations
 from functools import cached_property
 
 import redis
+from redis.driver_info import DriverInfo
 
 from bot.config import Settings
 from bot.delivery.active import ActiveSender
-from bot.llm import ChatBackend, make_backend
+from bot.knowledge.base import KnowledgeBase
+from bot.llm import ChatBackend, default_model, make_backend
 from bot.llm.openai_backend import make_client
 from bot.media.images import ImageMaker
 from bot.media.moderation import Moderator
+from bot.media.vision import Vision
 from bot.media.voice import Transcriber
+from bot.pages.links import PageLinks
 from bot.store.answers import AnswerStore
 from bot.store.broadcasts import BroadcastLog
 from bot.store.history import History
+from bot.store.knowledge import KnowledgeStore
 from bot.store.limits import Limits
 from bot.store.metrics import Metrics
 from bot.store.minutes import MinutesStore
 from bot.store.overrides import Overrides
+from bot.store.pages import PageStore
+from bot.store.photos import PhotoStore
 from bot.store.pushes import PushLog
 from bot.store.stats import DailyStats
 from bot.store.users import AdminStore, ModelChoices
@@ -36,6 +43,10 @@ from bot.wechat.api import WeChatAPI
 
 #: one connection per busy thread: web threads and job threads each hold one for short commands
 REDIS_MAX_CONNECTIONS = 1024
+#: what each connection tells Redis about its client (CLIENT SETINFO), worked out once: redis-py
+#: otherwise reads its package metadata from disk for every new connection (0.4 ms), and a burst of
+#: threads that each need a connection at once (100 answers finishing together) pays it every time
+DRIVER_INFO = DriverInfo()
 
 
 def make_redis(settings: Settings, socket_timeout: float | None = 10) -> redis.Redis:
@@ -47,6 +58,7 @@ def make_redis(settings: Settings, socket_timeout: float | None = 10) -> redis.R
         socket_timeout=socket_timeout,
         max_connections=REDIS_MAX_CONNECTIONS,
         health_check_interval=30,
+        driver_info=DRIVER_INFO,
     )
 
 
@@ -59,7 +71,7 @@ class Runtime:
         self.pushes = PushLog(self._redis)
         self.metrics = Metrics(self._redis, zone)
         self.admin = AdminStore(self._redis, settings.wechat_admin_openids)
-        self.models = ModelChoices(self._redis)
+        self.models = ModelChoices(self._redis, [default_model(settings), *settings.allowed_models])
         self.limits = Limits(self._redis, settings.user_rate_per_minute, zone)
         self.stats = DailyStats(self._redis, zone)
         self.overrides = Overrides(self._redis, settings)
@@ -67,6 +79,9 @@ class Runtime:
         self.broadcasts = BroadcastLog(self._redis)
         self.wechat_state = WeChatState(self._redis)
         self.workers = WorkerStore(self._redis)
+        self.knowledge = KnowledgeBase(KnowledgeStore(self._redis), settings)
+        self.pages = PageStore(self._redis)
+        self.photos = PhotoStore(self._redis)
         self.history = History(
             self._redis,
             max_turns=settings.history_max_turns,
@@ -76,10 +91,11 @@ class Runtime:
 
     def close(self) -> None:
         """Release the pooled connections of every client this process has built."""
-        for name in ("backend", "images", "transcriber", "moderator", "wechat"):
+        for name in ("backend", "images", "transcriber", "moderator", "vision", "wechat"):
             client = self.__dict__.get(name)  # built on first use: close only what exists
             if client is not None:
                 client.close()
+        self.knowledge.close()
         self._redis.close()
 
     @cached_property
@@ -108,3 +124,11 @@ class Runtime:
     @cached_property
     def transcriber(self) -> Transcriber:
         return Transcriber(self.settings, self.wechat)
+
+    @cached_property
+    def page_links(self) -> PageLinks:
+        return PageLinks(self.settings, self.pages)
+
+    @cached_property
+    def vision(self) -> Vision:
+        return Vision(self.settings, self.wechat)

@@ -49,6 +49,11 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
             "wechat_aes_key_previous",
             "the previous EncodingAESKey, tried when decryption fails (key rotation)",
         ),
+        (
+            "wechat_accept_plaintext",
+            "true only while switching 明文模式 to 兼容/安全模式: also accept plaintext pushes "
+            "(make check warns)",
+        ),
         ("wechat_api_base", "WeChat's API (change only for a proxy or tests)"),
         ("wechat_reply_mode", "passive (every account) or active (客服消息: verified 认证 accounts only)"),
         ("wechat_admin_openids", "comma-separated openids of admins (管理员)"),
@@ -61,7 +66,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("wechat_attempts", "deliveries of each push by WeChat (1 + retries)"),
         (
             "wechat_timestamp_tolerance",
-            "pushes whose timestamp is further than this from our clock are refused",
+            "seconds: older pushes are refused (replay guard); WeChat's retries take ~15 s",
         ),
         ("wechat_max_body_bytes", "larger request bodies get 413 (nginx: client_max_body_size 64k)"),
         ("wechat_http_timeout", "timeout in seconds of every call to WeChat's API"),
@@ -77,7 +82,11 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
     ],
     "Limits and moderation / 限流与内容审核": [
         ("user_daily_quota", "questions per user per day, 0 = unlimited (admins: /quota)"),
-        ("user_rate_per_minute", "questions per user per minute, 0 = unlimited"),
+        (
+            "user_rate_per_minute",
+            "messages (questions, commands, meeting pieces) per user per minute, 0 = unlimited",
+        ),
+        ("user_daily_images", "/image pictures per user per day (also counted as questions), 0 = unlimited"),
         ("moderation", "true: check questions with OpenAI's moderation endpoint (uses OPENAI_*)"),
         ("sensitive_words", "comma-separated sensitive words (敏感词): such questions are refused"),
         ("sensitive_words_file", "a file with one sensitive word per line, added to SENSITIVE_WORDS"),
@@ -105,6 +114,11 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
             "empty: {default}",
         ),
         ("openai_model", "chat model"),
+        (
+            "allowed_models",
+            "comma-separated models users may pick with /model (a pick lasts 7 days); "
+            "the configured model is always allowed; empty: only it",
+        ),
         ("openai_transcribe_model", "speech-to-text model for voice messages (语音)"),
         ("openai_timeout", "read timeout in seconds (between streamed chunks)"),
         ("openai_connect_timeout", "connect timeout in seconds"),
@@ -123,6 +137,41 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
             "fastchat_conv_template",
             "LLM_BACKEND=fastchat: template for a worker that sends none (workers normally send theirs)",
         ),
+    ],
+    "Answer page, reasoning models, photos / 回答网页、推理模型、图片": [
+        (
+            "public_base_url",
+            "the https address nginx serves (e.g. https://bot.example.com): answers get a live page at "
+            "/a/…, linked in chat when it helps; empty: no pages",
+        ),
+        ("show_reasoning", "a reasoning model's thinking: page (collapsed on the answer page) or never"),
+        (
+            "vision_model",
+            "an OpenAI-compatible model that accepts images (via OPENAI_BASE_URL): photos are described "
+            "and can be asked about; empty: photos get a polite not-supported text",
+        ),
+    ],
+    "Tools / 工具": [
+        (
+            "tools",
+            "built-in tools offered to models that call functions (calculator, solve_equations, "
+            "normal_distribution, dates); empty: none; the FastChat backend offers none",
+        ),
+    ],
+    "Knowledge base / 知识库": [
+        ("kb_top_k", "passages of the knowledge base given to the model with a question, at most ({range})"),
+        (
+            "kb_min_relevance",
+            "a passage is used when it holds this share of the question's words (0-1; see the README)",
+        ),
+        (
+            "kb_min_similarity",
+            "with EMBEDDING_MODEL: or when its cosine similarity is at least this; check with /kb search",
+        ),
+        ("embedding_model", "an embedding model (OpenAI-compatible /v1/embeddings); empty: BM25 alone"),
+        ("embedding_base_url", "where /v1/embeddings is served; empty: OPENAI_BASE_URL"),
+        ("embedding_api_key", "the key of EMBEDDING_BASE_URL; empty: OPENAI_API_KEY"),
+        ("embedding_timeout", "seconds per embedding request; a failed one: BM25 alone for that question"),
     ],
     "Web / 网站": [
         ("host", "address gunicorn listens on; nginx proxies to it (Docker: compose sets 0.0.0.0)"),
@@ -144,6 +193,7 @@ SECRETS = {
     "wechat_aes_key_previous",
     "openai_api_key",
     "metrics_token",
+    "embedding_api_key",
 }
 
 #: left empty whatever the default: setting any of them chooses an LLM, and with all three empty

@@ -3,21 +3,27 @@
 Commands start with `/` (or the full-width `／`), never reach the LLM as chat, and are answered at
 once. An unknown command and an admin command sent by a non-admin get the same answer. Every admin
 command is written to the audit log, also here in `run`. Their texts are in bot/texts.py.
+
+A non-admin's command counts against the rate limit (a banned user's is refused), checked in `run` too,
+except for a command registered with `checks_itself`: what it costs depends on its arguments (/image,
+/minutes), so it calls `refusal` (or `ask`) on each path itself.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from bot import texts
+from bot.knowledge import reports as kb_reports
 from bot.llm import LLMError, default_model
 from bot.store.pushes import Plan
 from handlers.context import Context
-from handlers.questions import ask
+from handlers.questions import ask, queue_answer, refusal
 
 #: a command returns a text to reply, or a Plan (e.g. a question for the LLM, an image)
 CommandFn = Callable[[Context, str], "str | Plan"]
@@ -29,6 +35,7 @@ class Command:
     admin_only: bool
     hidden: bool
     fn: CommandFn
+    checks_itself: bool = False
 
     @property
     def help(self) -> str:
@@ -38,9 +45,11 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, *, admin_only: bool = False, hidden: bool = False) -> Callable[[CommandFn], CommandFn]:
+def command(
+    name: str, *, admin_only: bool = False, hidden: bool = False, checks_itself: bool = False
+) -> Callable[[CommandFn], CommandFn]:
     def register(fn: CommandFn) -> CommandFn:
-        COMMANDS[name] = Command(name, admin_only, hidden, fn)
+        COMMANDS[name] = Command(name, admin_only, hidden, fn, checks_itself)
         return fn
 
     return register
@@ -50,14 +59,25 @@ def is_command(text: str) -> bool:
     return text.startswith(("/", "／"))
 
 
+def split(text: str) -> tuple[str, str]:
+    """`/name args` → (name, args): split at any whitespace (the full-width space of Chinese input too)."""
+    name, *rest = text[1:].split(maxsplit=1) or [""]
+    return name.lower(), (rest[0].strip() if rest else "")
+
+
 def run(text: str, ctx: Context) -> Plan:
-    name, _, args = text[1:].strip().partition(" ")
-    found = COMMANDS.get(name.lower())
-    if found is None or (found.admin_only and not ctx.is_admin):
+    name, args = split(text)
+    found = COMMANDS.get(name)
+    if found is not None and found.admin_only and not ctx.is_admin:
+        found = None  # an admin command looks unknown to others, whatever their limits say
+    checked_here = not ctx.is_admin and not (found is not None and found.checks_itself)
+    if checked_here and (refused := refusal(ctx, "message")) is not None:
+        return Plan("reply", refused)
+    if found is None:
         return Plan("reply", texts.UNKNOWN_COMMAND)
-    result = found.fn(ctx, args.strip())
+    result = found.fn(ctx, args)
     if found.admin_only:
-        ctx.runtime.admin.audit(ctx.openid, found.name, args.strip())
+        ctx.runtime.admin.audit(ctx.openid, found.name, args)
     return result if isinstance(result, Plan) else Plan("reply", result)
 
 
@@ -82,10 +102,13 @@ def whoami_command(ctx: Context, args: str) -> str:
 
 @command("model")
 def model_command(ctx: Context, args: str) -> str:
-    models = list_models(ctx)
-    if models is None:
+    """The allowed models (ALLOWED_MODELS and the configured one) that the backend serves; a choice
+    lasts a week (bot/store/users.py ModelChoices)."""
+    listed = list_models(ctx)
+    if listed is None:
         return texts.MODEL_UNAVAILABLE
     choices = ctx.runtime.models
+    models = [model for model in choices.allowed if model in listed]
     if not args:
         current = choices.get(ctx.openid) or default_model(ctx.runtime.settings)
         return texts.MODEL_LIST.format(current=current, models="\n".join(models[:30]))
@@ -109,22 +132,33 @@ def list_models(ctx: Context) -> list[str] | None:
         return None
 
 
-@command("image")
+@command("image", checks_itself=True)
 def image_command(ctx: Context, args: str) -> str | Plan:
+    """An image counts as a question and against the daily image quota (USER_DAILY_IMAGES)."""
     if not args:
-        return texts.IMAGE_USAGE
+        return refusal(ctx, "message") or texts.IMAGE_USAGE
     return ask(ctx, args, kind="image")
 
 
-@command("minutes")
+@command("minutes", checks_itself=True)
 def minutes_command(ctx: Context, args: str) -> str | Plan:
+    """Starting counts as a command; the minutes count as a question, checked before the recording
+    stops, so that a refused /minutes end keeps it for a later one."""
     minutes = ctx.runtime.minutes
     if args.lower() not in texts.MINUTES_END_WORDS:
+        if (refused := refusal(ctx, "message")) is not None:
+            return refused
         minutes.start(ctx.openid)
         return texts.MINUTES_STARTED
-    if not minutes.stop(ctx.openid):
+    if not minutes.recording(ctx.openid):
+        return refusal(ctx, "message") or texts.MINUTES_NOT_STARTED
+    if (refused := refusal(ctx, "question")) is not None:
+        return refused
+    meeting = minutes.stop(ctx.openid)
+    if meeting is None:  # another message ended it meanwhile
         return texts.MINUTES_NOT_STARTED
-    return ask(ctx, "", kind="minutes")  # the job puts the transcript in the question
+    # the job puts the transcript in the question; media_id: the meeting (bot/answering/kinds.py)
+    return queue_answer(ctx, "", kind="minutes", media_id=meeting)
 
 
 @command("auth", hidden=True)
@@ -151,6 +185,7 @@ def stats_command(ctx: Context, args: str) -> str:
         failures=failures or texts.STATS_NONE,
         undelivered=sum(metrics.counter("undelivered", today=True).values()),
         latency=texts.STATS_SECONDS.format(seconds=latency) if latency is not None else texts.STATS_NO_DATA,
+        tools=_labels(metrics.counter("tool_calls", today=True)) or texts.STATS_NONE,
     )
 
 
@@ -199,7 +234,7 @@ def welcome_command(ctx: Context, args: str) -> str:
 def quota_command(ctx: Context, args: str) -> str:
     if not args:
         return texts.QUOTA_SHOW.format(quota=ctx.runtime.overrides.daily_quota())
-    if not args.isdigit():
+    if not (args.isdecimal() and len(args) <= 9):  # isdigit() takes ², which int() refuses
         return texts.USAGE.format(usage=texts.USAGE_QUOTA)
     ctx.runtime.overrides.set("daily_quota", str(int(args)))
     return texts.QUOTA_SET.format(quota=int(args))
@@ -213,10 +248,33 @@ def broadcast_command(ctx: Context, args: str) -> str:
     if not args:
         return runtime.broadcasts.last_report() or texts.USAGE.format(usage=texts.USAGE_BROADCAST)
     audience = runtime.stats.window_open()
-    ctx.jobs.enqueue_broadcast(ctx.openid, args)
+    ctx.jobs.enqueue_broadcast(runtime.broadcasts.create(ctx.openid, args, audience))
     return texts.BROADCAST_QUEUED.format(count=len(audience))
 
 
 @command("admins", admin_only=True)
 def admins_command(ctx: Context, args: str) -> str:
     return texts.ADMINS_LIST.format(admins="\n".join(ctx.runtime.admin.admins()))
+
+
+@command("kb", admin_only=True)
+def kb_command(ctx: Context, args: str) -> str:
+    """/kb: the knowledge base at a glance; /kb sync: the account's articles into it (a job; the report
+    comes back later); /kb search QUESTION: the passages the bot would give the model, with scores."""
+    runtime, budget = ctx.runtime, ctx.runtime.settings.wechat_max_reply_bytes
+    action, *rest = args.split(maxsplit=1) or [""]
+    query = rest[0].strip() if rest else ""
+    if not action:
+        return kb_reports.status_text(runtime.knowledge, runtime.settings.zone, budget)
+    if action.lower() == "sync" and not query:
+        if not (runtime.settings.wechat_appid and runtime.settings.wechat_secret):
+            return texts.KB_SYNC_NO_CREDENTIALS
+        token = uuid.uuid4().hex
+        if not runtime.knowledge.store.claim_sync(token):
+            return texts.KB_SYNC_BUSY
+        ctx.jobs.enqueue_kb_sync(ctx.openid, token)
+        active = ctx.delivery_mode() == "active"
+        return texts.KB_SYNC_STARTED_ACTIVE if active else texts.KB_SYNC_STARTED_PASSIVE
+    if action.lower() == "search" and query:
+        return kb_reports.search_text(runtime.knowledge, query, budget)
+    return texts.USAGE.format(usage=texts.USAGE_KB)

@@ -28,11 +28,11 @@ def refusal(ctx: Context, work: Work = "question") -> str | None:
         return texts.BANNED
     if ctx.is_admin:
         return None
-    quota = runtime.overrides.daily_quota()
+    quota = None if work == "message" else runtime.overrides.daily_quota()  # a command uses no quota
     images = runtime.settings.user_daily_images
     verdict = runtime.limits.admit(
         ctx.openid,
-        daily_quota=None if work == "message" else quota,
+        daily_quota=quota,
         image_quota=images if work == "image" else None,
     )
     if verdict == "rate":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from bot import texts
 from bot.media.voice import TranscriptionError
@@ -11,31 +13,79 @@ from bot.wechat.api import WeChatAPIError
 
 log = logging.getLogger(__name__)
 
+#: one broadcast job sends for at most this long, then the next job goes on
+BATCH_SECONDS = 60.0
+#: a follower claimed this long ago and not recorded was being sent to by a run that died
+CLAIM_STALE_SECONDS = 120.0
+#: how long to wait for other runs to record their last sends before reporting
+REPORT_RETRY_SECONDS = 5.0
 
-def record_minutes_piece(runtime: Runtime, openid: str, media_id: str, index: int) -> None:
-    """Transcribe one voice piece of a meeting into its place (`index`) in the transcript."""
+
+def record_minutes_piece(runtime: Runtime, openid: str, media_id: str, index: int, meeting: str) -> None:
+    """Transcribe one voice piece of a meeting into its place (`index`) in the transcript. A piece whose
+    meeting was restarted, written or forgotten meanwhile is stale: not transcribed, and (if it became
+    stale during the transcription) its transcript changes nothing."""
+    minutes = runtime.minutes
+    if not minutes.awaits(openid, meeting, index):
+        log.info("minutes piece %s of %s skipped: meeting %r over or piece done", index, openid, meeting)
+        return
     try:
         text = runtime.transcriber.transcribe_media(media_id)
     except TranscriptionError as exc:
         log.warning("minutes piece of %s not transcribed: %s", openid, exc)
         text = texts.MINUTES_PIECE_UNRECOGNISED
-    runtime.minutes.fill_voice(openid, index, text or texts.MINUTES_PIECE_EMPTY)
+    if not minutes.fill_voice(openid, meeting, index, text or texts.MINUTES_PIECE_EMPTY):
+        log.info("minutes piece %s of %s dropped: its meeting %r ended meanwhile", index, openid, meeting)
 
 
-def broadcast(runtime: Runtime, admin: str, text: str) -> dict[str, int]:
-    """Send `text` to every user whose customer-service window is open; report to the admin."""
-    sent = failed = 0
-    for openid in runtime.stats.window_open():
-        try:
-            runtime.wechat.send_text(openid, text)
-            sent += 1
-        except WeChatAPIError as exc:
-            failed += 1
-            log.info("broadcast to %s failed: %s", openid, exc)
-    report = texts.BROADCAST_REPORT.format(sent=sent, failed=failed)
+def broadcast(
+    runtime: Runtime,
+    broadcast_id: str,
+    again: Callable[[float], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Send one batch of a broadcast (at most BATCH_SECONDS, far below the job's time limit), then
+    continue in a new job (`again(delay)`), until every follower had their turn; then report to the
+    admin, once. A redelivered job goes on where the broadcast stopped (bot/store/broadcasts.py)."""
+    log_ = runtime.broadcasts
+    progress = log_.progress(broadcast_id)
+    if progress is None or progress.reported:
+        return "gone"
+    started = clock()
+    while (openid := log_.claim_next(broadcast_id, progress.total)) is not None:
+        log_.record(broadcast_id, sent=_send_one(runtime, openid, progress.text))
+        if clock() - started > BATCH_SECONDS:
+            again(0)
+            return "continued"
+    return _report(runtime, broadcast_id, again)
+
+
+def _send_one(runtime: Runtime, openid: str, text: str) -> bool:
+    try:
+        runtime.wechat.send_text(openid, text)
+        return True
+    except WeChatAPIError as exc:
+        log.info("broadcast to %s failed: %s", openid, exc)
+        return False
+
+
+def _report(runtime: Runtime, broadcast_id: str, again: Callable[[float], None]) -> str:
+    """Report once every claimed follower is recorded; a claim left by a dead run counts as unknown
+    after CLAIM_STALE_SECONDS."""
+    progress = runtime.broadcasts.progress(broadcast_id)
+    if progress is None:
+        return "gone"
+    if progress.unknown and time.time() - progress.last_claim < CLAIM_STALE_SECONDS:
+        again(REPORT_RETRY_SECONDS)  # another run is finishing its last sends
+        return "waiting"
+    if not runtime.broadcasts.mark_reported(broadcast_id):
+        return "gone"  # another run reported it
+    report = texts.BROADCAST_REPORT.format(sent=progress.sent, failed=progress.failed)
+    if progress.unknown:
+        report += texts.BROADCAST_UNKNOWN.format(unknown=progress.unknown)
     runtime.broadcasts.save_report(report)
     try:
-        runtime.wechat.send_text(admin, report)
+        runtime.wechat.send_text(progress.admin, report)
     except WeChatAPIError as exc:
-        log.warning("broadcast report not sent to %s: %s", admin, exc)
-    return {"sent": sent, "failed": failed}
+        log.warning("broadcast report not sent to %s: %s (/broadcast shows it)", progress.admin, exc)
+    return "reported"

@@ -8,9 +8,11 @@ What differs between kinds of answers (text, voice, image, minutes) lives in kin
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable, Generator
 from contextlib import closing
 from typing import Literal
 
@@ -18,9 +20,28 @@ from bot import texts
 from bot.answering.errors import EXPECTED, describe
 from bot.answering.kinds import Kind, Made, Prompt, kinds
 from bot.answering.paging import PageSplitter, Resume, decoration_reserve
-from bot.llm import LLMError
+from bot.answering.writing import Writing
+from bot.knowledge.base import sources_footer
+from bot.llm import (
+    ChatBackend,
+    ChatMessage,
+    LLMError,
+    Piece,
+    ToolCallingBackend,
+    ToolCalls,
+    ToolOffer,
+)
 from bot.runtime import Runtime
 from bot.store.answers import Answer, AnswerStore, LeaseLost
+from bot.tools import (
+    MAX_CALLS,
+    MAX_ROUNDS,
+    TOOL_BUDGET_SECONDS,
+    ToolBox,
+    ToolResult,
+    tool_messages,
+    tool_note,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +54,11 @@ class AnswerJob:
         self.answers = runtime.answers
         self.kinds = kinds(runtime)
         self.lease_ms = int(runtime.settings.job_lease_seconds * 1000)
-        self.budget = runtime.settings.wechat_max_reply_bytes - decoration_reserve()
+        # every page keeps room for the notes added when it is delivered, and for its page's link
+        reserve = decoration_reserve() + runtime.page_links.reserve()
+        self.budget = runtime.settings.wechat_max_reply_bytes - reserve
+        #: the run's clock (the thinking time, the typing indicator, the answer page's writes)
+        self.clock: Callable[[], float] = time.monotonic
 
     def run(self, answer_id: str) -> Outcome:
         answer = self.answers.get(answer_id)
@@ -62,18 +87,19 @@ class AnswerJob:
         splitter, resume = PageSplitter(self.budget), Resume()
         if answer.status == "running":
             answer, resume = self._restart(answer)
+        writing = Writing(self.runtime, answer, lease, resumed=bool(resume.seen), clock=self.clock)
         self.answers.set_status(answer, "running")
         if answer.delivery == "active":
             self.runtime.sender.typing(answer.openid)
         kind = self.kinds.get(answer.kind, self.kinds["text"])
         try:
-            outcome = self._produce(answer, kind, splitter, resume, lease)
+            outcome = self._produce(answer, kind, splitter, resume, lease, writing)
         except LeaseLost:
             raise
         except Exception as exc:  # expected failures and bugs alike: the user is never left waiting
             if not isinstance(exc, EXPECTED):
                 log.exception("answer %s: unexpected error", answer.id)
-            outcome = self._fail(answer, kind, splitter, exc, lease)
+            outcome = self._fail(answer, kind, splitter, exc, lease, writing)
         self._deliver_active(answer)
         return outcome
 
@@ -93,72 +119,140 @@ class AnswerJob:
         return current.page if current is not None and current.answer.id == answer.id else 0
 
     def _produce(
-        self, answer: Answer, kind: Kind, splitter: PageSplitter, resume: Resume, lease: str
+        self, answer: Answer, kind: Kind, splitter: PageSplitter, resume: Resume, lease: str, writing: Writing
     ) -> Outcome:
         work = kind.prepare(answer)
         if isinstance(work, Made):
             self.answers.finish(answer, work.pages, "done", lease=lease)
         else:
-            self._stream(answer, work, splitter, resume, lease)
+            self._stream(answer, work, splitter, resume, lease, writing)
         kind.written(answer)
         return "done"
 
     def _stream(
-        self, answer: Answer, prompt: Prompt, splitter: PageSplitter, resume: Resume, lease: str
+        self,
+        answer: Answer,
+        prompt: Prompt,
+        splitter: PageSplitter,
+        resume: Resume,
+        lease: str,
+        writing: Writing,
     ) -> None:
         """Stream the answer into pages, then add the turn to the history (when the kind keeps one)."""
         moderator = self.runtime.moderator
         splitter.transform = moderator.mask
         splitter.holdback = max(moderator.longest - 1, 0)
-        text = self._ask_llm(answer, prompt, splitter, resume, lease)
-        self._publish(answer, splitter.feed(resume.finish()), lease)
-        last = splitter.finish()
-        if self.answers.page_count(answer.id) == 0:
-            self.runtime.metrics.observe("first_page_seconds", time.time() - answer.created)
+        writing.start(list(prompt.sources))
+        text, note = self._ask_llm(answer, prompt, splitter, resume, lease, writing)
+        # the knowledge base's sources follow the model's text: written by the bot, never the model
+        footer = sources_footer(prompt.sources)
+        tail = resume.feed(writing.finish()) + resume.feed(footer) + resume.finish()
+        self._publish(answer, splitter.feed(tail), lease, writing)
+        first = self.answers.page_count(answer.id) == 0
+        last = writing.link(splitter.finish(), first=first, final=True)
+        if first:
+            self._observe_first_page(answer, writing)
+        writing.end("done")  # the page has the whole text no later than the chat
         self.answers.finish(answer, last, "done", lease=lease)
         if prompt.remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
-            self.runtime.history.add_turn(answer.openid, prompt.remember, moderator.mask(text))
+            self.runtime.history.add_turn(answer.openid, prompt.remember, note + moderator.mask(text))
 
     def _ask_llm(
-        self, answer: Answer, prompt: Prompt, splitter: PageSplitter, resume: Resume, lease: str
-    ) -> str:
-        """The whole text, its pages published as they complete; the call's time and outcome measured
-        (failed and timed-out calls too: a dashboard of successes only hides an outage)."""
-        started, parts = time.monotonic(), []
+        self,
+        answer: Answer,
+        prompt: Prompt,
+        splitter: PageSplitter,
+        resume: Resume,
+        lease: str,
+        writing: Writing,
+    ) -> tuple[str, str]:
+        """The whole text (the model's Markdown), its pages (chat text) published as they complete, and
+        the note of the tools it used for the history; the call's time and outcome measured (failed and
+        timed-out calls too: a dashboard of successes only hides an outage). A reasoning model's thinking
+        is never part of the text. With tools, the model may call them for up to MAX_ROUNDS rounds (and
+        TOOL_BUDGET_SECONDS) before the request that must answer in words; the first page still goes out
+        as soon as the answer's text fills it."""
+        started, parts, used = time.monotonic(), [], []
+        llm = prompt.llm or self.runtime.backend
+        model = prompt.model or self.runtime.models.get(answer.openid)
+        messages = list(prompt.messages)
         try:
-            pieces = self.runtime.backend.stream(
-                prompt.messages, model=self.runtime.models.get(answer.openid)
-            )
-            with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
-                for piece in pieces:
-                    parts.append(piece)
-                    self._publish(answer, splitter.feed(resume.feed(piece)), lease)
+            for rounds in itertools.count():
+                final = rounds >= MAX_ROUNDS or time.monotonic() - started > TOOL_BUDGET_SECONDS
+                pieces = self._request(llm, messages, model, prompt.tools, final)
+                said, calls = [], None
+                with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
+                    for piece in pieces:
+                        if isinstance(piece, ToolCalls):
+                            calls = piece
+                            continue
+                        if isinstance(piece, str):
+                            said.append(piece)
+                        self._publish(answer, splitter.feed(resume.feed(writing.take(piece))), lease, writing)
+                parts += said
+                if calls is None or final or prompt.tools is None:  # calls not offered are not run
+                    break
+                results = self._call_tools(prompt.tools, calls)
+                messages += tool_messages("".join(said), calls, results)
+                used += results
             if not "".join(parts).strip():
                 raise LLMError("failed", "the model returned an empty answer")
         except LLMError as exc:
             self._observe_llm(started, exc.kind)
             raise
         self._observe_llm(started, "ok")
-        return "".join(parts)
+        if used:
+            log.info("answer %s: tools %s", answer.id, ", ".join(f"{r.name}({r.outcome})" for r in used))
+        return "".join(parts), tool_note(used)
+
+    @staticmethod
+    def _request(
+        llm: ChatBackend, messages: list[ChatMessage], model: str | None, tools: ToolBox | None, final: bool
+    ) -> Generator[Piece | ToolCalls, None, None]:
+        if tools is None or not isinstance(llm, ToolCallingBackend):
+            return llm.stream(messages, model=model)
+        return llm.stream_with_tools(messages, model=model, tools=ToolOffer(tools.schemas(), final=final))
+
+    def _call_tools(self, tools: ToolBox, calls: ToolCalls) -> list[ToolResult]:
+        """Run one round's calls (at most MAX_CALLS; those beyond get an error), each counted."""
+        results = []
+        for index, call in enumerate(calls.calls):
+            if index < MAX_CALLS:
+                result = tools.call(call.name, call.arguments)
+            else:
+                result = ToolResult(call.name, call.arguments, texts.TOOL_TOO_MANY, "error")
+            name = result.name if result.outcome != "unknown" else "unknown"
+            self.runtime.metrics.inc("tool_calls", function=name, outcome=result.outcome)
+            results.append(result)
+        return results
 
     def _observe_llm(self, started: float, outcome: str) -> None:
         self.runtime.metrics.observe("llm_latency_seconds", time.monotonic() - started, outcome=outcome)
 
-    def _publish(self, answer: Answer, pages: list[str], lease: str) -> None:
+    def _publish(self, answer: Answer, pages: list[str], lease: str, writing: Writing) -> None:
         if pages:
             if self.answers.page_count(answer.id) == 0:
-                self.runtime.metrics.observe("first_page_seconds", time.time() - answer.created)
+                self._observe_first_page(answer, writing)
+                pages = writing.link(pages, first=True, final=False)
             self.answers.add_pages(answer, pages, lease=lease)
             self._deliver_active(answer)
 
+    def _observe_first_page(self, answer: Answer, writing: Writing) -> None:
+        """Time to the first page, not counting a reasoning model's thinking (reasoning_seconds)."""
+        seconds = time.time() - answer.created - writing.thinking_seconds
+        self.runtime.metrics.observe("first_page_seconds", max(seconds, 0.0))
+
     def _fail(
-        self, answer: Answer, kind: Kind, splitter: PageSplitter, exc: Exception, lease: str
+        self, answer: Answer, kind: Kind, splitter: PageSplitter, exc: Exception, lease: str, writing: Writing
     ) -> Outcome:
         failure = describe(exc)
         log.warning("answer %s failed: %s", answer.id, exc)
         self.runtime.metrics.inc("job_failures", reason=failure.reason)
-        partial = splitter.finish() if splitter.rest.strip() else []
-        self.answers.finish(answer, partial, "failed", failure.text + kind.failure_note(answer), lease=lease)
+        partial = splitter.feed(writing.finish())  # what was written, its last Markdown block too
+        partial += splitter.finish() if splitter.rest.strip() else []
+        error = failure.text + kind.failure_note(answer)
+        writing.end("failed", error)
+        self.answers.finish(answer, partial, "failed", error, lease=lease)
         return "failed"
 
     def _deliver_active(self, answer: Answer) -> None:

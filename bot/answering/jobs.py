@@ -9,26 +9,43 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from contextlib import suppress
 from typing import Any
 
 import dramatiq
 import redis
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.broker import Consumer, MessageProxy
+from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+from dramatiq.common import dq_name
+from dramatiq.message import Message
+from redis.client import PubSub
 
 from bot.answering.chores import broadcast, record_minutes_piece
 from bot.answering.generation import AnswerJob
+from bot.answering.paging import split_pages
 from bot.config import Settings
-from bot.runtime import REDIS_MAX_CONNECTIONS, Runtime
+from bot.delivery.active import delivery_mode
+from bot.knowledge.reports import deliver_report
+from bot.knowledge.sync import run_sync
+from bot.runtime import DRIVER_INFO, REDIS_MAX_CONNECTIONS, Runtime
+from bot.store.wakeups import JobWakeups
 
 log = logging.getLogger(__name__)
 
 QUEUE = "answers"
-#: chance (per million broker commands) of a maintenance pass that requeues dead workers' jobs
-MAINTENANCE_CHANCE = 100_000
-#: how often an idle worker looks at the queue (ms); Dramatiq's default is 1000
-WORKER_POLL_MS = 100
+#: chance (per million broker commands) of a maintenance pass that requeues dead workers' jobs: every
+#: command, since an idle consumer sends one a second (the pass is two range reads when nobody died)
+MAINTENANCE_CHANCE = 1_000_000
+#: how often an idle worker looks at the queue without a wake-up, and how often each idle worker thread
+#: looks at its work queue (ms; Dramatiq's default). A job starts at its wake-up (WakingRedisBroker):
+#: this is only the fallback, and a shorter one cost every idle thread a wake-up ten times a second —
+#: 2,560 a second with the default 2 × 128 threads, all taking the GIL from the busy ones (bench/)
+WORKER_POLL_MS = 1000
 #: a job may run this long (the LLM has its own, shorter timeouts)
 TIME_LIMIT_MS = 10 * 60 * 1000
+#: a sync of the account's articles may run this long (thousands of articles, each embedded)
+KB_SYNC_TIME_LIMIT_MS = 60 * 60 * 1000
 
 
 def worker_command(processes: int, threads: int) -> tuple[list[str], dict[str, str]]:
@@ -36,8 +53,8 @@ def worker_command(processes: int, threads: int) -> tuple[list[str], dict[str, s
 
     Each process prefetches only as many jobs as it has threads: with Dramatiq's default (twice
     the threads) one process hoards jobs that another process has idle threads for. An idle
-    consumer looks at the queue every WORKER_POLL_MS instead of Dramatiq's 1 s: the default cost up
-    to 0.6 s of WeChat's 5 s before generation even started (measured in bench/).
+    consumer waits for the wake-up that comes with each job (WakingRedisBroker), and looks at the
+    queue every WORKER_POLL_MS even without one (a lost wake-up costs no more than that).
     """
     command = [sys.executable, "-m", "bot.answering.worker", "--queues", QUEUE]
     command += ["--processes", str(processes), "--threads", str(threads)]
@@ -45,12 +62,83 @@ def worker_command(processes: int, threads: int) -> tuple[list[str], dict[str, s
 
 
 def make_broker(settings: Settings) -> RedisBroker:
-    pool = redis.ConnectionPool.from_url(settings.redis_url, max_connections=REDIS_MAX_CONNECTIONS)
-    return RedisBroker(
+    pool = redis.ConnectionPool.from_url(
+        settings.redis_url, max_connections=REDIS_MAX_CONNECTIONS, driver_info=DRIVER_INFO
+    )
+    return WakingRedisBroker(
         connection_pool=pool,
         heartbeat_timeout=int(settings.worker_heartbeat_timeout * 1000),
         maintenance_chance=MAINTENANCE_CHANCE,
     )
+
+
+class WakingRedisBroker(RedisBroker):
+    """Dramatiq's Redis broker with a wake-up published next to each job it queues: an idle consumer
+    waits for it instead of sleeping until its next poll, so a job starts as soon as it is queued (a
+    100 ms poll made a question wait 27–309 ms before its LLM request; bench/ measures the pick-up).
+    Queueing, fetching, acknowledging and requeueing after a crash are Dramatiq's own, unchanged: the
+    wake-up is only a hint, and a lost one costs one poll (WORKER_POLL_MS) at most."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.wakeups = JobWakeups(self.client)
+
+    @property
+    def consumer_class(self) -> type[Consumer]:
+        return WakingConsumer
+
+    def enqueue(self, message: Message, *, delay: int | None = None) -> Message:
+        queued = super().enqueue(message, delay=delay)
+        if delay is None:  # a delayed job waits in its delay queue until its time anyway
+            try:
+                self.wakeups.publish(queued.queue_name)
+            except redis.exceptions.RedisError as exc:  # queued all the same: picked up at the next poll
+                log.warning("job %s queued without its wake-up: %s", queued.message_id, exc)
+        return queued
+
+
+class WakingConsumer(_RedisConsumer):
+    """Dramatiq's Redis consumer, whose idle wait ends at a wake-up for its queue instead of sleeping
+    out its poll interval (delay queues, which nothing wakes, sleep as before)."""
+
+    def __init__(self, broker: WakingRedisBroker, queue_name: str, prefetch: int, timeout: int) -> None:
+        super().__init__(broker, queue_name, prefetch, 0)  # 0: the parent's own idle sleep is none
+        self.wakeups = broker.wakeups
+        self.idle = timeout / 1000
+        self.wakes = not queue_name.endswith(dq_name(""))
+        self.pubsub: PubSub | None = None
+
+    def __next__(self) -> MessageProxy | None:
+        found = super().__next__()
+        if found is None:
+            self._idle()
+        return found
+
+    def _idle(self) -> None:
+        """Until a wake-up for the queue, or for `idle` seconds at most."""
+        if not self.wakes:
+            time.sleep(self.idle)
+            return
+        try:
+            if self.pubsub is None:
+                self.pubsub = self.wakeups.subscribe(self.queue_name)
+            if self.pubsub.get_message(timeout=self.idle) is not None:
+                while self.pubsub.get_message(timeout=0) is not None:  # one fetch for a burst of jobs
+                    pass
+        except redis.exceptions.RedisError as exc:  # Redis blinked: poll until it is back
+            log.warning("job wake-ups of %s lost (%s); polling", self.queue_name, exc)
+            self._unsubscribe()
+            time.sleep(self.idle)
+
+    def _unsubscribe(self) -> None:
+        if self.pubsub is not None:
+            pubsub, self.pubsub = self.pubsub, None
+            with suppress(redis.exceptions.RedisError):
+                pubsub.close()
+
+    def close(self) -> None:
+        self._unsubscribe()
+        super().close()
 
 
 #: a transient failure (e.g. Redis blinked) is retried a few times, quickly
@@ -66,8 +154,11 @@ class Jobs:
         self.job = AnswerJob(runtime)
         self.actor = self._actor(self._generate_answer, "generate_answer", RETRIES)
         self.minutes_actor = self._actor(self._record_minutes_piece, "record_minutes_piece", RETRIES)
-        # never retried: a retry would message everybody twice
+        # never retried: a redelivered or continued job goes on from the broadcast's progress in Redis
         self.broadcast_actor = self._actor(self._broadcast, "broadcast", {"max_retries": 0}, priority=10)
+        # never retried either: a sync is incremental, the admin sends /kb sync again if it failed
+        kb_options = {"max_retries": 0, "time_limit": KB_SYNC_TIME_LIMIT_MS}
+        self.kb_sync_actor = self._actor(self._sync_knowledge, "sync_knowledge", kb_options, priority=10)
 
     def _actor(self, fn: Any, name: str, options: dict[str, Any], priority: int = 0) -> dramatiq.Actor:
         options = dict(options)
@@ -78,17 +169,34 @@ class Jobs:
     def enqueue(self, answer_id: str) -> None:
         self.actor.send(answer_id)
 
-    def enqueue_minutes_piece(self, openid: str, media_id: str, index: int) -> None:
-        self.minutes_actor.send(openid, media_id, index)
+    def enqueue_minutes_piece(self, openid: str, media_id: str, index: int, meeting: str) -> None:
+        self.minutes_actor.send(openid, media_id, index, meeting)
 
-    def enqueue_broadcast(self, admin: str, text: str) -> None:
-        self.broadcast_actor.send(admin, text)
+    def enqueue_broadcast(self, broadcast_id: str) -> None:
+        self.broadcast_actor.send(broadcast_id)
 
-    def _record_minutes_piece(self, openid: str, media_id: str, index: int) -> None:
-        record_minutes_piece(self.runtime, openid, media_id, index)
+    def enqueue_kb_sync(self, admin: str, token: str) -> None:
+        """Sync the account's articles into the knowledge base under the lock `token` claimed; the report
+        goes to `admin`."""
+        self.kb_sync_actor.send(admin, token)
 
-    def _broadcast(self, admin: str, text: str) -> None:
-        broadcast(self.runtime, admin, text)
+    def _sync_knowledge(self, admin: str, token: str) -> None:
+        runtime = self.runtime
+        report = run_sync(runtime.knowledge, runtime.wechat, token, by=admin)
+        if report is not None:  # None: another sync runs, and will report
+            mode = delivery_mode(runtime.settings, runtime.wechat_state)
+            pages = split_pages(report, self.job.budget)
+            deliver_report(runtime.answers, runtime.sender, mode, admin, pages)
+
+    def _record_minutes_piece(self, openid: str, media_id: str, index: int, meeting: str = "") -> None:
+        """`meeting` "": a job queued before pieces carried their meeting; it is stale and does nothing."""
+        record_minutes_piece(self.runtime, openid, media_id, index, meeting)
+
+    def _broadcast(self, broadcast_id: str) -> None:
+        def again(delay: float) -> None:
+            self.broadcast_actor.send_with_options(args=(broadcast_id,), delay=int(delay * 1000))
+
+        broadcast(self.runtime, broadcast_id, again)
 
     def _generate_answer(self, answer_id: str) -> None:
         outcome = self.job.run(answer_id)

@@ -4,16 +4,22 @@ same way and never asks which kind it is running."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from bot import texts
-from bot.llm import ChatMessage
+from bot.llm import ChatBackend, ChatMessage, calls_tools
 from bot.media.images import Refusal
+from bot.media.vision import PhotoError, with_image
 from bot.media.voice import TranscriptionError
 from bot.runtime import Runtime
 from bot.store.answers import Answer
+from bot.store.pages import Source
+from bot.tools import ToolBox
+
+log = logging.getLogger(__name__)
 
 #: /minutes end waits this long for voice pieces still being transcribed (seconds)
 MINUTES_WAIT_SECONDS = 60
@@ -21,10 +27,17 @@ MINUTES_WAIT_SECONDS = 60
 
 @dataclass(frozen=True)
 class Prompt:
-    """A conversation for the LLM; `remember`: the question to add to the user's history with the answer."""
+    """A conversation for the LLM; `remember`: the question to add to the user's history with the answer;
+    `llm` and `model`: another backend and model than the user's (a photo goes to VISION_MODEL);
+    `sources`: where the answer's knowledge came from, listed on its page; `tools`: the tools the model
+    may call (None: none)."""
 
     messages: list[ChatMessage]
     remember: str | None
+    llm: ChatBackend | None = None
+    model: str | None = None
+    sources: tuple[Source, ...] = ()
+    tools: ToolBox | None = None
 
 
 @dataclass(frozen=True)
@@ -49,17 +62,40 @@ class Kind(Protocol):
 
 
 class TextKind:
-    """A question: the conversation so far, the system prompt, moderation."""
+    """A question: the conversation so far, the system prompt, moderation, and the passages of the
+    knowledge base relevant to it (the answer then ends with their sources), if any."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, tools: ToolBox | None = None) -> None:
         self.runtime = runtime
+        self.tools = tools
 
     def prepare(self, answer: Answer) -> Prompt | Made:
         question = self.question(answer)
         if self.runtime.moderator.refuses(question):
             raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
         system = self.runtime.overrides.system_prompt()
-        return Prompt(self.runtime.history.prompt(answer.openid, system, question), remember=question)
+        grounded = self.runtime.knowledge.ground(system, question)  # unchanged when nothing is relevant
+        messages = self.runtime.history.prompt(answer.openid, grounded.system, grounded.question)
+        prompt = Prompt(messages, remember=question, sources=grounded.sources, tools=self.tools)
+        return self._about_photo(answer, prompt)
+
+    def _about_photo(self, answer: Answer, prompt: Prompt) -> Prompt:
+        """A question sent within minutes of a photo (VISION_MODEL) is asked with the photo; if the
+        photo cannot be had any more, the question is answered without it."""
+        runtime = self.runtime
+        photo = runtime.photos.recent(answer.openid) if runtime.settings.vision_model else None
+        if photo is None:
+            return prompt
+        try:
+            image = runtime.vision.fetch(photo.media_id, photo.pic_url)
+        except PhotoError as exc:
+            log.warning("answer %s: the photo it may be about is gone (%s)", answer.id, exc)
+            return prompt
+        messages = [*prompt.messages[:-1], with_image(prompt.messages[-1], image)]
+        vision = runtime.vision
+        return Prompt(
+            messages, prompt.remember, llm=vision.backend, model=vision.model, sources=prompt.sources
+        )
 
     def question(self, answer: Answer) -> str:
         return answer.question
@@ -84,6 +120,23 @@ class VoiceKind(TextKind):
         return text
 
 
+class PhotoKind(TextKind):
+    """A photo (VISION_MODEL): fetched from WeChat and described by the vision model. The history keeps
+    a short note of it (PHOTO_NOTE), never the image; the questions that follow ask about it."""
+
+    def prepare(self, answer: Answer) -> Prompt | Made:
+        runtime = self.runtime
+        try:
+            image = runtime.vision.fetch(answer.media_id, runtime.photos.pic_url(answer.media_id))
+        except PhotoError as exc:
+            raise Refusal(texts.PHOTO_FAILED, f"photo unavailable: {exc}") from exc
+        system = runtime.overrides.system_prompt()
+        messages = runtime.history.prompt(answer.openid, system, texts.PHOTO_DESCRIBE)
+        messages[-1] = with_image(messages[-1], image)
+        vision = runtime.vision
+        return Prompt(messages, remember=texts.PHOTO_NOTE, llm=vision.backend, model=vision.model)
+
+
 class ImageKind:
     """/image: generated, uploaded to WeChat, one image page."""
 
@@ -101,7 +154,11 @@ class ImageKind:
 
 
 class MinutesKind:
-    """/minutes end: the meeting's pieces, once every voice piece is transcribed, written up."""
+    """/minutes end: the meeting's pieces, once every voice piece is transcribed, written up.
+
+    The answer's `media_id` carries the id of its meeting (what the answer is about, as a voice answer's
+    carries its audio): the minutes read, clear and resume that meeting only, never a newer one the user
+    started meanwhile."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -113,11 +170,11 @@ class MinutesKind:
         return Prompt([system, {"role": "user", "content": question}], remember=None)
 
     def _transcript(self, answer: Answer) -> str:
-        minutes = self.runtime.minutes
+        minutes, meeting = self.runtime.minutes, answer.media_id
         deadline = time.monotonic() + MINUTES_WAIT_SECONDS
-        while minutes.pending(answer.openid) > 0 and time.monotonic() < deadline:
+        while minutes.pending(answer.openid, meeting) > 0 and time.monotonic() < deadline:
             time.sleep(0.2)
-        pieces = minutes.pieces(answer.openid)
+        pieces = minutes.pieces(answer.openid, meeting)
         if not pieces:
             raise Refusal(texts.MINUTES_EMPTY, "no minutes recorded")
         transcript = "\n".join(f"{index}. {piece}" for index, piece in enumerate(pieces, 1))
@@ -126,17 +183,32 @@ class MinutesKind:
         return transcript
 
     def written(self, answer: Answer) -> None:
-        self.runtime.minutes.clear(answer.openid)  # only now is the recording no longer needed
+        self.runtime.minutes.clear(answer.openid, answer.media_id)  # only now is it no longer needed
 
     def failure_note(self, answer: Answer) -> str:
         """The recording is kept (and on again) so that /minutes end can be sent again."""
-        return texts.MINUTES_KEPT if self.runtime.minutes.resume(answer.openid) else ""
+        return texts.MINUTES_KEPT if self.runtime.minutes.resume(answer.openid, answer.media_id) else ""
+
+
+def offered_tools(runtime: Runtime) -> ToolBox | None:
+    """The tools TOOLS enables, when the backend's models can call them (FastChat's cannot: its worker
+    API has no tool protocol, so its answers are written without tools)."""
+    toolbox = ToolBox.enabled(runtime.settings.tools, runtime.settings.zone)
+    if not toolbox:
+        return None
+    if not calls_tools(runtime.settings):
+        backend = runtime.settings.llm_backend
+        log.info("tools off: the %s backend has no function calling (TOOLS ignored)", backend)
+        return None
+    return toolbox
 
 
 def kinds(runtime: Runtime) -> dict[str, Kind]:
+    tools = offered_tools(runtime)
     return {
-        "text": TextKind(runtime),
-        "voice": VoiceKind(runtime),
+        "text": TextKind(runtime, tools),
+        "voice": VoiceKind(runtime, tools),
         "image": ImageKind(runtime),
+        "photo": PhotoKind(runtime),
         "minutes": MinutesKind(runtime),
     }

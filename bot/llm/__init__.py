@@ -7,15 +7,40 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.config import Settings
-from bot.llm.base import ChatBackend, ChatMessage, LLMError
+from bot.llm.base import (
+    ChatBackend,
+    ChatMessage,
+    LLMError,
+    Piece,
+    Reasoning,
+    ToolCall,
+    ToolCallingBackend,
+    ToolCalls,
+    ToolOffer,
+)
 
-__all__ = ["ChatBackend", "ChatMessage", "LLMError", "default_model", "make_backend"]
+__all__ = [
+    "ChatBackend",
+    "ChatMessage",
+    "LLMError",
+    "Piece",
+    "Reasoning",
+    "ToolCall",
+    "ToolCallingBackend",
+    "ToolCalls",
+    "ToolOffer",
+    "calls_tools",
+    "default_model",
+    "make_backend",
+]
 
 
 @dataclass(frozen=True)
 class BackendEntry:
     build: Callable[[Settings], ChatBackend]
     default_model: Callable[[Settings], str]
+    #: its models can call tools (the backend is a ToolCallingBackend)
+    tool_calling: bool = False
 
 
 def _openai(settings: Settings) -> ChatBackend:
@@ -32,7 +57,7 @@ def _fastchat(settings: Settings) -> ChatBackend:
 
 #: LLM_BACKEND → its entry
 BACKENDS = {
-    "openai": BackendEntry(_openai, lambda settings: settings.openai_model),
+    "openai": BackendEntry(_openai, lambda settings: settings.openai_model, tool_calling=True),
     "fastchat": BackendEntry(_fastchat, lambda settings: settings.fastchat_model),
 }
 
@@ -46,6 +71,11 @@ def _entry(settings: Settings) -> BackendEntry:
 
 def make_backend(settings: Settings) -> ChatBackend:
     return _entry(settings).build(settings)
+
+
+def calls_tools(settings: Settings) -> bool:
+    """Whether LLM_BACKEND's models can call tools, known without building the backend."""
+    return _entry(settings).tool_calling
 
 
 def default_model(settings: Settings) -> str:

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Literal, Protocol
+from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
 
-ChatMessage = dict[str, str]
+#: an OpenAI-format message; `content` is a string, or a list of parts (text and image_url) for a
+#: vision model
+ChatMessage = dict[str, Any]
 FailureKind = Literal["timeout", "unavailable", "failed", "cut_short"]
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """A piece of the model's thinking (reasoning_content, or <think>…</think>): never part of the
+    answer the user reads in chat; the answer page may show it."""
+
+    text: str
+
+
+#: what a stream yields: the answer's text (a plain str), or a piece of the model's thinking
+Piece = str | Reasoning
+
+
+def text_only(pieces: Iterable[Piece]) -> Iterator[str]:
+    """The answer's text of a stream, the model's thinking left out."""
+    return (piece for piece in pieces if isinstance(piece, str))
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for: `arguments` is the JSON text it wrote (maybe not JSON)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCalls:
+    """The calls the model asked for at the end of a stream (one, or several in parallel)."""
+
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
+class ToolOffer:
+    """The tools offered with a request (OpenAI's `tools`); `final`: the model must answer in words now
+    (`tool_choice: none`), the tools still described so that the calls in the messages make sense."""
+
+    schemas: tuple[dict[str, Any], ...]
+    final: bool = False
 
 
 class LLMError(Exception):
@@ -34,8 +79,11 @@ class ChatBackend(Protocol):
 
     name: str
 
-    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Generator[str, None, None]:
-        """Yield the answer's text in pieces as it is generated; raise LLMError on failure."""
+    def stream(
+        self, messages: list[ChatMessage], *, model: str | None = None
+    ) -> Generator[Piece, None, None]:
+        """Yield the answer's text in pieces (str) as it is generated, and the model's thinking, if it
+        shows any, as Reasoning pieces; raise LLMError on failure."""
         ...
 
     def models(self) -> list[str]:
@@ -44,4 +92,16 @@ class ChatBackend(Protocol):
 
     def close(self) -> None:
         """Release the backend's pooled connections."""
+        ...
+
+
+@runtime_checkable
+class ToolCallingBackend(Protocol):
+    """A backend whose models can call functions (OpenAI-compatible `tools` and streamed `tool_calls`).
+    FastChat's worker API has no tool protocol: the FastChat backend is not one."""
+
+    def stream_with_tools(
+        self, messages: list[ChatMessage], *, model: str | None, tools: ToolOffer
+    ) -> Generator[Piece | ToolCalls, None, None]:
+        """As `stream`, and, when the model calls tools, one ToolCalls at the end."""
         ...

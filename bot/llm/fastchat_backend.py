@@ -26,7 +26,8 @@ from fastchat.conversation import Conversation, SeparatorStyle, get_conv_templat
 from requests.adapters import HTTPAdapter
 
 from bot.config import Settings
-from bot.llm.base import ChatMessage, FailureKind, LLMError, check_finished
+from bot.llm.base import ChatMessage, FailureKind, LLMError, Piece, check_finished
+from bot.llm.reasoning import ThinkFilter
 
 log = logging.getLogger(__name__)
 
@@ -194,17 +195,21 @@ class FastChatBackend:
             self._models = (time.monotonic() + MODELS_TTL, models)
         return list(models)
 
-    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Generator[str, None, None]:
-        """Retry once on another worker when the first one fails before its first piece."""
+    def stream(
+        self, messages: list[ChatMessage], *, model: str | None = None
+    ) -> Generator[Piece, None, None]:
+        """Retry once on another worker when the first one fails before its first piece. A reasoning
+        model's <think>…</think> comes out as Reasoning pieces."""
         name = model or self.model
         dead: str | None = None
         for attempt in range(2):
             address = self._worker_address(name, avoid=dead)
-            started = False
+            started, thoughts = False, ThinkFilter()
             try:
-                for piece in self._stream_once(address, name, messages):
+                for text in self._stream_once(address, name, messages):
                     started = True
-                    yield piece
+                    yield from thoughts.feed(text)
+                yield from thoughts.finish()
                 return
             except WorkerGone as exc:
                 self._forget(address)

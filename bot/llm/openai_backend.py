@@ -3,13 +3,63 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import cast
+from typing import Any, cast
 
 import openai
 from openai.types.chat import ChatCompletionChunk
 
 from bot.config import Settings
-from bot.llm.base import ChatMessage, LLMError, check_finished
+from bot.llm.base import (
+    ChatMessage,
+    LLMError,
+    Piece,
+    Reasoning,
+    ToolCall,
+    ToolCalls,
+    ToolOffer,
+    check_finished,
+)
+from bot.llm.reasoning import ThinkFilter
+
+#: the delta fields servers stream a model's thinking in: vLLM, DeepSeek, SGLang and FastChat say
+#: `reasoning_content`; newer vLLM releases, OpenRouter and Ollama say `reasoning`
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def reasoning_of(delta: Any) -> str:
+    """The thinking a delta carries (an extra field the SDK keeps as an attribute), or ""."""
+    for name in REASONING_FIELDS:
+        value = getattr(delta, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+class ToolCallCollector:
+    """Puts streamed `tool_calls` deltas back together: each call's id and name come in its first
+    delta, its arguments in pieces, all keyed by the call's index (parallel calls interleave)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[int, dict[str, str]] = {}
+
+    def feed(self, deltas: list[Any] | None) -> None:
+        for delta in deltas or []:
+            part = self.parts.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            part["id"] = delta.id or part["id"]
+            function = delta.function
+            if function is not None:
+                part["name"] = part["name"] or function.name or ""  # sent once, with the first delta
+                part["arguments"] += function.arguments or ""
+
+    def __bool__(self) -> bool:
+        return bool(self.parts)
+
+    def finish(self) -> ToolCalls:
+        calls = (
+            ToolCall(part["id"] or f"call_{index}", part["name"], part["arguments"])
+            for index, part in sorted(self.parts.items())
+        )
+        return ToolCalls(tuple(calls))
 
 
 def make_client(settings: Settings) -> openai.OpenAI:
@@ -32,7 +82,28 @@ class OpenAIBackend:
         self.max_tokens = settings.llm_max_tokens
         self.temperature = settings.llm_temperature
 
-    def stream(self, messages: list[ChatMessage], *, model: str | None = None) -> Generator[str, None, None]:
+    def stream(
+        self, messages: list[ChatMessage], *, model: str | None = None
+    ) -> Generator[Piece, None, None]:
+        """The answer's text; a reasoning model's thinking (reasoning_content deltas, or <think>…</think>
+        at the start of the content) as Reasoning pieces."""
+        for piece in self._stream(messages, model, None):
+            if not isinstance(piece, ToolCalls):  # none are offered: a stray call is not an answer
+                yield piece
+
+    def stream_with_tools(
+        self, messages: list[ChatMessage], *, model: str | None, tools: ToolOffer
+    ) -> Generator[Piece | ToolCalls, None, None]:
+        """As `stream`, the tools offered; the calls the model makes come last, as one ToolCalls."""
+        return self._stream(messages, model, tools)
+
+    def _stream(
+        self, messages: list[ChatMessage], model: str | None, tools: ToolOffer | None
+    ) -> Generator[Piece | ToolCalls, None, None]:
+        thoughts, calls = ThinkFilter(), ToolCallCollector()
+        extra: dict[str, Any] = {}
+        if tools is not None:
+            extra = {"tools": list(tools.schemas), "tool_choice": "none" if tools.final else "auto"}
         try:
             chunks = cast(
                 openai.Stream[ChatCompletionChunk],
@@ -42,6 +113,7 @@ class OpenAIBackend:
                     max_tokens=self.max_tokens,
                     temperature=self.temperature,
                     stream=True,
+                    **extra,
                 ),
             )
             finish_reason = None
@@ -50,8 +122,16 @@ class OpenAIBackend:
                     if not chunk.choices:
                         continue
                     finish_reason = chunk.choices[0].finish_reason or finish_reason
-                    if chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                    delta = chunk.choices[0].delta
+                    if thought := reasoning_of(delta):
+                        yield Reasoning(thought)
+                    if delta.content:
+                        yield from thoughts.feed(delta.content)
+                    calls.feed(delta.tool_calls)
+            yield from thoughts.finish()
+            if calls:
+                yield calls.finish()
+                return
             check_finished(finish_reason)
         except openai.APITimeoutError as exc:
             raise LLMError("timeout", f"OpenAI timeout: {exc}") from exc

@@ -22,8 +22,14 @@ TOKEN_EXPIRY_MARGIN = 300
 CS_UNAUTHORIZED_TTL = 3600
 
 
+#: a signature's record outlives the last instant its timestamp is accepted by this much (seconds):
+#: room for web processes whose clocks are behind the one that wrote it
+SIGNED_SLACK = 60
+
+
 def signed(timestamp: str, nonce: str) -> str:
-    """String (TTL WECHAT_TIMESTAMP_TOLERANCE): the body hash a signature was first seen with."""
+    """String: the digest of the request (method, query, body) a signature was first seen with; it
+    lives until `timestamp` + WECHAT_TIMESTAMP_TOLERANCE + SIGNED_SLACK (the push's own timestamp)."""
     return f"{PREFIX}:signed:{timestamp}:{nonce}"
 
 
@@ -103,6 +109,13 @@ UNDELIVERED = f"{PREFIX}:undelivered"
 #: Dramatiq's list of queued job ids (its Redis broker's naming)
 JOB_QUEUE = "dramatiq:answers"
 
+
+def job_wakeup(queue: str) -> str:
+    """Pub/sub channel: a job was just queued on Dramatiq's `queue` (idle job workers fetch at once
+    instead of at their next poll; a hint only, the queue itself is Dramatiq's)."""
+    return f"{PREFIX}:jobs:wakeup:{queue}"
+
+
 # --- admin, limits, runtime settings (chat commands) ----------------------------------------
 #: Set: openids made admin with /auth (WECHAT_ADMIN_OPENIDS are admins too)
 ADMINS = f"{PREFIX}:admins"
@@ -112,10 +125,26 @@ BANNED = f"{PREFIX}:banned"
 AUDIT = f"{PREFIX}:audit"
 #: Hash: settings changed in chat (system_prompt, welcome_text, daily_quota)
 OVERRIDES = f"{PREFIX}:overrides"
-#: Sorted set: openid → time of the user's last message (customer-service window, broadcast)
+#: Sorted set (TTL the 48 h window, refreshed by every message; older entries trimmed on write):
+#: openid → time of the user's last message (customer-service window, broadcast)
 LAST_SEEN = f"{PREFIX}:last_seen"
 #: String: the report of the last broadcast
 BROADCAST_REPORT = f"{PREFIX}:broadcast:report"
+#: a broadcast's record and audience are kept this long (seconds)
+BROADCAST_TTL = 7 * 86400
+
+
+def broadcast(broadcast_id: str) -> str:
+    """Hash (TTL BROADCAST_TTL): admin, text, total, claimed (next audience index), sent, failed,
+    last_claim (time), reported."""
+    return f"{PREFIX}:broadcast:{broadcast_id}"
+
+
+def broadcast_audience(broadcast_id: str) -> str:
+    """List (TTL BROADCAST_TTL): the openids a broadcast goes to, fixed when it starts."""
+    return f"{PREFIX}:broadcast:{broadcast_id}:audience"
+
+
 #: an admin code is valid this long (seconds), once
 ADMIN_CODE_TTL = 300
 #: failed /auth attempts are counted over this window (seconds)
@@ -124,6 +153,11 @@ AUTH_FAILURE_WINDOW = 3600
 DAILY_TTL = 3 * 86400
 #: minutes mode ends by itself after this long without /minutes end (seconds)
 MINUTES_TTL = 3 * 3600
+#: a model picked with /model is used this long, then the configured default again (seconds): a week,
+#: like a conversation's history (HISTORY_TTL's default)
+MODEL_CHOICE_TTL = 7 * 86400
+#: the per-minute rate counter outlives its minute by this long (seconds)
+RATE_TTL = 120
 
 
 def admin_code(digest: str) -> str:
@@ -141,8 +175,13 @@ def usage(day: str, openid: str) -> str:
     return f"{PREFIX}:usage:{day}:{openid}"
 
 
+def image_usage(day: str, openid: str) -> str:
+    """Integer (TTL DAILY_TTL): images a user asked for with /image on `day` (YYYYMMDD)."""
+    return f"{PREFIX}:usage:{day}:{openid}:images"
+
+
 def rate(openid: str, minute: int) -> str:
-    """Integer (TTL 120 s): questions a user asked in one minute."""
+    """Integer (TTL RATE_TTL): messages (questions, commands, meeting pieces) a user sent in one minute."""
     return f"{PREFIX}:rate:{openid}:{minute}"
 
 
@@ -162,7 +201,7 @@ def day_metric(day: str, name: str) -> str:
 
 
 def user_model(openid: str) -> str:
-    """String: the model a user switched to with /model (no TTL)."""
+    """String (TTL MODEL_CHOICE_TTL): the model a user switched to with /model."""
     return f"{PREFIX}:user:{openid}:model"
 
 
@@ -172,8 +211,14 @@ def minutes(openid: str) -> str:
 
 
 def minutes_pending(openid: str) -> str:
-    """Integer (TTL MINUTES_TTL): voice pieces of the meeting still being transcribed."""
+    """Integer (TTL MINUTES_TTL): voice pieces of the meeting still being transcribed (never below 0)."""
     return f"{PREFIX}:user:{openid}:minutes:pending"
+
+
+def minutes_meeting(openid: str) -> str:
+    """String (TTL MINUTES_TTL): the id of the meeting whose pieces `minutes` holds; a voice piece's job
+    writes its transcript only while this is still its meeting."""
+    return f"{PREFIX}:user:{openid}:minutes:meeting"
 
 
 def minutes_on(openid: str) -> str:
@@ -196,3 +241,61 @@ JOB_WORKER_ID_PREFIX = f"{PREFIX}-worker-"
 def job_worker_id(unique: str) -> str:
     """The Dramatiq broker id of a process that runs job workers (a member of JOB_HEARTBEATS)."""
     return f"{JOB_WORKER_ID_PREFIX}{unique}"
+
+
+# --- knowledge base (bot/store/knowledge.py) ---------------------------------------------------
+#: Integer: bumped by every change of the knowledge base; each process rebuilds its in-memory index
+#: when it differs from the one it built (no TTL, like the knowledge base itself)
+KB_VERSION = f"{PREFIX}:kb:version"
+#: Hash: document id → JSON of the document's record (title, source, link, passages, when added…)
+KB_DOCUMENTS = f"{PREFIX}:kb:docs"
+#: Hash: the last (or running) sync of the account's articles — status, started, finished, by, counts
+KB_SYNC = f"{PREFIX}:kb:sync"
+#: String (TTL KB_SYNC_LOCK_TTL, renewed while the sync works): the token of the one running sync
+KB_SYNC_LOCK = f"{PREFIX}:kb:sync:lock"
+#: a sync that has not reported progress for this long (seconds) has died; another may start
+KB_SYNC_LOCK_TTL = 300
+
+
+def kb_passages(doc_id: str) -> str:
+    """String: JSON list of a document's passages (text, section, tokens); no TTL."""
+    return f"{PREFIX}:kb:doc:{doc_id}:passages"
+
+
+def kb_vectors(doc_id: str) -> str:
+    """String: base64 of the float32 embedding matrix of a document's passages (EMBEDDING_MODEL set)."""
+    return f"{PREFIX}:kb:doc:{doc_id}:vectors"
+
+
+# --- answer pages (PUBLIC_BASE_URL) and photos (VISION_MODEL) --------------------------------------
+def page_token(token: str) -> str:
+    """String: the id of the answer an answer page's token opens; it expires with the answer (the
+    answer's remaining ANSWER_TTL when the token is made)."""
+    return f"{PREFIX}:page:{token}"
+
+
+def answer_page(answer_id: str) -> str:
+    """String: the token of an answer's page (one page per answer); expires with the answer."""
+    return f"{PREFIX}:ans:{answer_id}:page"
+
+
+def answer_live(answer_id: str) -> str:
+    """Hash: the answer as its page shows it while it is written — text (the model's Markdown so far),
+    reasoning, state (thinking | writing | done | failed), error, sources (JSON), version (counts the
+    writes); expires with the answer."""
+    return f"{PREFIX}:ans:{answer_id}:live"
+
+
+#: a photo is what the user's questions are about for this long after it was sent (seconds)
+PHOTO_TTL = 600
+
+
+def user_photo(openid: str) -> str:
+    """Hash (TTL PHOTO_TTL): the last photo a user sent — media_id, pic_url, at (time sent). Only the
+    reference: the image is fetched again from WeChat when a question needs it, never kept here."""
+    return f"{PREFIX}:user:{openid}:photo"
+
+
+def photo_url(media_id: str) -> str:
+    """String (TTL PHOTO_TTL): the PicUrl WeChat sent with a photo, for when the media API refuses it."""
+    return f"{PREFIX}:photo:{media_id}:url"

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
+from redis.client import Pipeline
 
 from bot.store import keys
 from bot.store.days import day_of
@@ -38,12 +39,25 @@ COUNTERS = {
     "undelivered": "Answers that could not be delivered when they were ready, by reason",
     "job_failures": "Generation jobs that failed, by reason",
     "token_refreshes": "access_token fetches",
+    "tool_calls": "Tool calls the models made (bot/tools/), by function (the tool) and outcome",
 }
 #: name → help; Prometheus names are `wxbot_<name>` (with _bucket, _sum, _count)
 HISTOGRAMS = {
     "llm_latency_seconds": "Time from the request to the LLM to its whole answer or its failure, by outcome",
-    "first_page_seconds": "Time from the question's arrival to its first page being ready",
+    "first_page_seconds": "Time from the question's arrival to its first page being ready (a reasoning "
+    "model's thinking not counted: see reasoning_seconds)",
+    "reasoning_seconds": "Time a reasoning model thought before the first token of its answer",
 }
+
+
+#: `inc` as one command. KEYS: the all-time hash, today's. ARGV: the field, the increment, DAILY_TTL.
+#: Sent as EVAL (a registered script in a pipeline costs a SCRIPT EXISTS round trip first).
+INC_IN = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
 
 
 def _label_key(labels: dict[str, str]) -> str:
@@ -70,6 +84,12 @@ class Metrics:
     def observe(self, name: str, seconds: float, **labels: str) -> None:
         label = _label_key(labels)
         self._write(name, [(f"{label}|{_bucket_of(seconds)}", 1)], (f"{label}|sum", seconds))
+
+    def inc_in(self, pipe: Pipeline, name: str, by: int = 1, **labels: str) -> None:
+        """`inc`, queued in the caller's pipeline as one command (INC_IN): it rides on the caller's round
+        trip (the webhook's per-push writes), and a failure is the caller's to handle."""
+        all_time, today = self._keys(name)
+        pipe.eval(INC_IN, 2, all_time, today, _label_key(labels), by, keys.DAILY_TTL)
 
     def _write(
         self, name: str, counts: list[tuple[str, int]], total: tuple[str, float] | None = None

@@ -17,6 +17,10 @@ from typing import Any
 from testing.fakes.base import FakeHandler, FakeServer, RecordedRequest, parse_multipart
 
 Reply = str | Callable[[list[dict[str, Any]]], str]
+#: the calls a model makes: (name, arguments as the JSON text the model writes — maybe not JSON)
+FakeCall = tuple[str, str]
+#: given the messages so far, the calls to make (streamed as `tool_calls`), or [] to answer in words
+ToolScript = Callable[[list[dict[str, Any]]], list[FakeCall]]
 
 MODERATION_CATEGORIES = (
     "harassment",
@@ -57,6 +61,14 @@ class Behavior:
     empty means every /v1 endpoint. `fail_times`: fail only the next N requests (None: all).
     `retry_after`: seconds sent as `retry-after-ms` with failures (the SDK then waits that long
     instead of its 0.5-8 s backoff). `api_key`: when set, other bearer tokens get a 401.
+    `reasoning`: a reasoning model's thinking, streamed before the answer as `reasoning_field` deltas
+    (`reasoning_content`, or `reasoning`), `reasoning_chunk_delay` seconds apart (None: chunk_delay).
+    `hold_after_chunks`: after that many SSE events, the stream waits until `release()` (a slow answer
+    whose pace the test decides, not the clock). `vision_models`: when set, a request with an image part
+    for another model gets a 400, as from a model that takes no images. `tool_script`: a model that calls
+    functions: when a request offers `tools` (and not `tool_choice: none`), the calls it returns are
+    streamed as `tool_calls` deltas (the arguments in pieces, parallel calls interleaved), finishing with
+    `tool_calls`; an empty list, or a request without tools, gets the reply in words.
     """
 
     reply: Reply | None = None
@@ -76,6 +88,12 @@ class Behavior:
     transcript: str = "你好，这是一段语音"
     flagged_words: tuple[str, ...] = ()
     api_key: str | None = None
+    reasoning: str = ""
+    reasoning_field: str = "reasoning_content"
+    reasoning_chunk_delay: float | None = None
+    hold_after_chunks: int | None = None
+    vision_models: tuple[str, ...] = ()
+    tool_script: ToolScript | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,15 @@ def message_text(message: dict[str, Any]) -> str:
     return ""
 
 
+def _has_image(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(part, dict) and part.get("type") == "image_url"
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+    )
+
+
 def echo(messages: list[dict[str, Any]]) -> str:
     users = [m for m in messages if m.get("role") == "user"]
     return "echo: " + (message_text(users[-1]) if users else "")
@@ -134,6 +161,10 @@ class FakeOpenAI(FakeServer):
         self._fails_done = 0
         #: streams the client closed before their end
         self.hangups = 0
+        #: set by release(): held streams (hold_after_chunks) go on
+        self.released = threading.Event()
+        #: set when a stream reaches its hold (the test then knows how much was sent)
+        self.holding = threading.Event()
 
     @property
     def base_url(self) -> str:
@@ -152,6 +183,28 @@ class FakeOpenAI(FakeServer):
 
     def reset(self) -> None:
         self.set_behavior(**{f.name: f.default for f in dataclasses.fields(Behavior)})
+        self.released.clear()
+        self.holding.clear()
+
+    def release(self) -> None:
+        """Let the streams held by `hold_after_chunks` go on (and every later one pass its hold)."""
+        self.released.set()
+
+    def wait_holding(self, timeout: float = 30.0) -> None:
+        """Until a stream has reached its hold (a hang guard, not a timing assertion)."""
+        if not self.holding.wait(timeout):
+            raise AssertionError("no stream reached its hold")
+
+    def image_parts(self) -> list[dict[str, Any]]:
+        """Every image part of every chat request (the vision model's inputs)."""
+        return [
+            part
+            for body in self.chat_requests()
+            for message in body.get("messages", [])
+            if isinstance(message, dict) and isinstance(message.get("content"), list)
+            for part in message["content"]
+            if isinstance(part, dict) and part.get("type") == "image_url"
+        ]
 
     def chat_requests(self) -> list[dict[str, Any]]:
         """JSON bodies of every chat completion request (messages, model, max_tokens, stream...)."""
@@ -211,9 +264,16 @@ class FakeOpenAI(FakeServer):
         if not messages:
             handler.send_json(error_body(400, "messages is required"), 400)
             return
+        model = str(data.get("model", "gpt-4o-mini"))
+        if behavior.vision_models and model not in behavior.vision_models and _has_image(messages):
+            handler.send_json(error_body(400, f"Model {model} does not support image inputs."), 400)
+            return
+        calls = self._tool_calls(behavior, data, messages)
+        if calls and data.get("stream"):
+            self._stream_tool_calls(handler, model, calls)
+            return
         reply = behavior.reply or echo
         text = reply(messages) if callable(reply) else reply
-        model = str(data.get("model", "gpt-4o-mini"))
         if data.get("stream"):
             include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
             self._stream(
@@ -223,6 +283,52 @@ class FakeOpenAI(FakeServer):
             handler.send_json(self._completion(behavior, model, text, self._usage(messages, text)))
         else:
             handler.abort()
+
+    @staticmethod
+    def _tool_calls(
+        behavior: Behavior, data: dict[str, Any], messages: list[dict[str, Any]]
+    ) -> list[FakeCall]:
+        offered = bool(data.get("tools")) and data.get("tool_choice") != "none"
+        return behavior.tool_script(messages) if offered and behavior.tool_script is not None else []
+
+    def _stream_tool_calls(self, handler: FakeHandler, model: str, calls: list[FakeCall]) -> None:
+        """The calls as a server streams them: each call's id and name first, then its arguments in
+        pieces of 3 characters, the calls' pieces interleaved (parallel calls)."""
+        base = {
+            "id": f"chatcmpl-{secrets.token_hex(12)}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return base | {
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+            }
+
+        events = [chunk({"role": "assistant", "content": None})]
+        for index, (name, _) in enumerate(calls):
+            function = {"name": name, "arguments": ""}
+            call = {
+                "index": index,
+                "id": f"call_{secrets.token_hex(6)}",
+                "type": "function",
+                "function": function,
+            }
+            events.append(chunk({"tool_calls": [call]}))
+        pieces = [[arguments[i : i + 3] for i in range(0, len(arguments), 3)] for _, arguments in calls]
+        for step in range(max((len(p) for p in pieces), default=0)):
+            for index, parts in enumerate(pieces):
+                if step < len(parts):
+                    events.append(
+                        chunk({"tool_calls": [{"index": index, "function": {"arguments": parts[step]}}]})
+                    )
+        events.append(chunk({}, "tool_calls"))
+        handler.start_chunked("text/event-stream; charset=utf-8", headers={"Cache-Control": "no-cache"})
+        for event in events:
+            handler.write_chunk(b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n")
+        handler.write_chunk(b"data: [DONE]\n\n")
+        handler.end_chunked()
 
     @staticmethod
     def _usage(messages: list[dict[str, Any]], text: str) -> dict[str, int]:
@@ -249,9 +355,18 @@ class FakeOpenAI(FakeServer):
         """Headers and the role chunk at once, then the content after `first_token_delay`."""
         handler.start_chunked("text/event-stream; charset=utf-8", headers={"Cache-Control": "no-cache"})
         events = self._chunks(behavior, model, text, usage)
+        thinking = len(self._reasoning_events(behavior))
         for index, event in enumerate(events):
             cut = behavior.fail_after_chunks is not None and index >= behavior.fail_after_chunks
             delay = behavior.first_token_delay if index == 1 else behavior.chunk_delay if index > 1 else 0.0
+            if 1 <= index <= thinking and behavior.reasoning_chunk_delay is not None:
+                delay = behavior.reasoning_chunk_delay
+            if index == behavior.hold_after_chunks:
+                self.holding.set()
+                while not self.released.wait(0.05):
+                    if self.stopping.is_set() or handler.client_gone():
+                        handler.abort()
+                        return
             if cut or not self.pause(delay):
                 handler.abort()
                 return
@@ -283,12 +398,20 @@ class FakeOpenAI(FakeServer):
 
         size = max(1, behavior.chunk_size)
         events = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        events += [chunk(delta) for delta in FakeOpenAI._reasoning_events(behavior)]
         events += [chunk({"content": text[i : i + size]}) for i in range(0, len(text), size)]
         if not behavior.end_without_done:
             events.append(chunk({}, behavior.finish_reason))
         if usage is not None:
             events.append(base | {"choices": [], "usage": usage})
         return events
+
+    @staticmethod
+    def _reasoning_events(behavior: Behavior) -> list[dict[str, Any]]:
+        """The deltas of the thinking (streamed before the answer's content)."""
+        size, thought = max(1, behavior.chunk_size), behavior.reasoning
+        field = behavior.reasoning_field
+        return [{"content": None, field: thought[i : i + size]} for i in range(0, len(thought), size)]
 
     # ---- other endpoints ---------------------------------------------------------------------------
     def _models(self, handler: FakeHandler, request: RecordedRequest, behavior: Behavior) -> None:

@@ -18,7 +18,7 @@ WECHAT_JSON = "application/json; encoding=utf-8"
 TEXT_LIMIT_BYTES = 2048
 TOKEN_TTL = 7200
 
-Api = Literal["send", "typing", "upload", "media_get"]
+Api = Literal["send", "typing", "upload", "media_get", "freepublish", "material"]
 
 ERRMSG: dict[int, str] = {
     -1: "system error",
@@ -92,7 +92,9 @@ class FakeWeChatAPI(FakeServer):
 
     Knobs (thread-safe): `expire_token(errcode)`, `fail(api, errcode, times)` (`fail_sends`/`fail_uploads`
     shortcuts), `ip_whitelisted`, `old_token_grace` (False: a /cgi-bin/token fetch kills the previous token
-    at once, as WeChat does 5 minutes later), `send_delay` seconds, `add_media(...)`.
+    at once, as WeChat does 5 minutes later), `send_delay` seconds, `add_media(...)`; the account's
+    published articles and permanent news materials: `published` and `materials` (lists of items in
+    WeChat's shape, newest first), listed by freepublish/batchget and material/batchget_material.
     """
 
     def __init__(self, appid: str = "wx0123456789abcdef", secret: str = "test-secret") -> None:
@@ -111,6 +113,10 @@ class FakeWeChatAPI(FakeServer):
         self._sent: list[dict[str, Any]] = []
         self._typing: list[tuple[str, str]] = []
         self._uploads: list[Upload] = []
+        #: files served at their path by GET, as WeChat's image hosts serve a photo's PicUrl
+        self._pictures: dict[str, Media] = {}
+        self.published: list[dict[str, Any]] = []
+        self.materials: list[dict[str, Any]] = []
 
     # ---- knobs -------------------------------------------------------------------------------------
     def expire_token(self, errcode: int = 42001) -> None:
@@ -136,6 +142,11 @@ class FakeWeChatAPI(FakeServer):
     def add_media(self, media_id: str, data: bytes, content_type: str = "audio/amr") -> None:
         with self._lock:
             self._media[media_id] = Media(data, content_type)
+
+    def add_picture(self, path: str, data: bytes, content_type: str = "image/jpeg") -> None:
+        """Serve `data` at GET `path` (a photo's PicUrl path; point the host at this fake)."""
+        with self._lock:
+            self._pictures[path] = Media(data, content_type)
 
     # ---- accessors ---------------------------------------------------------------------------------
     @property
@@ -175,8 +186,12 @@ class FakeWeChatAPI(FakeServer):
             ("POST", "/cgi-bin/message/custom/typing"): self._typing_command,
             ("GET", "/cgi-bin/media/get"): self._media_get,
             ("POST", "/cgi-bin/media/upload"): self._upload,
+            ("POST", "/cgi-bin/freepublish/batchget"): self._freepublish,
+            ("POST", "/cgi-bin/material/batchget_material"): self._material_list,
         }
         route = routes.get((request.method, request.path))
+        if route is None and request.method == "GET" and request.path in self._pictures:
+            route = self._picture
         if route is None:
             handler.send_bytes(b'{"errcode":-1,"errmsg":"invalid url"}', WECHAT_JSON, status=404)
             return
@@ -304,6 +319,11 @@ class FakeWeChatAPI(FakeServer):
         disposition = {"Content-disposition": f'attachment; filename="{filename}"'}
         handler.send_bytes(media.data, media.content_type, headers=disposition)
 
+    def _picture(self, handler: FakeHandler, request: RecordedRequest) -> None:
+        with self._lock:
+            picture = self._pictures[request.path]
+        handler.send_bytes(picture.data, picture.content_type)
+
     def _upload(self, handler: FakeHandler, request: RecordedRequest) -> None:
         media_type = request.query.get("type", "")
         body = self._token_error(request)
@@ -327,3 +347,39 @@ class FakeWeChatAPI(FakeServer):
             self._uploads.append(Upload(media_type, filename, content_type, data, media_id))
             self._media[media_id] = Media(data, content_type)
         return {"type": media_type, "media_id": media_id, "created_at": int(time.time())}
+
+    # ---- published articles and permanent materials (the knowledge base's sync) -----------------------
+    def _freepublish(self, handler: FakeHandler, request: RecordedRequest) -> None:
+        data = body_json(request) or {}
+        body = self._token_error(request) or self._injected("freepublish")
+        with self._lock:
+            items = list(self.published)
+        if body is None:
+            body = self._listing(items, data, strip_content=bool(data.get("no_content")))
+        self._answer(handler, body)
+
+    def _material_list(self, handler: FakeHandler, request: RecordedRequest) -> None:
+        data = body_json(request) or {}
+        body = self._token_error(request) or self._injected("material")
+        if body is None and data.get("type") != "news":
+            body = error(40004)
+        with self._lock:
+            items = list(self.materials)
+        self._answer(handler, body or self._listing(items, data, strip_content=False))
+
+    @staticmethod
+    def _listing(items: list[dict[str, Any]], data: dict[str, Any], strip_content: bool) -> dict[str, Any]:
+        """One page: `count` (1-20) items from `offset`, as both APIs answer."""
+        offset, count = data.get("offset"), data.get("count")
+        if not isinstance(offset, int) or not isinstance(count, int) or offset < 0 or not 1 <= count <= 20:
+            return error(47001)
+        page = items[offset : offset + count]
+        if strip_content:
+            page = [_without_content(item) for item in page]
+        return {"total_count": len(items), "item_count": len(page), "item": page}
+
+
+def _without_content(item: dict[str, Any]) -> dict[str, Any]:
+    content = dict(item.get("content") or {})
+    content["news_item"] = [{**news, "content": ""} for news in content.get("news_item") or []]
+    return {**item, "content": content}

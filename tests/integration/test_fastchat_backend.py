@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.llm import LLMError, make_backend
-from bot.llm.base import ChatMessage
+from bot.llm.base import ChatMessage, text_only
 from bot.llm.fastchat_backend import FastChatBackend, WorkerGone, estimate_tokens, split_stream
 from testing.fakes.fastchat import DEFAULT_MODEL, FakeController, FakeWorker
 
@@ -49,7 +49,7 @@ def closed_port_url() -> str:
 
 
 def ask(backend: FastChatBackend, messages: list[ChatMessage] | None = None, **kwargs: Any) -> list[str]:
-    return list(backend.stream(messages or [{"role": "user", "content": "hi"}], **kwargs))
+    return list(text_only(backend.stream(messages or [{"role": "user", "content": "hi"}], **kwargs)))
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ def test_an_error_code_in_the_stream_is_an_llm_error(
     start_worker(reply="abcdefgh", chunk_size=4, error_code=code, error_after_chunks=1)
     pieces: list[str] = []
     with pytest.raises(LLMError) as caught:
-        pieces.extend(make().stream([{"role": "user", "content": "hi"}]))
+        pieces.extend(text_only(make().stream([{"role": "user", "content": "hi"}])))
     assert pieces == ["abcd"]
     assert caught.value.kind == kind
     assert f"{code} {name}" in caught.value.detail
@@ -278,7 +278,7 @@ def test_a_worker_dying_mid_answer_fails_without_retry(
     other = start_worker(reply="should not be asked")
     pieces: list[str] = []
     with pytest.raises(LLMError) as caught:
-        pieces.extend(make().stream([{"role": "user", "content": "hi"}]))
+        pieces.extend(text_only(make().stream([{"role": "user", "content": "hi"}])))
     assert pieces == ["abcd"]
     assert caught.value.kind == "failed"
     assert "died mid-answer" in caught.value.detail
@@ -403,7 +403,7 @@ def test_an_answer_cut_short_says_so(
     start_worker(reply="Hello world!", chunk_size=3, finish_reason=finish_reason)
     backend, pieces = make(), []
     with pytest.raises(LLMError) as failure:
-        for piece in backend.stream([{"role": "user", "content": "hi"}]):
+        for piece in text_only(backend.stream([{"role": "user", "content": "hi"}])):
             pieces.append(piece)
     assert "".join(pieces) == "Hello world!"
     assert failure.value.kind == "cut_short" and detail in failure.value.detail

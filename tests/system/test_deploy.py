@@ -141,7 +141,7 @@ def site_in(tmp: Path, site: Path, ports: dict[str, int] | None = None) -> Path:
     text = text.replace("/var/log/nginx/", f"{tmp}/logs/")
     body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     leftovers = [path for path in re.findall(r"(?<![\w.:/])/[\w./-]+", body) if not path.startswith(str(tmp))]
-    leftovers = [path for path in leftovers if path not in {"/", "/wechat", "/healthz", "/metrics"}]
+    leftovers = [path for path in leftovers if path not in {"/", "/wechat", "/healthz", "/metrics", "/a/"}]
     leftovers = [path for path in leftovers if not path.startswith("/.well-known/")]
     assert not leftovers, f"paths the test does not know how to move: {leftovers}"
     if ports is not None:
@@ -151,7 +151,7 @@ def site_in(tmp: Path, site: Path, ports: dict[str, int] | None = None) -> Path:
             text = replace_exactly(text, "listen [::]:443 ssl;", "", 1)
             text = replace_exactly(text, "listen 443 ssl;", f"listen 127.0.0.1:{ports['https']} ssl;", 1)
             text = replace_exactly(
-                text, f"proxy_pass {UPSTREAM};", f"proxy_pass http://127.0.0.1:{ports['upstream']};", 3
+                text, f"proxy_pass {UPSTREAM};", f"proxy_pass http://127.0.0.1:{ports['upstream']};", 4
             )
     for directory in ("letsencrypt", "www/.well-known/acme-challenge", "logs"):
         (tmp / directory).mkdir(parents=True, exist_ok=True)
@@ -207,7 +207,8 @@ def test_nginx_accepts_the_site(nginx: str, tmp_path: Path, site: Path) -> None:
 
 def test_site_settings_match_the_app() -> None:
     text = SITE.read_text(encoding="utf-8")
-    assert text.count(f"proxy_pass {UPSTREAM};") == 3  # /wechat, /healthz, /metrics: gunicorn's bind
+    # /wechat, /a/ (answer pages), /healthz, /metrics: gunicorn's bind
+    assert text.count(f"proxy_pass {UPSTREAM};") == 4
     assert "proxy_pass" not in BOOTSTRAP_SITE.read_text(encoding="utf-8")
     timeouts = {name: int(value) for name, value in re.findall(r"(proxy_\w+_timeout) (\d+)s;", text)}
     read_window = default("wechat_attempt_timeout") + default("wechat_reply_margin")
@@ -343,6 +344,15 @@ def test_site_routes_wechat_to_the_app_and_nothing_else(
     assert request(ports["https"], "GET", "/healthz")[0] == 200
     assert upstream.seen.pop()["path"] == "/healthz"
 
+    # answer pages, their live state and assets (PUBLIC_BASE_URL)
+    for path in (
+        "/a/AbCdEfGhIjKlMnOpQrStUvWx",
+        "/a/AbCdEfGhIjKlMnOpQrStUvWx/live?v=3",
+        "/a/assets/page.css?v=1",
+    ):
+        assert request(ports["https"], "GET", path)[0] == 200, path
+        assert upstream.seen.pop()["path"] == path
+
     # /metrics: from this machine only
     assert request(ports["https"], "GET", "/metrics")[0] == 200
     assert upstream.seen.pop()["path"] == "/metrics"
@@ -354,6 +364,7 @@ def test_site_routes_wechat_to_the_app_and_nothing_else(
         "/admin",
         "/wechat/x",
         "/wechatx",
+        "/ab/x",
         "/healthz/x",
         "/.env",
         "/.well-known/acme-challenge/x",
