@@ -1,0 +1,171 @@
+"""Tools through the whole stack: the real `openai` SDK against the loopback fake that streams
+`tool_calls` (one call, parallel calls, malformed arguments, an unknown tool, a model that never stops
+calling), the results going back to the model, the answer in chat, the metric and /stats, and the
+history a follow-up question is asked with."""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bot.llm.openai_backend import OpenAIBackend
+from bot.tools import MAX_ROUNDS
+from handlers.commands import stats_command
+from testing.fakes.openai_server import FakeCall, FakeOpenAI
+from testing.reading import read_answer
+from tests.conftest import Bot
+
+Messages = list[dict[str, Any]]
+
+
+def tool_results(messages: Messages) -> list[str]:
+    return [str(m["content"]) for m in messages if m.get("role") == "tool"]
+
+
+def calls_once(*calls: FakeCall) -> Any:
+    """A model that makes these calls, then answers with what the tools said."""
+
+    def script(messages: Messages) -> list[FakeCall]:
+        return [] if tool_results(messages) else list(calls)
+
+    return script
+
+
+def answer_with_results(messages: Messages) -> str:
+    return "结果：" + " | ".join(tool_results(messages))
+
+
+def counted(bot: Bot) -> dict[tuple[str, str], int]:
+    found = bot.runtime.metrics.counter("tool_calls")
+    return {(json.loads(k)["function"], json.loads(k)["outcome"]): v for k, v in found.items()}
+
+
+def test_one_call_is_run_and_its_result_answers(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    fake_openai.set_behavior(
+        tool_script=calls_once(("calculator", '{"expression": "10000*(1+4%)**3"}')), reply=answer_with_results
+    )
+    reading = read_answer(bot.simulator(), "user-1", "一万元存三年，年利率4%，复利多少？")
+    assert reading.text == "结果：10000*(1+4%)**3 = 11248.64"
+    [first, second] = fake_openai.chat_requests()
+    assert {tool["function"]["name"] for tool in first["tools"]} == {
+        "calculator",
+        "solve_equations",
+        "normal_distribution",
+        "dates",
+    }
+    assert first["tool_choice"] == "auto"
+    [call] = second["messages"][-2]["tool_calls"]
+    assert call["function"] == {"name": "calculator", "arguments": '{"expression": "10000*(1+4%)**3"}'}
+    assert second["messages"][-1]["tool_call_id"] == call["id"]
+    assert counted(bot) == {("calculator", "ok"): 1}
+
+
+def test_parallel_calls_are_all_run_in_order(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    calls = (
+        ("solve_equations", '{"equations": ["x + y = 35", "2*x + 4*y = 94"]}'),
+        ("normal_distribution", '{"question": "below", "x": 0}'),
+        ("dates", '{"question": "weekday", "date": "2026-12-01"}'),
+    )
+    fake_openai.set_behavior(tool_script=calls_once(*calls), reply=answer_with_results)
+    reading = read_answer(bot.simulator(), "user-1", "鸡兔同笼，头35，脚94")
+    assert reading.text == (
+        "结果：x = 23, y = 12 | N(mean=0, sd=1): P(X ≤ 0) = 0.5 (50%) | 2026-12-01 (Tuesday)"
+    )
+    assert counted(bot) == {
+        ("solve_equations", "ok"): 1,
+        ("normal_distribution", "ok"): 1,
+        ("dates", "ok"): 1,
+    }
+
+
+def test_malformed_arguments_and_unknown_tools_are_told_to_the_model(
+    bot: Bot, fake_openai: FakeOpenAI
+) -> None:
+    calls = (("calculator", '{"expression": "1+'), ("web_search", '{"q": "天气"}'))
+    fake_openai.set_behavior(tool_script=calls_once(*calls), reply=answer_with_results)
+    reading = read_answer(bot.simulator(), "user-1", "算一下")
+    assert reading.text.startswith("结果：error: the arguments are not valid JSON | error: there is no tool")
+    assert counted(bot) == {("calculator", "bad_arguments"): 1, ("unknown", "unknown"): 1}
+
+
+def test_a_hostile_expression_is_refused_not_computed(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    calls = (
+        ("calculator", '{"expression": "9**9**9**9"}'),
+        ("calculator", '{"expression": "__import__(\'os\')"}'),
+    )
+    fake_openai.set_behavior(tool_script=calls_once(*calls), reply=answer_with_results)
+    reading = read_answer(bot.simulator(), "user-1", "算一下")
+    assert "refused" in reading.text and "not defined" in reading.text
+    assert counted(bot) == {("calculator", "error"): 2}
+
+
+def test_a_model_that_never_stops_calling_answers_in_words_after_three_rounds(
+    bot: Bot, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_openai.set_behavior(
+        tool_script=lambda messages: [("calculator", '{"expression": "1+1"}')],
+        reply=lambda messages: f"算了 {len(tool_results(messages))} 次，答案是 2。",
+    )
+    with caplog.at_level(logging.INFO, logger="bot.answering.generation"):
+        reading = read_answer(bot.simulator(), "user-1", "1+1 等于几？")
+    assert reading.text == f"算了 {MAX_ROUNDS} 次，答案是 2。"
+    requests = fake_openai.chat_requests()
+    assert [request["tool_choice"] for request in requests] == ["auto"] * MAX_ROUNDS + ["none"]
+    assert counted(bot) == {("calculator", "ok"): MAX_ROUNDS}
+    assert any(
+        "tools calculator(ok), calculator(ok), calculator(ok)" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_a_follow_up_question_sees_the_earlier_result(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    fake_openai.set_behavior(
+        tool_script=calls_once(("calculator", '{"expression": "10000*(1+4%)**3"}')), reply=answer_with_results
+    )
+    read_answer(bot.simulator(), "user-1", "一万元存三年，年利率4%，复利多少？")
+    [question, answer] = bot.runtime.history.messages("user-1")
+    assert question == {"role": "user", "content": "一万元存三年，年利率4%，复利多少？"}
+    assert answer["role"] == "assistant" and set(answer) == {"role", "content"}  # a plain turn
+    assert "10000*(1+4%)**3 = 11248.64" in answer["content"]
+    assert answer["content"].endswith("结果：10000*(1+4%)**3 = 11248.64")
+
+    fake_openai.set_behavior(tool_script=None, reply="好的")
+    read_answer(bot.simulator(), "user-1", "那如果利率是5%呢？")
+    follow_up = fake_openai.chat_requests()[-1]["messages"]
+    earlier = [m["content"] for m in follow_up if m["role"] == "assistant"]
+    assert len(earlier) == 1 and "11248.64" in earlier[0]
+    assert follow_up[-1] == {"role": "user", "content": "那如果利率是5%呢？"}
+
+
+def test_tools_setting_limits_what_is_offered(make_bot: Any, fake_openai: FakeOpenAI) -> None:
+    bot = make_bot(tools="dates")
+    read_answer(bot.simulator(), "user-1", "你好")
+    [request] = fake_openai.chat_requests()
+    assert [tool["function"]["name"] for tool in request["tools"]] == ["dates"]
+
+
+def test_no_tools_offers_none(make_bot: Any, fake_openai: FakeOpenAI) -> None:
+    bot = make_bot(tools="")
+    read_answer(bot.simulator(), "user-1", "你好")
+    [request] = fake_openai.chat_requests()
+    assert "tools" not in request
+
+
+def test_stats_shows_tool_calls(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    bot.runtime.metrics.inc("tool_calls", function="calculator", outcome="ok")
+    bot.runtime.metrics.inc("tool_calls", function="calculator", outcome="ok")
+    bot.runtime.metrics.inc("tool_calls", function="dates", outcome="error")
+    reply = stats_command(SimpleNamespace(runtime=bot.runtime), "")  # type: ignore[arg-type]
+    assert isinstance(reply, str) and reply.endswith("今日工具调用：日期/报错 1，计算器/成功 2")
+
+
+def test_a_stray_call_without_tools_offered_is_not_an_answer(fake_openai: FakeOpenAI, make_bot: Any) -> None:
+    bot = make_bot()
+    backend = bot.runtime.backend
+    assert isinstance(backend, OpenAIBackend)
+    fake_openai.set_behavior(tool_script=lambda messages: [("dates", "{}")], reply="纯文字")
+    assert "".join(str(piece) for piece in backend.stream([{"role": "user", "content": "hi"}])) == "纯文字"
+    assert "tools" not in fake_openai.chat_requests()[-1]
