@@ -2,8 +2,9 @@
 with Qwen2.5-Coder-0.5B-Instruct, and real answers from it, in English and in Chinese, reaching a
 signed WeChat push.
 
-The venv and the converted model are cached in `data/` under the project (or LOCAL_LLM_TEST_DATA_DIR):
-the first run installs and converts (about 3 minutes here), later runs start in seconds.
+The venv and the converted model are cached in the user's cache directory (~/.cache/wechat-llm-bot/
+local-llm, or LOCAL_LLM_TEST_DATA_DIR), shared by every checkout and fresh clone on the machine: the
+first run installs and converts (about 3 minutes here), later runs start in seconds.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from bot.ops.local_llm import (
 from bot.ops.processes import free_port
 from tests.conftest import AES_KEY, ROOT, Bot
 
-DATA_DIR = Path(os.environ.get("LOCAL_LLM_TEST_DATA_DIR") or ROOT / "data")
+CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+DATA_DIR = Path(os.environ.get("LOCAL_LLM_TEST_DATA_DIR") or CACHE_HOME / "wechat-llm-bot" / "local-llm")
 #: WeChat's real timing: the model answers a one-sentence question in about 3-4 s on two cores
 ATTEMPT_TIMEOUT = 5.0
 GREETING = "你好，请用一句话介绍你自己。"
