@@ -15,8 +15,11 @@ from zoneinfo import ZoneInfo
 
 from bot import texts
 from bot.llm.base import ChatMessage, ToolCalls
-from bot.tools import calculator, dates, equations, normal
 from bot.tools.base import MAX_RESULT, ToolError, ToolSpec
+from bot.tools.calculator import SPEC as CALCULATOR
+from bot.tools.dates import spec as dates_spec
+from bot.tools.equations import SPEC as EQUATIONS
+from bot.tools.normal import SPEC as NORMAL
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ class ToolResult:
 
 
 def build_specs(zone: ZoneInfo) -> dict[str, ToolSpec]:
-    specs = [calculator.SPEC, equations.SPEC, normal.SPEC, dates.spec(zone)]
+    specs = [CALCULATOR, EQUATIONS, NORMAL, dates_spec(zone)]
     return {spec.name: spec for spec in specs}
 
 
