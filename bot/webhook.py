@@ -23,6 +23,7 @@ from bot.delivery.passive import PassiveDelivery
 from bot.logs import request_id
 from bot.replies import image_media_id
 from bot.runtime import Runtime
+from bot.store.limits import RateTicket
 from bot.store.pushes import Arrival, OnFirst, Plan, dedup_key
 from bot.wechat.protocol import ProtocolError, Push, WeChatProtocol
 
@@ -31,8 +32,12 @@ log = logging.getLogger(__name__)
 SUCCESS = "success"
 
 #: decides what a new push asks of us (the chat routing of handlers/, injected by app.py):
-#: (message, push key) -> Plan
-Planner = Callable[[BaseMessage, str], Plan]
+#: (message, push key, its count against the rate limit if the arrival took it) -> Plan
+Planner = Callable[[BaseMessage, str, RateTicket | None], Plan]
+
+#: the kinds of message whose first delivery the arrival script counts against the per-minute rate (the
+#: only ones a limit can refuse); one that no check uses is taken back off the count after its plan
+RATE_COUNTED = ("text", "voice", "image")
 
 
 @dataclass(frozen=True)
@@ -74,9 +79,8 @@ class Webhook:
             # Redis hears of it; then one round trip binds its signature and counts its delivery
             push = self.protocol.open(inbound.args, inbound.body)
             key = dedup_key(push.message)
-            arrival = self._bind_signature(
-                inbound, key, self.runtime.stats.on_arrival(str(push.message.source))
-            )
+            parts = self._on_first(push)
+            arrival = self._bind_signature(inbound, key, parts)
         except ProtocolError as exc:
             log.warning("refused %s /wechat: %s (%s)", inbound.method, exc.reason, exc.status)
             return Outbound(exc.status, exc.reason)
@@ -84,15 +88,30 @@ class Webhook:
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
         token = request_id.set(uuid.uuid4().hex[:12])
         try:
-            return self._answer(push, key, arrival, inbound.arrived)
+            return self._answer(push, key, arrival, inbound.arrived, self._ticket(parts, arrival))
         except Exception:
             log.exception("could not handle a push from %s", push.message.source)
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
         finally:
             request_id.reset(token)
 
+    def _on_first(self, push: Push) -> list[OnFirst]:
+        """What the arrival script does on a push's first delivery besides its own work: the day's
+        statistics, and for a chat message its count against the rate limit."""
+        openid = str(push.message.source)
+        parts = [self.runtime.stats.on_arrival(openid)]
+        if push.message.type in RATE_COUNTED:
+            parts.append(self.runtime.limits.on_arrival(openid))
+        return parts
+
+    def _ticket(self, parts: list[OnFirst], arrival: Arrival) -> RateTicket | None:
+        """The rate count the arrival took (a chat message's first delivery), else None."""
+        if len(parts) < 2 or len(arrival.first) < 2:
+            return None
+        return self.runtime.limits.ticket(parts[1], arrival.first[1])
+
     def _bind_signature(
-        self, inbound: Inbound, push_key: str = "", on_first: OnFirst | None = None
+        self, inbound: Inbound, push_key: str = "", on_first: list[OnFirst] | None = None
     ) -> Arrival | None:
         """The replay guard. A signature covers only token, timestamp and nonce: bind a verified one to
         the first request it came with — method, query and body; the URL check's GET too —, so that a
@@ -112,7 +131,7 @@ class Webhook:
         until = self.protocol.accepted_until(timestamp)
         try:
             arrival = self.runtime.pushes.bind_signature(
-                timestamp, nonce, request_digest(inbound), until, now, push_key, on_first
+                timestamp, nonce, request_digest(inbound), until, now, push_key, on_first or ()
             )
         except redis.exceptions.RedisError as exc:
             log.warning("refused %s /wechat: replay guard unavailable (Redis: %r)", inbound.method, exc)
@@ -121,9 +140,11 @@ class Webhook:
             raise ProtocolError(403, "signature already used for another request (replay)")
         return arrival
 
-    def _answer(self, push: Push, key: str, arrival: Arrival, arrived: float) -> Outbound:
+    def _answer(
+        self, push: Push, key: str, arrival: Arrival, arrived: float, ticket: RateTicket | None
+    ) -> Outbound:
         openid = str(push.message.source)
-        plan = self._plan(push, key, arrival)
+        plan = self._plan(push, key, arrival, ticket)
         out = self._respond(push, key, openid, plan, arrival.attempt, arrived)
         self._log(push, key, plan, arrival.attempt, arrived, out)
         return out
@@ -163,16 +184,17 @@ class Webhook:
             fields["content"] = str(getattr(push.message, "content", ""))[:200]
         log.info(" ".join(f"{name}={value}" for name, value in fields.items()), extra=fields)
 
-    def _plan(self, push: Push, key: str, arrival: Arrival) -> Plan:
+    def _plan(self, push: Push, key: str, arrival: Arrival, ticket: RateTicket | None) -> Plan:
         """The first delivery decides; later ones reuse its decision."""
         if arrival.attempt > 1:
             self.runtime.metrics.inc("duplicates")
             if (plan := arrival.plan or self.runtime.pushes.plan(key)) is not None:
                 return plan
-        plan = self.planner(push.message, key)
-        pipe = self.runtime.pushes.pipeline()  # the plan and its metric: one round trip
+        plan = self.planner(push.message, key, ticket)
+        pipe = self.runtime.pushes.pipeline()  # the plan, its metric, an unused rate count: one round trip
         self.runtime.pushes.save_plan(key, plan, pipe)
         self.runtime.metrics.inc_in(pipe, "messages", kind=kind_of(push))
+        self.runtime.limits.unused_in(pipe, ticket)
         pipe.execute()
         return plan
 

@@ -8,6 +8,7 @@ from functools import cached_property
 from bot.answering.jobs import Jobs
 from bot.delivery.active import delivery_mode
 from bot.runtime import Runtime
+from bot.store.limits import RateTicket
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,8 @@ class Context:
     push_key: str
     runtime: Runtime
     jobs: Jobs
+    #: the message's count against the rate limit, taken on its arrival (None: `refusal` counts it)
+    rate_ticket: RateTicket | None = None
 
     @cached_property
     def is_admin(self) -> bool:

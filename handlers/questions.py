@@ -34,6 +34,7 @@ def refusal(ctx: Context, work: Work = "question") -> str | None:
         ctx.openid,
         daily_quota=quota,
         image_quota=images if work == "image" else None,
+        ticket=ctx.rate_ticket,
     )
     if verdict == "rate":
         return texts.RATE_LIMITED

@@ -15,6 +15,7 @@ from wechatpy.messages import BaseMessage
 from bot import texts
 from bot.answering.jobs import Jobs
 from bot.runtime import Runtime
+from bot.store.limits import RateTicket
 from bot.store.pushes import Plan
 from handlers import commands
 from handlers.context import Context
@@ -146,6 +147,6 @@ class Router:
         self.runtime = runtime
         self.jobs = jobs
 
-    def __call__(self, message: BaseMessage, push_key: str) -> Plan:
-        ctx = Context(str(message.source), push_key, self.runtime, self.jobs)
+    def __call__(self, message: BaseMessage, push_key: str, ticket: RateTicket | None = None) -> Plan:
+        ctx = Context(str(message.source), push_key, self.runtime, self.jobs, ticket)
         return route(Incoming.of(message), ctx)

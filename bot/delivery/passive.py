@@ -120,13 +120,11 @@ class PassiveDelivery:
             release = plan.answer_id
             if image_media_id(text) is None:  # an image reply cannot carry a note
                 text += texts.QUEUED_NOTE
-        # the reply recorded, the page passed and the push's own answer released: one atomic step
-        claimed = self.answers.claim(push_key, found, text, release=release)
-        if claimed is None:
-            return None
-        if claimed.delivered:
-            self.metrics.inc("pages_delivered", path=delivery_path(target, push_key, attempt))
-        return claimed.reply
+        # the reply recorded, the page passed, the push's own answer released and the delivery counted:
+        # one atomic step, one round trip before the reply goes out
+        delivered = self.metrics.on_inc("pages_delivered", path=delivery_path(target, push_key, attempt))
+        claimed = self.answers.claim(push_key, found, text, release=release, then=delivered)
+        return None if claimed is None else claimed.reply
 
     def _record(self, push_key: str, text: str) -> str:
         self.pushes.save_reply(push_key, text)

@@ -25,14 +25,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Literal
-
-import bm25s
-import numpy as np
+from typing import TYPE_CHECKING, Literal
 
 from bot.knowledge.documents import Passage
+from bot.knowledge.lazy import LazyModule
 from bot.knowledge.tokens import tokenize, weight, words
 from bot.store.knowledge import DocumentRecord, KnowledgeStore
+
+if TYPE_CHECKING:
+    import bm25s
+    import numpy as np
+else:  # imported on first use: a process that never searches never loads them (bot/knowledge/lazy.py)
+    bm25s, np = LazyModule("bm25s"), LazyModule("numpy")
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +86,12 @@ class Snapshot:
     bm25: bm25s.BM25 | None = None
     vocab: dict[str, int] = field(default_factory=dict)
     vocab_size: int = 0
-    #: the vectors stored for the configured model; row r belongs to passage vector_rows[r]
+    #: the vectors stored for the configured model; row r belongs to passage vector_rows[r]; both rows
+    #: fields are set whenever `vectors` is (None by default: an empty snapshot needs no numpy)
     vectors: np.ndarray | None = None
-    vector_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    vector_rows: np.ndarray | None = None
     #: per passage: its row in `vectors`, or -1
-    vector_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    vector_of: np.ndarray | None = None
     #: document id → revision, as built
     revs: dict[str, str] = field(default_factory=dict)
     #: per passage: True when its document was removed or replaced since the build (never used)
@@ -125,7 +130,8 @@ class Snapshot:
         weights = np.asarray([weight(w) for w in about], dtype=np.float32)
         total = float(weights.sum())
         similarities = self._similarities(query_vector) if mode != "bm25" else None
-        dense = _candidates(similarities, self.vector_rows) if similarities is not None else {}
+        rows = self.vector_rows
+        dense = _candidates(similarities, rows) if similarities is not None and rows is not None else {}
         ranked = _rank(lexical, dense, mode)
         crowded = len(lexical) >= CANDIDATES  # the question's words are everywhere: answers stand out
         floor = STANDOUT * float(np.median(list(lexical.values()))) if crowded else 0.0
@@ -162,12 +168,12 @@ class Snapshot:
         # einsum, not `@`: a BLAS call wakes its thread pool, which costs up to ~20 ms on a busy 2-core
         # machine (measured); this is ~0.5 ms at 10,000 passages, without threads
         similarities = np.einsum("ij,j->i", self.vectors, query.astype(np.float32, copy=False))
-        if self.hidden is not None:
+        if self.hidden is not None and self.vector_rows is not None:
             similarities[self.hidden[self.vector_rows]] = -2.0  # below any cosine
         return similarities
 
     def _similarity(self, index: int, similarities: np.ndarray | None) -> float | None:
-        if similarities is None:
+        if similarities is None or self.vector_of is None:
             return None
         row = int(self.vector_of[index])
         return None if row < 0 else float(similarities[row])

@@ -13,22 +13,33 @@ process whose knowledge base is empty never pays for it.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 import unicodedata
-import warnings
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-with warnings.catch_warnings():  # jieba imports pkg_resources when present, which may warn
-    warnings.simplefilter("ignore")
+from bot.knowledge.lazy import LazyModule
+
+if TYPE_CHECKING:
     import jieba
+else:  # imported on first use (bot/knowledge/lazy.py); it imports pkg_resources when present, which may warn
+    jieba = LazyModule("jieba", setup=lambda module: module.setLogLevel(logging.WARNING), quiet=True)
 
-jieba.setLogLevel(logging.WARNING)
+
+def _package_dir(name: str) -> Path:
+    """Where an installed package lies, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"{name} is not installed")
+    return Path(spec.origin).parent
+
 
 STOPWORDS_FILE = Path(__file__).with_name("stopwords.txt")
-#: jieba's IDF table of general Chinese (270,000 words)
-GENERAL_IDF_FILE = Path(jieba.__file__).parent / "analyse" / "idf.txt"
+#: jieba's IDF table of general Chinese (270,000 words), found without importing jieba
+GENERAL_IDF_FILE = _package_dir("jieba") / "analyse" / "idf.txt"
 #: a word at least this rare in general Chinese (a word not in the table too: a term of the trade, a
 #: number, a Latin word) weighs this much: only the ~20,000 commoner words are kept in memory
 RARE_WEIGHT = 9.0

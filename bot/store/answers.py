@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 from redis.typing import EncodableT, FieldT
 
 from bot import texts
 from bot.store import keys
 from bot.store.notices import ReadyNotices
+from bot.store.pushes import OnFirst
 
 TERMINAL = ("done", "failed")
 #: an unfinished answer with no run working on it for this long is given up (seconds)
@@ -147,6 +149,22 @@ if ARGV[7] == '1' then
 end
 return {'ok'}
 """
+#: CLAIM, then another store's work when the claim succeeds (`OnFirst`: its function's source follows
+#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 10): e.g. the pages_delivered metric, counted in
+#: the claim's round trip instead of one of its own before the reply goes out.
+CLAIM_THEN = (
+    "local function claim(KEYS, ARGV)\n"
+    + CLAIM
+    + "end\n%s\nlocal result = claim(KEYS, ARGV)\n"
+    + """if result[1] == 'ok' then
+    local k, a = {}, {}
+    for i = 7, #KEYS do k[#k + 1] = KEYS[i] end
+    for i = 11, #ARGV do a[#a + 1] = ARGV[i] end
+    %s(k, a)
+end
+return result
+"""
+)
 #: while another holder has the user lock, a peek or claim looks again this often (seconds), this long
 BUSY_POLL = 0.005
 BUSY_LIMIT = 5.0
@@ -245,6 +263,7 @@ class AnswerStore:
         self._release = client.register_script(RELEASE_IF_OURS)
         self._peek = client.register_script(PEEK)
         self._claim = client.register_script(CLAIM)
+        self._claim_then: dict[str, Script] = {}  # by the OnFirst function's source
 
     # --- answers --------------------------------------------------------------------------
     def create(
@@ -433,11 +452,14 @@ class AnswerStore:
         text = None if page is None else str(page)
         return Peek(target=target, ready=found[0] == "ready", page=text, restarts=answer.restarts)
 
-    def claim(self, push_key: str, peeked: Peek, text: str, *, release: str = "") -> Claimed | None:
+    def claim(
+        self, push_key: str, peeked: Peek, text: str, *, release: str = "", then: OnFirst | None = None
+    ) -> Claimed | None:
         """Deliver the page `peeked` found as `text`, the reply of push `push_key`, if it is still this
         push's to deliver: the reply recorded and the page passed, atomically (one of any number of
         concurrent claims of a page wins; None for the others: peek again). `release`: the push's own
-        answer, released for a later message when the push delivers another one."""
+        answer, released for a later message when the push delivers another one. `then`: another
+        store's work, done in the same step when this claim delivers the page."""
         target = peeked.target
         assert target is not None
         answer = target.answer
@@ -446,12 +468,23 @@ class AnswerStore:
         args: list[EncodableT] = [text, answer.id, target.page, int(target.from_owed), peeked.restarts]
         args += [self.ttl, int(bool(release)), keys.ready_channel(answer.openid)]
         args += [keys.answer_sent(answer.id), keys.answer_sending(answer.id)]
-        found = self._while_busy(lambda: self._claim(keys=names, args=args))
+        script = self._claim
+        if then is not None:
+            script = self._claim_script(then)
+            names, args = names + then.keys, args + then.args
+        found = self._while_busy(lambda: script(keys=names, args=args))
         if found[0] == "ok":
             return Claimed(text, delivered=True)
         if found[0] == "reply":
             return Claimed(str(found[1]), delivered=False)
         return None
+
+    def _claim_script(self, then: OnFirst) -> Script:
+        script = self._claim_then.get(then.function)
+        if script is None:
+            source = CLAIM_THEN % (then.function, then.name)
+            script = self._claim_then[then.function] = self.redis.register_script(source)
+        return script
 
     @staticmethod
     def _while_busy(run: Callable[[], list[Any]]) -> list[Any]:

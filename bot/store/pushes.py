@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 from redis.client import Pipeline
@@ -45,15 +46,23 @@ local function arrive(k, a)
 end
 """
 ARRIVE = ARRIVE_FUNCTION + "return arrive(KEYS, ARGV)\n"
-#: ARRIVE, then another store's work on a push's first delivery only (`OnFirst`, whose function source
-#: follows this one's): KEYS and ARGV after ARRIVE's three are its own.
+#: ARRIVE, then other stores' work on a push's first delivery only (`OnFirst`, whose function sources
+#: precede this one, called by name): KEYS after ARRIVE's two are theirs, one part after the other;
+#: ARGV after ARRIVE's three holds, for each part, its number of keys, its number of arguments, then its
+#: arguments. Each part's return value follows ARRIVE's {1, false, false}.
 ARRIVE_THEN = """
 local result = arrive({KEYS[1], KEYS[2]}, {ARGV[1], ARGV[2], ARGV[3]})
 if result[1] == 1 then
-    local k, a = {}, {}
-    for i = 3, #KEYS do k[#k + 1] = KEYS[i] end
-    for i = 4, #ARGV do a[#a + 1] = ARGV[i] end
-    %s(k, a)
+    result[2], result[3] = false, false
+    local ki, ai = 3, 4
+    for i, part in ipairs({%s}) do
+        local nk, na = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])
+        local k, a = {}, {}
+        for j = 1, nk do k[j] = KEYS[ki + j - 1] end
+        for j = 1, na do a[j] = ARGV[ai + 1 + j] end
+        ki, ai = ki + nk, ai + 2 + na
+        result[3 + i] = part(k, a) or false
+    end
 end
 return result
 """
@@ -63,7 +72,7 @@ return result
 class OnFirst:
     """Work of another store that runs inside the arrival script, on a push's first delivery only (so
     that it costs no round trip of its own, and never runs for a replay or a retry): the source of a Lua
-    function `name(k, a)`, and its keys and arguments."""
+    function `name(k, a)`, and its keys and arguments. What it returns is in `Arrival.first`."""
 
     function: str
     name: str
@@ -104,6 +113,8 @@ class Arrival:
     attempt: int
     plan: Plan | None = None
     reply: str | None = None
+    #: on a first delivery, what each OnFirst part returned, in order (None for nothing)
+    first: tuple[Any, ...] = ()
 
 
 def dedup_key(message: BaseMessage) -> str:
@@ -121,7 +132,7 @@ class PushLog:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._arrive = client.register_script(ARRIVE)
-        self._arrive_then: dict[str, Script] = {}  # by the OnFirst function's source
+        self._arrive_then: dict[tuple[str, ...], Script] = {}  # by the OnFirst parts' function sources
 
     def pipeline(self) -> Pipeline:
         """A pipeline (no MULTI) in which several stores queue the writes of one push: one round trip."""
@@ -157,13 +168,13 @@ class PushLog:
         accepted_until: float,
         now: float,
         push: str = "",
-        on_first: OnFirst | None = None,
+        on_first: OnFirst | Sequence[OnFirst] = (),
     ) -> Arrival | None:
         """The replay guard: bind a signature (timestamp + nonce) to the first request it came with
         (`digest`); None when it came with another one before (a replay). With `push` (a push's
         de-duplication key), the same round trip counts the delivery of the push (`Arrival.attempt`,
         1 when it is new), reads what an earlier delivery planned and replied, and on the first delivery
-        runs `on_first`.
+        runs each `on_first` part (`Arrival.first`: what they returned).
 
         The signature's record lives as long as the signature can be accepted — until `accepted_until`,
         which the push's own timestamp sets, not its arrival — and SIGNED_SLACK longer, for a web process
@@ -172,10 +183,13 @@ class PushLog:
         ttl = max(1, math.ceil(accepted_until - now)) + keys.SIGNED_SLACK
         names = [keys.signed(timestamp, nonce)] + ([keys.message(push)] if push else [])
         args: list[EncodableT] = [digest, ttl, keys.MESSAGE_TTL]
+        parts = [on_first] if isinstance(on_first, OnFirst) else list(on_first)
         script = self._arrive
-        if push and on_first is not None:
-            script = self._script_then(on_first)
-            names, args = names + on_first.keys, args + on_first.args
+        if push and parts:
+            script = self._script_then(parts)
+            for part in parts:
+                names += part.keys
+                args += [len(part.keys), len(part.args), *part.args]
         found = script(keys=names, args=args)
         attempt = int(found[0])
         if attempt < 0:
@@ -185,11 +199,16 @@ class PushLog:
             attempt,
             None if plan is None else Plan.from_json(str(plan)),
             None if reply is None else str(reply),
+            tuple(found[3:]) if attempt == 1 else (),
         )
 
-    def _script_then(self, on_first: OnFirst) -> Script:
-        script = self._arrive_then.get(on_first.function)
+    def _script_then(self, parts: list[OnFirst]) -> Script:
+        """The arrival script with these parts (registered once per process for each combination)."""
+        functions = tuple(part.function for part in parts)
+        script = self._arrive_then.get(functions)
         if script is None:
-            source = ARRIVE_FUNCTION + on_first.function + ARRIVE_THEN % on_first.name
-            script = self._arrive_then[on_first.function] = self.redis.register_script(source)
+            calls = ARRIVE_THEN % ", ".join(part.name for part in parts)
+            script = self._arrive_then[functions] = self.redis.register_script(
+                ARRIVE_FUNCTION + "".join(functions) + calls
+            )
         return script

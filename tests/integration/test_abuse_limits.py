@@ -67,6 +67,33 @@ def test_commands_count_against_the_rate_limit(make_bot: Callable[..., Bot]) -> 
         assert ADMIN in say(bot, ADMIN, "/whoami")
 
 
+def test_the_rate_counted_on_arrival_refuses_the_11th_message_and_only_checked_ones_count(
+    make_bot: Callable[..., Bot],
+) -> None:
+    """The arrival script counts a chat message against the rate (no round trip of its own): the 11th
+    command in a minute is refused; 继续, an empty message and an admin's are taken back off the count."""
+    bot = make_bot(user_rate_per_minute=10, wechat_admin_openids=[ADMIN])
+    bot.runtime.limits.clock = lambda: NOON
+    for word in ("继续", "继续", "继续"):  # fetches: no check, not counted
+        bot.simulator().send_text("user-1", word)
+    for n in range(10):
+        assert texts.HELP_HEADER in say(bot, "user-1", "/help"), n
+    assert say(bot, "user-1", "/help") == texts.RATE_LIMITED
+    assert say(bot, "user-2", "/help") != texts.RATE_LIMITED  # another follower's own count
+    for _ in range(12):
+        assert ADMIN in say(bot, ADMIN, "/whoami")
+    assert bot.runtime.limits.admit(ADMIN, daily_quota=None) == "ok"  # the admin's 12 were taken back
+
+
+def test_the_consoles_rate_override_applies_on_arrival(make_bot: Callable[..., Bot]) -> None:
+    bot = make_bot(user_rate_per_minute=10)
+    bot.runtime.limits.clock = lambda: NOON
+    bot.runtime.overrides.set("rate_per_minute", "2")
+    assert say(bot, "user-1", "/help") != texts.RATE_LIMITED
+    assert say(bot, "user-1", "/help") != texts.RATE_LIMITED
+    assert say(bot, "user-1", "/help") == texts.RATE_LIMITED
+
+
 def test_a_banned_follower_gets_the_ban_for_commands_too(make_bot: Callable[..., Bot]) -> None:
     bot = make_bot(wechat_admin_openids=[ADMIN])
     say(bot, ADMIN, "/ban user-9")

@@ -5,10 +5,12 @@ a lock. Deterministic: interleavings are played in order, and real threads are o
 from __future__ import annotations
 
 import threading
+from zoneinfo import ZoneInfo
 
 import redis
 
 from bot.store.answers import AnswerStore, Peek
+from bot.store.metrics import Metrics
 from bot.store.pushes import PushLog
 
 USER = "user-1"
@@ -38,6 +40,23 @@ def test_of_many_deliveries_that_found_the_same_page_exactly_one_claims_it(redis
     assert all(store.peek(USER, push, include_current=False).target is None for push in pushes[1:])
     log = PushLog(redis_client)
     assert [log.reply(push) for push in pushes] == ["reply of push-0"] + [None] * 7
+
+
+def test_the_delivery_is_counted_in_the_claims_own_step_once(redis_client: redis.Redis) -> None:
+    """The pages_delivered metric rides on the claim (no round trip of its own before the reply): counted
+    by the claim that delivers, not by those that lost, nor by a push that already had its reply."""
+    store = AnswerStore(redis_client, ttl=3600)
+    metrics = Metrics(redis_client, ZoneInfo("UTC"))
+    answered(store, ["the answer"])
+    pushes = [f"push-{n}" for n in range(4)]
+    found = [store.peek(USER, push, include_current=False) for push in pushes]
+    then = metrics.on_inc("pages_delivered", path="attempt_1")
+    claims = [store.claim(push, f, "reply", then=then) for push, f in zip(pushes, found, strict=True)]
+    assert [c is not None for c in claims] == [True, False, False, False]
+    again = store.claim("push-0", found[0], "reply", then=then)  # the push's reply, recorded before
+    assert again is not None and not again.delivered
+    assert metrics.counter("pages_delivered") == {'{"path": "attempt_1"}': 1}
+    assert metrics.counter("pages_delivered", today=True) == {'{"path": "attempt_1"}': 1}
 
 
 def test_concurrent_claims_from_many_threads_deliver_the_page_once(redis_client: redis.Redis) -> None:

@@ -8,6 +8,7 @@ import redis
 
 from bot.store import keys
 from bot.store.limits import Limits
+from bot.store.pushes import PushLog
 
 UTC = ZoneInfo("UTC")
 #: 2026-12-01 10:00:00 UTC, the start of a minute
@@ -85,3 +86,31 @@ def test_every_counter_expires(redis_client: redis.Redis) -> None:
     assert 0 < redis_client.ttl(keys.rate("u", int(NOON // 60))) <= keys.RATE_TTL
     assert 0 < redis_client.ttl(keys.usage("20261201", "u")) <= keys.DAILY_TTL
     assert 0 < redis_client.ttl(keys.image_usage("20261201", "u")) <= keys.DAILY_TTL
+
+
+def test_a_message_counted_on_arrival_is_checked_without_counting_it_again(redis_client: redis.Redis) -> None:
+    limits, _ = make(redis_client, per_minute=2)
+    log = PushLog(redis_client)
+    tickets = []
+    for n in range(3):
+        part = limits.on_arrival("u")
+        arrival = log.bind_signature(
+            "1800000000", f"n{n}", f"d{n}", 1_800_000_300.0, 1_800_000_000.0, f"id:{n}", [part]
+        )
+        assert arrival is not None
+        tickets.append(limits.ticket(part, arrival.first[0]))
+    assert [limits.admit("u", daily_quota=None, ticket=t) for t in tickets] == ["ok", "ok", "rate"]
+    assert limits.admit("u", daily_quota=None) == "rate"  # 4 counted in all, no more
+
+
+def test_a_count_no_check_used_is_taken_back(redis_client: redis.Redis) -> None:
+    limits, _ = make(redis_client, per_minute=1)
+    part = limits.on_arrival("u")
+    arrival = PushLog(redis_client).bind_signature(
+        "1800000000", "n", "d", 1_800_000_300.0, 1_800_000_000.0, "id:1", [part]
+    )
+    assert arrival is not None
+    pipe = redis_client.pipeline()
+    limits.unused_in(pipe, limits.ticket(part, arrival.first[0]))  # e.g. 继续: no check
+    pipe.execute()
+    assert limits.admit("u", daily_quota=None) == "ok"  # the one message a minute is still free
