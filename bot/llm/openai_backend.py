@@ -21,6 +21,9 @@ from bot.llm.base import (
 )
 from bot.llm.reasoning import ThinkFilter
 
+#: seconds for listing the served models (routing to experts, `make check`): a listing that hangs must
+#: not hold up an answer for the whole request timeout
+LIST_TIMEOUT = 3.0
 #: the delta fields servers stream a model's thinking in: vLLM, DeepSeek, SGLang and FastChat say
 #: `reasoning_content`; newer vLLM releases, OpenRouter and Ollama say `reasoning`
 REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -142,7 +145,8 @@ class OpenAIBackend:
 
     def models(self) -> list[str]:
         try:
-            return sorted(model.id for model in self.client.models.list())
+            quick = self.client.with_options(timeout=LIST_TIMEOUT, max_retries=0)
+            return sorted(model.id for model in quick.models.list())
         except openai.OpenAIError as exc:
             raise LLMError("unavailable", f"cannot list models: {exc}") from exc
 

@@ -159,6 +159,8 @@ def check_llm(settings: Settings, report: Report) -> None:
             report.warn(what, f"cannot list models ({exc.detail}); trying a completion anyway")
         if models and model not in models:
             report.warn(what, f"model {model!r} is not among {models[:8]}")
+        if models:
+            check_experts(settings, models, report)
         try:
             with closing(backend.stream([{"role": "user", "content": "Say OK."}])) as pieces:
                 first = next(pieces, "")  # a reasoning model's thinking counts: it answered
@@ -167,6 +169,13 @@ def check_llm(settings: Settings, report: Report) -> None:
             report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc)}")
             return
     report.ok("LLM", f"{settings.llm_backend} answered with {model!r} ({first[:20]!r}…)")
+
+
+def check_experts(settings: Settings, models: list[str], report: Report) -> None:
+    """An expert the backend does not serve is not asked (bot/experts/): the default model answers."""
+    missing = [f"{task}:{model}" for task, model in settings.experts.items() if model not in models]
+    if missing:
+        report.warn("EXPERTS", f"not served, their questions go to the default model: {', '.join(missing)}")
 
 
 def llm_hint(exc: LLMError) -> str:
