@@ -281,8 +281,8 @@ def latency(kb: KnowledgeBase, questions: list[str], rounds: int) -> dict[str, A
     if embedder is not None:
         original = embedder.embed_query
 
-        def timed_embedding(text: str) -> Any:
-            seconds, vector = timed(partial(original, text))
+        def timed_embedding(text: str, timeout: float | None = None) -> Any:
+            seconds, vector = timed(partial(original, text, timeout))
             embedded.append(seconds * 1000)
             return vector
 

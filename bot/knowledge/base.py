@@ -130,16 +130,18 @@ class KnowledgeBase:
         mode: Mode = "hybrid",
         limit: int = CANDIDATES,
         min_relevance: float | None = None,
+        embed_timeout: float | None = None,
     ) -> list[Hit]:
         """Every candidate passage, best first, marked relevant (would be used) or not (at KB_MIN_RELEVANCE,
-        or `min_relevance`)."""
+        or `min_relevance`); the question's embedding waited for at most `embed_timeout` seconds if given
+        (else EMBEDDING_TIMEOUT)."""
         snapshot = self.index.snapshot()
         if snapshot.empty:
             return []
         query_vector = None
         if mode != "bm25" and snapshot.has_vectors and self.embedder is not None:
             try:
-                query_vector = self.embedder.embed_query(question)
+                query_vector = self.embedder.embed_query(question, timeout=embed_timeout)
             except EmbeddingError as exc:
                 log.warning("knowledge base: question not embedded (%s); BM25 alone", exc)
         return snapshot.search(
@@ -151,9 +153,17 @@ class KnowledgeBase:
             limit=limit,
         )
 
-    def retrieve(self, question: str) -> list[Hit]:
-        """The passages to give the model for `question` (none when none is relevant)."""
-        return [hit for hit in self.search(question) if hit.relevant][: self.settings.kb_top_k]
+    def retrieve(
+        self, question: str, top_k: int | None = None, embed_timeout: float | None = None
+    ) -> list[Hit]:
+        """The passages to give the model for `question` (none when none is relevant): at most `top_k`
+        (else KB_TOP_K). The knowledge-base tool (bot/tools/knowledge.py) searches through here too."""
+        hits = self.search(question, embed_timeout=embed_timeout)
+        return [hit for hit in hits if hit.relevant][: top_k or self.settings.kb_top_k]
+
+    def has_documents(self) -> bool:
+        """Whether there is anything to search (one GET of the version, as a question costs)."""
+        return not self.index.snapshot().empty
 
     def ground(self, system: str, question: str) -> Grounded:
         """The question with its passages and the instruction to answer from them, or unchanged."""

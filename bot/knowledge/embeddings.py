@@ -4,11 +4,17 @@ else OPENAI_BASE_URL), L2-normalised so that a dot product is the cosine similar
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import numpy as np
 import openai
 
 from bot.config import Settings
+from bot.knowledge.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use (bot/knowledge/lazy.py)
+    np = LazyModule("numpy")
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +45,16 @@ class Embedder:
         rows = [self._request(texts[start : start + BATCH]) for start in range(0, len(texts), BATCH)]
         return np.vstack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._request([text], retries=0)[0]
+    def embed_query(self, text: str, timeout: float | None = None) -> np.ndarray:
+        """One question's vector, not retried; `timeout` (seconds) tightens EMBEDDING_TIMEOUT for a caller
+        with a budget of its own (the knowledge-base tool's 1 s)."""
+        return self._request([text], retries=0, timeout=timeout)[0]
 
-    def _request(self, texts: list[str], retries: int = 1) -> np.ndarray:
+    def _request(self, texts: list[str], retries: int = 1, timeout: float | None = None) -> np.ndarray:
         try:
             client = self.client.with_options(max_retries=retries)
+            if timeout is not None:
+                client = client.with_options(timeout=openai.Timeout(timeout, connect=timeout))
             result = client.embeddings.create(model=self.model, input=texts, encoding_format="float")
             ordered = sorted(result.data, key=lambda item: item.index)
             matrix = np.asarray([item.embedding for item in ordered], dtype=np.float32)

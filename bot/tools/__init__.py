@@ -1,9 +1,11 @@
 """Built-in tools offered to models that can call functions (OpenAI-compatible `tools`): a calculator,
-an equation solver, the normal distribution and dates. Each is pure computation — no network, no
-files, no shell, no code — bounded in time and in output; its errors go back to the model as text.
+an equation solver, the normal distribution, dates, and the search of the knowledge base. The first
+four are pure computation — no network, no files, no shell, no code — and the search only reads the
+knowledge base; each is bounded in time and in output, and its errors go back to the model as text.
 
 `ToolBox` is the registry of the enabled tools (TOOLS): their schemas for the request, and `call`,
-which runs one call the model made and says how it went (for the metrics and the logs)."""
+which runs one call the model made and says how it went (for the metrics and the logs); `offered`
+narrows it, before each answer, to the tools available then (no search of an empty knowledge base)."""
 
 from __future__ import annotations
 
@@ -14,17 +16,19 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from bot import texts
+from bot.knowledge.base import KnowledgeBase
 from bot.llm.base import ChatMessage, ToolCalls
 from bot.tools.base import MAX_RESULT, ToolError, ToolSpec
 from bot.tools.calculator import SPEC as CALCULATOR
 from bot.tools.dates import spec as dates_spec
 from bot.tools.equations import SPEC as EQUATIONS
+from bot.tools.knowledge import spec as knowledge_spec
 from bot.tools.normal import SPEC as NORMAL
 
 log = logging.getLogger(__name__)
 
 #: every built-in tool's name, in the order they are offered (TOOLS lists a subset)
-TOOL_NAMES = ("calculator", "solve_equations", "normal_distribution", "dates")
+TOOL_NAMES = ("calculator", "solve_equations", "normal_distribution", "dates", "search_knowledge")
 #: rounds of tool calls one answer may make; the next request forbids tools (tool_choice=none)
 MAX_ROUNDS = 3
 #: calls run in one round (parallel calls); the others get an error
@@ -45,8 +49,11 @@ class ToolResult:
     outcome: Outcome
 
 
-def build_specs(zone: ZoneInfo) -> dict[str, ToolSpec]:
+def build_specs(zone: ZoneInfo, knowledge: KnowledgeBase | None = None) -> dict[str, ToolSpec]:
+    """Every tool that can be built: the search needs the process's knowledge base."""
     specs = [CALCULATOR, EQUATIONS, NORMAL, dates_spec(zone)]
+    if knowledge is not None:
+        specs.append(knowledge_spec(knowledge))
     return {spec.name: spec for spec in specs}
 
 
@@ -55,12 +62,19 @@ class ToolBox:
         self.specs = {spec.name: spec for spec in specs}
 
     @classmethod
-    def enabled(cls, names: list[str], zone: ZoneInfo) -> ToolBox:
-        known = build_specs(zone)
-        return cls([known[name] for name in TOOL_NAMES if name in names])
+    def enabled(cls, names: list[str], zone: ZoneInfo, knowledge: KnowledgeBase | None = None) -> ToolBox:
+        known = build_specs(zone, knowledge)
+        return cls([known[name] for name in TOOL_NAMES if name in names and name in known])
 
     def __bool__(self) -> bool:
         return bool(self.specs)
+
+    def offered(self) -> ToolBox | None:
+        """The tools to offer one answer: those available now (None when none is)."""
+        specs = [spec for spec in self.specs.values() if spec.available is None or spec.available()]
+        if len(specs) == len(self.specs):
+            return self
+        return ToolBox(specs) if specs else None
 
     def schemas(self) -> tuple[dict[str, Any], ...]:
         return tuple(spec.schema() for spec in self.specs.values())

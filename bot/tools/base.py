@@ -22,6 +22,8 @@ class ToolSpec:
     #: the JSON schema of the arguments (an object)
     parameters: dict[str, Any]
     run: Callable[[dict[str, Any]], str]
+    #: asked before each answer: False leaves the tool out of that answer's offer (None: always offered)
+    available: Callable[[], bool] | None = None
 
     def schema(self) -> dict[str, Any]:
         """The tool as OpenAI's `tools` list takes it."""

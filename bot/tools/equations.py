@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -17,6 +18,9 @@ from bot.tools.base import MAX_RESULT, ToolError, ToolSpec
 
 #: seconds a solve may take before its process is killed
 TIME_LIMIT = 1.0
+#: seconds a solve's process may take to start: the first one of a process starts the forkserver,
+#: which imports sympy (a second or more on a busy machine), and that is not the equation's time
+START_LIMIT = 30.0
 MAX_EQUATIONS = 6
 MAX_LENGTH = 200
 #: the named functions and constants an equation may use
@@ -87,6 +91,7 @@ def _solve(equations: list[str], names: list[str]) -> str:
 
 def _child(connection: Connection, equations: list[str], names: list[str]) -> None:
     try:
+        connection.send(("started", ""))  # sympy is imported (preloaded): the time limit starts now
         connection.send(("ok", _solve(equations, names)))
     except Exception as exc:  # the parser's and the solver's refusals alike: words for the model
         connection.send(("error", f"cannot solve: {type(exc).__name__}: {str(exc)[:200]}"))
@@ -108,14 +113,28 @@ def solve(equations: list[str], variables: list[str] | None = None, limit: float
     return text[:MAX_RESULT]
 
 
+def _preloaded() -> list[str]:
+    """What the forkserver imports once, so that each child starts in milliseconds: sympy, this module
+    (the child's function), and the program's main module — multiprocessing runs it again in every child
+    started from a `python -m NAME` program (`python -m bot.answering.worker`), whose imports are then
+    all there already. Without it, a child spent seconds importing the bot before it could solve."""
+    modules = ["bot.tools.solver_boot", "sympy", "sympy.parsing.sympy_parser", __name__]
+    main = getattr(getattr(sys.modules.get("__main__"), "__spec__", None), "name", None)
+    if main and main != "__main__" and not main.endswith(".__main__"):
+        modules.append(main)
+    return modules
+
+
 def _run_limited(equations: list[str], names: list[str], limit: float) -> str:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["sympy", "sympy.parsing.sympy_parser"])
+    context.set_forkserver_preload(_preloaded())
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(sender, equations, names), name="solve")
     try:
         process.start()
         sender.close()
+        if not receiver.poll(START_LIMIT) or receiver.recv()[0] != "started":
+            raise ToolError("the solver did not start")
         if not receiver.poll(limit):
             raise ToolError(f"timed out after {limit:g} s: simplify the equations or solve them another way")
         status, text = receiver.recv()

@@ -11,12 +11,19 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis
 
+from bot import texts
+from bot.answering.generation import AnswerJob
+from bot.knowledge.documents import Block, Document
 from bot.llm.openai_backend import OpenAIBackend
-from bot.tools import MAX_ROUNDS
+from bot.ops.redis_server import RedisServer
+from bot.runtime import Runtime
+from bot.tools import MAX_CALLS, MAX_ROUNDS, TOOL_BUDGET_SECONDS
 from handlers.commands import stats_command
 from testing.fakes.openai_server import FakeCall, FakeOpenAI
 from testing.reading import read_answer
+from testing.scene import scene_settings
 from tests.conftest import Bot
 
 Messages = list[dict[str, Any]]
@@ -90,6 +97,15 @@ def test_malformed_arguments_and_unknown_tools_are_told_to_the_model(
     reading = read_answer(bot.simulator(), "user-1", "算一下")
     assert reading.text.startswith("结果：error: the arguments are not valid JSON | error: there is no tool")
     assert counted(bot) == {("calculator", "bad_arguments"): 1, ("unknown", "unknown"): 1}
+
+
+def test_calls_beyond_the_round_limit_are_not_run(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    calls = [("calculator", json.dumps({"expression": f"{n}+{n}"})) for n in range(1, MAX_CALLS + 3)]
+    fake_openai.set_behavior(tool_script=calls_once(*calls), reply=answer_with_results)
+    reading = read_answer(bot.simulator(), "user-1", "算一下平方")
+    results = reading.text.removeprefix("结果：").split(" | ")
+    assert results == [f"{n}+{n} = {n + n}" for n in range(1, MAX_CALLS + 1)] + [texts.TOOL_TOO_MANY] * 2
+    assert counted(bot) == {("calculator", "ok"): MAX_CALLS, ("calculator", "error"): 2}
 
 
 def test_a_hostile_expression_is_refused_not_computed(bot: Bot, fake_openai: FakeOpenAI) -> None:
@@ -169,3 +185,108 @@ def test_a_stray_call_without_tools_offered_is_not_an_answer(fake_openai: FakeOp
     fake_openai.set_behavior(tool_script=lambda messages: [("dates", "{}")], reply="纯文字")
     assert "".join(str(piece) for piece in backend.stream([{"role": "user", "content": "hi"}])) == "纯文字"
     assert "tools" not in fake_openai.chat_requests()[-1]
+
+
+# --- the knowledge-base search tool -------------------------------------------------------------
+ROTATION = Document(
+    "行业轮动月报",
+    [Block("核心观点", heading=True), Block("十二月行业轮动模型推荐超配银行、煤炭和电力设备三个行业。")],
+    source="wechat",
+    key="x:rotation",
+    url="https://mp.weixin.qq.com/s/rotation",
+)
+SEARCH = ("search_knowledge", '{"query": "行业轮动 超配"}')
+
+
+def offered(request: dict[str, Any]) -> list[str]:
+    return [tool["function"]["name"] for tool in request.get("tools", [])]
+
+
+def test_the_model_searches_the_knowledge_base_and_answers_from_the_passage(
+    bot: Bot, fake_openai: FakeOpenAI
+) -> None:
+    bot.runtime.knowledge.add(ROTATION)
+    fake_openai.set_behavior(tool_script=calls_once(SEARCH), reply=answer_with_results)
+    reading = read_answer(bot.simulator(), "user-1", "我该买点什么？")  # nothing in the KB: not grounded
+    [first, second] = fake_openai.chat_requests()
+    assert offered(first)[-1] == "search_knowledge"
+    assert first["messages"][-1]["content"] == "我该买点什么？"  # no passage in the prompt: the tool finds it
+    [result] = tool_results(second["messages"])
+    assert result.startswith(
+        "1 passage(s) of the knowledge base for '行业轮动 超配':\n[1] 行业轮动月报 › 核心观点"
+    )
+    assert (
+        "推荐超配银行、煤炭和电力设备" in result and "source: https://mp.weixin.qq.com/s/rotation" in result
+    )
+    assert reading.text == "结果：" + result
+    assert counted(bot) == {("search_knowledge", "ok"): 1}
+    [_, answer] = bot.runtime.history.messages("user-1")
+    assert answer["content"].startswith(
+        '［我用工具算过：search_knowledge({"query": "行业轮动 超配"}) → 1 passage'
+    )
+    reply = stats_command(SimpleNamespace(runtime=bot.runtime), "")  # type: ignore[arg-type]
+    assert isinstance(reply, str) and reply.endswith("今日工具调用：知识库检索/成功 1")
+
+
+def test_a_search_that_finds_nothing_says_so(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    bot.runtime.knowledge.add(ROTATION)
+    calls = (
+        ("search_knowledge", '{"query": "火星殖民计划", "top_k": 99}'),
+        ("search_knowledge", '{"top_k": 2}'),
+    )
+    fake_openai.set_behavior(tool_script=calls_once(*calls), reply=answer_with_results)
+    reading = read_answer(bot.simulator(), "user-1", "你们写过火星吗？")
+    assert reading.text == (
+        "结果：no passage of the knowledge base is relevant to '火星殖民计划'"
+        " | error: missing argument query (what to look up, a few words)"
+    )
+    assert counted(bot) == {("search_knowledge", "ok"): 1, ("search_knowledge", "error"): 1}
+
+
+def test_the_search_is_offered_only_while_the_knowledge_base_has_documents(
+    bot: Bot, fake_openai: FakeOpenAI
+) -> None:
+    read_answer(bot.simulator(), "user-1", "你好")
+    doc_id = bot.runtime.knowledge.add(ROTATION).record.id
+    read_answer(bot.simulator(), "user-1", "你好")
+    bot.runtime.knowledge.remove(doc_id)
+    read_answer(bot.simulator(), "user-1", "你好")
+    assert [offered(request)[-1] for request in fake_openai.chat_requests()] == [
+        "dates",
+        "search_knowledge",
+        "dates",
+    ]
+
+
+def test_a_search_not_in_tools_is_not_offered_with_documents(make_bot: Any, fake_openai: FakeOpenAI) -> None:
+    bot = make_bot(tools="calculator")
+    bot.runtime.knowledge.add(ROTATION)
+    read_answer(bot.simulator(), "user-1", "你好")
+    [request] = fake_openai.chat_requests()
+    assert offered(request) == ["calculator"]
+
+
+def test_no_tool_round_starts_after_the_answers_time_budget(
+    fake_openai: FakeOpenAI, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """The job's clock says TOOL_BUDGET_SECONDS have passed once the first round is over (each request
+    to the model "takes" 100 s): the next request must answer in words (tool_choice none)."""
+    fake_openai.set_behavior(
+        tool_script=lambda messages: [("calculator", '{"expression": "1+1"}')],
+        reply=lambda messages: f"算了 {len(tool_results(messages))} 次，答案是 2。",
+    )
+    settings = scene_settings(redis_server.url, openai_base_url=fake_openai.base_url)
+    runtime = Runtime(settings, redis.Redis.from_url(redis_server.url, decode_responses=True))
+    try:
+        answer_id = runtime.answers.create(
+            "user-1", "1+1 等于几？", owner="push", reserved_for=0, delivery="passive"
+        )
+        job = AnswerJob(runtime)
+        job.clock = lambda: 100.0 * len(fake_openai.chat_requests())
+        assert job.run(answer_id) == "done"
+        assert [request["tool_choice"] for request in fake_openai.chat_requests()] == ["auto", "none"]
+        answer = runtime.answers.get(answer_id)
+        assert answer is not None and runtime.answers.page(answer, 0) == "算了 1 次，答案是 2。"
+        assert 100.0 * len(fake_openai.chat_requests()) > TOOL_BUDGET_SECONDS
+    finally:
+        runtime.close()

@@ -4,6 +4,8 @@ and its hard time limit, the normal distribution, dates, and the registry that r
 from __future__ import annotations
 
 import json
+import sys
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -128,8 +130,8 @@ def test_dates_in_the_time_zone() -> None:
 
 
 def test_the_registry_turns_every_failure_into_text_for_the_model() -> None:
-    box = ToolBox.enabled(list(TOOL_NAMES), ZONE)
-    assert [schema["function"]["name"] for schema in box.schemas()] == list(TOOL_NAMES)
+    box = ToolBox.enabled(list(TOOL_NAMES), ZONE)  # without a knowledge base: no search_knowledge
+    assert [schema["function"]["name"] for schema in box.schemas()] == list(TOOL_NAMES[:-1])
     for schema in box.schemas():
         assert schema["type"] == "function" and schema["function"]["parameters"]["type"] == "object"
         json.dumps(schema)
@@ -141,3 +143,20 @@ def test_the_registry_turns_every_failure_into_text_for_the_model() -> None:
     long = box.call("calculator", json.dumps({"expression": "1+" * 1000 + "1"}))
     assert long.outcome == "error" and len(long.text) <= 1000
     assert not ToolBox.enabled([], ZONE)
+
+
+def test_the_solvers_forkserver_preloads_the_programs_main_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    """multiprocessing runs a `python -m NAME` program's main module again in every child: preloaded,
+    its imports cost the forkserver once instead of each solve (seconds under `-m bench.tools_bench`)."""
+    program = SimpleNamespace(__spec__=SimpleNamespace(name="bot.answering.worker"))
+    monkeypatch.setitem(sys.modules, "__main__", program)
+    assert equations._preloaded() == [
+        "bot.tools.solver_boot",
+        "sympy",
+        "sympy.parsing.sympy_parser",
+        "bot.tools.equations",
+        "bot.answering.worker",
+    ]
+    for name in ("pytest.__main__", None):
+        program.__spec__ = SimpleNamespace(name=name) if name else None
+        assert equations._preloaded()[-1] == "bot.tools.equations"

@@ -92,7 +92,7 @@ def test_fastchat_has_no_tool_protocol_and_tools_are_off_with_one_log_line(
     assert issubclass(OpenAIBackend, ToolCallingBackend)
     assert not issubclass(FastChatBackend, ToolCallingBackend)
     settings = SimpleNamespace(tools=list(TOOL_NAMES), zone=ZoneInfo("Asia/Shanghai"), llm_backend="fastchat")
-    runtime: Any = SimpleNamespace(settings=settings)  # no backend: none is built to decide
+    runtime: Any = SimpleNamespace(settings=settings, knowledge=None)  # no backend: none is built to decide
     with caplog.at_level(logging.INFO, logger="bot.answering.kinds"):
         assert offered_tools(runtime) is None
     [line] = [r.getMessage() for r in caplog.records]
