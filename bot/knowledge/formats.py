@@ -6,14 +6,20 @@ charset-normalizer), HTML — a saved WeChat article page included — (Beautifu
 from __future__ import annotations
 
 import io
+import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bs4 import BeautifulSoup, NavigableString, Tag
-from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 from markdown_it import MarkdownIt
 
 from bot.knowledge.documents import Block, Document
+from bot.knowledge.screening import screen
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # bs4 (14 MiB) is imported where an HTML page is read: most processes never read one
+    from bs4 import BeautifulSoup, Tag
 
 SUFFIXES = {
     ".md": "markdown",
@@ -39,8 +45,6 @@ _CONTENT_ROOTS = ("#js_content", ".rich_media_content", "article", "main", "body
 _MSG_LINK = re.compile(r"""msg_link\s*=\s*["'](https?://[^"']+)["']""")
 #: a CJK character or full-width form: lines of Chinese join without a space
 _CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
-#: strings of the page that are not its text
-_NOT_TEXT = (Comment, Declaration, Doctype, ProcessingInstruction)
 #: a line ending with one of these ends a paragraph (PDF) and is no title (text)
 _ENDS = tuple("。！？!?；;：:…”」』）)")
 #: a PDF line shorter than this share of a full line ends its paragraph
@@ -50,60 +54,119 @@ TITLE_LINE_CHARS = 40
 
 
 class UnreadableFile(Exception):
-    """The file cannot be read into text; the message says why, for the operator."""
+    """The file cannot be read into text; the message says why, for the operator, and `reason` says
+    it in one word for a caller that words it its own way (the console, in Chinese): "kind"
+    (unsupported name), "content" (not what its name says), "bomb" (a zip too costly to open),
+    "encrypted", "empty" (no text), "too_long" (more text than the caller's max_chars) or "unreadable"."""
+
+    def __init__(self, message: str, reason: str = "unreadable") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def read_file(path: Path) -> Document:
     """A file of a supported kind, as a Document keyed by its name (the same name replaces it)."""
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        supported = ", ".join(sorted(SUFFIXES))
-        raise UnreadableFile(
-            f"{path.name}: unsupported kind {path.suffix or '(none)'} (supported: {supported})"
-        )
+    kind_of(path.name)  # an unsupported name is refused before the file is read
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFile(f"{path}: {exc.strerror or exc}") from None
-    title, blocks, url = _READERS[kind](data)
+    return read_data(path.name, data)
+
+
+def read_data(name: str, data: bytes, max_chars: int | None = None) -> Document:
+    """The content of a file called `name` (what make kb-add reads, what the console receives), as a
+    Document keyed by that name. Screened first (bot/knowledge/screening.py): a file whose content
+    is not what its name says, or a zip bomb named .docx, never reaches a reader. With `max_chars`, a
+    file with more text is refused ("too_long") as soon as a reader has read that much: PDF pages and
+    DOCX paragraphs are the slow part, and they stop there."""
+    kind = kind_of(name)
+    refusal = screen(kind, data)
+    if refusal is not None:
+        raise UnreadableFile(f"{name}: {refusal.message}", refusal.reason)
+    try:
+        title, blocks, url = _READERS[kind](data, TextBudget(name, max_chars))
+    except UnreadableFile:
+        raise
+    except Exception as exc:  # a reader's bug or a parser's surprise: the file is refused, not a 500
+        log.warning("%s: the %s reader failed (%r)", name, kind, exc)
+        raise UnreadableFile(f"{name}: could not be read ({type(exc).__name__})", "unreadable") from exc
     blocks = [block for block in blocks if block.text.strip()]
     if not blocks:
-        raise UnreadableFile(f"{path.name}: no text found (a scanned PDF needs OCR first)")
-    return Document(title or path.stem, blocks, source="file", key=path.name, url=url, name=path.name)
+        raise UnreadableFile(f"{name}: no text found (a scanned PDF needs OCR first)", "empty")
+    return Document(title or Path(name).stem, blocks, source="file", key=name, url=url, name=name)
 
 
-def _markdown(data: bytes) -> tuple[str, list[Block], str]:
-    html = MarkdownIt("commonmark").enable("table").render(decode_text(data))
+def kind_of(name: str) -> str:
+    """The reader a file's name asks for (UnreadableFile "kind" for an unsupported one)."""
+    suffix = Path(name).suffix
+    kind = SUFFIXES.get(suffix.lower())
+    if kind is None:
+        supported = ", ".join(sorted(SUFFIXES))
+        raise UnreadableFile(
+            f"{name}: unsupported kind {suffix or '(none)'} (supported: {supported})", "kind"
+        )
+    return kind
+
+
+class TextBudget:
+    """How much text a reader may still read (unlimited with `limit` None)."""
+
+    def __init__(self, name: str, limit: int | None) -> None:
+        self.name, self.limit, self.spent = name, limit, 0
+
+    def spend(self, text: str) -> None:
+        self.spent += len(text)
+        if self.limit is not None and self.spent > self.limit:
+            raise UnreadableFile(
+                f"{self.name}: more than {self.limit:,} characters of text (split it)", "too_long"
+            )
+
+
+def _markdown(data: bytes, budget: TextBudget) -> tuple[str, list[Block], str]:
+    source = decode_text(data)
+    budget.spend(source)
+    html = MarkdownIt("commonmark").enable("table").render(source)
     title, blocks, _ = html_blocks(html)
     return title, blocks, ""
 
 
-def _text(data: bytes) -> tuple[str, list[Block], str]:
+def _text(data: bytes, budget: TextBudget) -> tuple[str, list[Block], str]:
     """Each line a paragraph; a short first line that ends no sentence is the title."""
-    lines = [line.strip() for line in decode_text(data).splitlines() if line.strip()]
+    text = decode_text(data)
+    budget.spend(text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     title = lines[0] if lines and len(lines[0]) <= TITLE_LINE_CHARS and not lines[0].endswith(_ENDS) else ""
     return title, [Block(line) for line in lines], ""
 
 
-def _html(data: bytes) -> tuple[str, list[Block], str]:
-    return html_blocks(data)
+def _html(data: bytes, budget: TextBudget) -> tuple[str, list[Block], str]:
+    title, blocks, url = html_blocks(data)  # markup is most of a saved page: its text is what counts
+    for block in blocks:
+        budget.spend(block.text)
+    return title, blocks, url
 
 
-def _pdf(data: bytes) -> tuple[str, list[Block], str]:
+def _pdf(data: bytes, budget: TextBudget) -> tuple[str, list[Block], str]:
     import pypdf  # here, not at the top: every web and worker process imports this module (27 MiB)
 
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
-            raise UnreadableFile("the PDF is encrypted: save a copy without a password")
-        pages = [page.extract_text() or "" for page in reader.pages]
+            raise UnreadableFile("the PDF is encrypted: save a copy without a password", "encrypted")
+        pages = []
+        for page in reader.pages:
+            pages.append(page.extract_text() or "")
+            budget.spend(pages[-1])
         title = str(reader.metadata.title or "") if reader.metadata else ""
-    except pypdf.errors.PyPdfError as exc:
+    except UnreadableFile:
+        raise
+    except Exception as exc:  # a damaged PDF makes pypdf raise its own errors and others (KeyError…)
         raise UnreadableFile(f"not a readable PDF ({exc})") from None
     return title.strip(), [Block(text) for page in pages for text in join_lines(page.splitlines())], ""
 
 
-def _docx(data: bytes) -> tuple[str, list[Block], str]:
+def _docx(data: bytes, budget: TextBudget) -> tuple[str, list[Block], str]:
     import docx  # here, not at the top: only adding a file needs it (17 MiB)
 
     try:
@@ -111,13 +174,20 @@ def _docx(data: bytes) -> tuple[str, list[Block], str]:
     except Exception as exc:  # python-docx raises zipfile, KeyError or lxml errors for a bad file
         raise UnreadableFile(f"not a readable DOCX ({type(exc).__name__})") from None
     blocks = []
+    # style names by style id: python-docx finds a style by scanning every style (the default one too,
+    # for each unstyled paragraph), 3 ms a paragraph — 24 s of a 300,000-character document's 26
+    names: dict[str | None, str] = {}
     for paragraph in document.paragraphs:
-        style = (paragraph.style.name if paragraph.style is not None else "") or ""
-        heading = style.startswith(("Heading", "Title"))  # built-in styles keep English names in the file
+        style_id = paragraph._p.style
+        if style_id not in names:
+            names[style_id] = (paragraph.style.name if paragraph.style is not None else "") or ""
+        heading = names[style_id].startswith(("Heading", "Title"))  # built-in styles keep English names
         blocks.append(Block(paragraph.text, heading=heading))
+        budget.spend(paragraph.text)
     for table in document.tables:
         for row in table.rows:
             blocks.append(Block(" | ".join(cell.text.strip() for cell in row.cells)))
+            budget.spend(blocks[-1].text)
     title = document.core_properties.title or next((b.text for b in blocks if b.heading), "")
     return title.strip(), blocks, ""
 
@@ -170,6 +240,8 @@ def _cjk(char: str) -> bool:
 def html_blocks(html: str | bytes) -> tuple[str, list[Block], str]:
     """(title, blocks, link) of an HTML page or fragment: a saved WeChat article page's title and link
     are read where WeChat puts them (og:title, #activity-name, msg_link)."""
+    from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(html, "lxml")
     title, url = _page_title(soup), _page_link(soup)
     for tag in soup.find_all(_SKIPPED):
@@ -180,6 +252,8 @@ def html_blocks(html: str | bytes) -> tuple[str, list[Block], str]:
 
 
 def _page_title(soup: BeautifulSoup) -> str:
+    from bs4 import Tag
+
     for found in (
         soup.find("meta", attrs={"property": "og:title"}),
         soup.find("meta", attrs={"name": "twitter:title"}),
@@ -193,6 +267,8 @@ def _page_title(soup: BeautifulSoup) -> str:
 
 
 def _page_link(soup: BeautifulSoup) -> str:
+    from bs4 import Tag
+
     meta = soup.find("meta", attrs={"property": "og:url"})
     canonical = soup.find("link", attrs={"rel": "canonical"})
     for found, attribute in ((meta, "content"), (canonical, "href")):
@@ -207,6 +283,10 @@ def _page_link(soup: BeautifulSoup) -> str:
 def _walk(root: Tag) -> list[Block]:
     """The text of `root` as blocks: a block element ends the line before and after it; a heading is a
     block of its own. Inline text (spans, links, strong…) joins its line."""
+    from bs4 import NavigableString, Tag
+    from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
+
+    not_text = (Comment, Declaration, Doctype, ProcessingInstruction)
     blocks: list[Block] = []
     line: list[str] = []
 
@@ -218,7 +298,7 @@ def _walk(root: Tag) -> list[Block]:
 
     def visit(node: Tag) -> None:
         for child in node.children:
-            if isinstance(child, _NOT_TEXT):
+            if isinstance(child, not_text):
                 continue
             if isinstance(child, NavigableString):
                 line.append(str(child))

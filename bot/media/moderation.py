@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import openai
@@ -22,13 +25,63 @@ def load_words(settings: Settings) -> list[str]:
     return sorted(set(words), key=len, reverse=True)
 
 
+@dataclass(frozen=True)
+class WordList:
+    """Sensitive words, compiled once per list."""
+
+    words: tuple[str, ...]
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str] | None:
+        ordered = sorted(set(self.words), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE) if ordered else None
+
+    @property
+    def longest(self) -> int:
+        return max(map(len, self.words), default=0)
+
+    def mask(self, text: str) -> str:
+        pattern = self.pattern
+        if pattern is None:
+            return text
+        return pattern.sub(lambda found: "*" * len(found.group(0)), text)
+
+
 class Moderator:
-    def __init__(self, settings: Settings, client: openai.OpenAI | None = None) -> None:
-        words = load_words(settings)
-        #: the longest word, in characters (pages are never cut inside a word of this length)
-        self.longest = max(map(len, words), default=0)
-        self.pattern = re.compile("|".join(map(re.escape, words)), re.IGNORECASE) if words else None
+    def __init__(
+        self,
+        settings: Settings,
+        client: openai.OpenAI | None = None,
+        words: Callable[[], list[str] | None] | None = None,
+    ) -> None:
+        """`words`: where to read the sensitive words set at run time (the console's override; None
+        there: SENSITIVE_WORDS and its file)."""
+        self.configured = WordList(tuple(load_words(settings)))
+        self.override = words
+        self._current = self.configured
         self.client = client if settings.moderation else None
+
+    def current(self) -> WordList:
+        """The list in force now, for a whole answer (one read of the override, not one per page)."""
+        return self._words()
+
+    def _words(self) -> WordList:
+        """The list in force: the override when set (compiled again only when it changed)."""
+        found = self.override() if self.override is not None else None
+        if found is None:
+            return self.configured
+        if tuple(found) != self._current.words:
+            self._current = WordList(tuple(found))
+        return self._current
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        return self._words().pattern
+
+    @property
+    def longest(self) -> int:
+        """The longest word, in characters (pages are never cut inside a word of this length)."""
+        return self._words().longest
 
     def close(self) -> None:
         if self.client is not None:
@@ -36,7 +89,8 @@ class Moderator:
 
     def refuses(self, question: str) -> bool:
         """True when the question has a sensitive word or the moderation endpoint flags it."""
-        if self.pattern is not None and self.pattern.search(question):
+        pattern = self.pattern
+        if pattern is not None and pattern.search(question):
             return True
         if self.client is None:
             return False
@@ -48,6 +102,4 @@ class Moderator:
         return any(item.flagged for item in result.results)
 
     def mask(self, text: str) -> str:
-        if self.pattern is None:
-            return text
-        return self.pattern.sub(lambda found: "*" * len(found.group(0)), text)
+        return self._words().mask(text)

@@ -147,9 +147,22 @@ class ModelChoices:
     default); None: the configured default. A choice lasts MODEL_CHOICE_TTL from the /model that made it,
     and one that is no longer allowed (ALLOWED_MODELS changed since) is not used."""
 
-    def __init__(self, client: redis.Redis, allowed: list[str]) -> None:
+    def __init__(
+        self, client: redis.Redis, allowed: list[str], picked: Callable[[], list[str] | None] | None = None
+    ) -> None:
+        """`allowed`: the configured default first, then ALLOWED_MODELS; `picked`: where to read the
+        run-time choice among them (the console's override; None there: all of them)."""
         self.redis = client
-        self.allowed = list(dict.fromkeys(allowed))  # in order, once each
+        self.configured = list(dict.fromkeys(allowed))  # in order, once each
+        self.picked = picked
+
+    @property
+    def allowed(self) -> list[str]:
+        """The configured models followers may pick now; the default (the first) always stays."""
+        chosen = self.picked() if self.picked is not None else None
+        if chosen is None:
+            return self.configured
+        return [model for index, model in enumerate(self.configured) if index == 0 or model in chosen]
 
     def get(self, openid: str) -> str | None:
         found = self.redis.get(keys.user_model(openid))

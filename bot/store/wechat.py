@@ -17,6 +17,12 @@ class WeChatState:
         cached = self.redis.get(keys.ACCESS_TOKEN)
         return None if cached is None else str(cached)
 
+    def token_expires_in(self) -> float | None:
+        """Seconds until the cached access_token is dropped (TOKEN_EXPIRY_MARGIN before WeChat's expiry);
+        None when there is none (the next API call fetches one). The token itself stays here."""
+        left = int(self.redis.pttl(keys.ACCESS_TOKEN))
+        return None if left < 0 else left / 1000
+
     def save_token(self, token: str, expires_in: int) -> None:
         """Keep a fetched token until a margin before WeChat says it expires."""
         ttl = max(60, expires_in - keys.TOKEN_EXPIRY_MARGIN)

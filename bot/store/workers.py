@@ -48,3 +48,21 @@ class WorkerStore:
             if worker_id.startswith(keys.JOB_WORKER_ID_PREFIX):
                 return max(0.0, (now_ms - beat_ms) / 1000)
         return None
+
+    def heartbeats(self) -> list[tuple[str, float]]:
+        """Every job worker on record, freshest first: (its broker id without JOB_WORKER_ID_PREFIX,
+        seconds since its last heartbeat by the Redis server's clock, never negative) — for the
+        console. Dramatiq drops an id a while after its heartbeats stop, so a dead worker shows as an
+        old heartbeat for a while, then not at all."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.time()
+        pipe.zrevrange(keys.JOB_HEARTBEATS, 0, -1, withscores=True)
+        (seconds, micros), beats = pipe.execute()
+        now_ms = seconds * 1000 + micros / 1000
+        found = []
+        for member, beat_ms in beats:
+            worker_id = member.decode() if isinstance(member, bytes) else str(member)
+            if worker_id.startswith(keys.JOB_WORKER_ID_PREFIX):
+                age = max(0.0, (now_ms - beat_ms) / 1000)
+                found.append((worker_id.removeprefix(keys.JOB_WORKER_ID_PREFIX), age))
+        return found

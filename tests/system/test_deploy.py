@@ -141,7 +141,8 @@ def site_in(tmp: Path, site: Path, ports: dict[str, int] | None = None) -> Path:
     text = text.replace("/var/log/nginx/", f"{tmp}/logs/")
     body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     leftovers = [path for path in re.findall(r"(?<![\w.:/])/[\w./-]+", body) if not path.startswith(str(tmp))]
-    leftovers = [path for path in leftovers if path not in {"/", "/wechat", "/healthz", "/metrics", "/a/"}]
+    known = {"/", "/wechat", "/healthz", "/metrics", "/a/", "/console/", "/console"}
+    leftovers = [path for path in leftovers if path not in known]
     leftovers = [path for path in leftovers if not path.startswith("/.well-known/")]
     assert not leftovers, f"paths the test does not know how to move: {leftovers}"
     if ports is not None:
@@ -151,7 +152,7 @@ def site_in(tmp: Path, site: Path, ports: dict[str, int] | None = None) -> Path:
             text = replace_exactly(text, "listen [::]:443 ssl;", "", 1)
             text = replace_exactly(text, "listen 443 ssl;", f"listen 127.0.0.1:{ports['https']} ssl;", 1)
             text = replace_exactly(
-                text, f"proxy_pass {UPSTREAM};", f"proxy_pass http://127.0.0.1:{ports['upstream']};", 4
+                text, f"proxy_pass {UPSTREAM};", f"proxy_pass http://127.0.0.1:{ports['upstream']};", 5
             )
     for directory in ("letsencrypt", "www/.well-known/acme-challenge", "logs"):
         (tmp / directory).mkdir(parents=True, exist_ok=True)
@@ -207,8 +208,8 @@ def test_nginx_accepts_the_site(nginx: str, tmp_path: Path, site: Path) -> None:
 
 def test_site_settings_match_the_app() -> None:
     text = SITE.read_text(encoding="utf-8")
-    # /wechat, /a/ (answer pages), /healthz, /metrics: gunicorn's bind
-    assert text.count(f"proxy_pass {UPSTREAM};") == 4
+    # /wechat, /a/ (answer pages), /console/ (operator console), /healthz, /metrics: gunicorn's bind
+    assert text.count(f"proxy_pass {UPSTREAM};") == 5
     assert "proxy_pass" not in BOOTSTRAP_SITE.read_text(encoding="utf-8")
     timeouts = {name: int(value) for name, value in re.findall(r"(proxy_\w+_timeout) (\d+)s;", text)}
     read_window = default("wechat_attempt_timeout") + default("wechat_reply_margin")
@@ -353,6 +354,21 @@ def test_site_routes_wechat_to_the_app_and_nothing_else(
         assert request(ports["https"], "GET", path)[0] == 200, path
         assert upstream.seen.pop()["path"] == path
 
+    # the operator console: its pages, login links and posts reach the app (which checks them); an
+    # upload to the knowledge base may be larger than a push
+    for method, path in (
+        ("GET", "/console/"),
+        ("GET", "/console/login/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcde"),
+        ("POST", "/console/settings/system_prompt"),
+    ):
+        assert request(ports["https"], method, path, body=b"x" if method == "POST" else None)[0] == 200, path
+        assert upstream.seen.pop()["path"] == path
+    assert request(ports["https"], "POST", "/console/kb", body=b"x" * (2 * 1024 * 1024))[0] == 200
+    assert len(upstream.seen.pop()["body"]) == 2 * 1024 * 1024
+    assert request(ports["https"], "POST", "/console/kb", body=b"x" * (12 * 1024 * 1024))[0] == 413
+    status, headers, _ = request(ports["https"], "GET", "/console")
+    assert status == 301 and headers["Location"].endswith("/console/")
+
     # /metrics: from this machine only
     assert request(ports["https"], "GET", "/metrics")[0] == 200
     assert upstream.seen.pop()["path"] == "/metrics"
@@ -365,6 +381,8 @@ def test_site_routes_wechat_to_the_app_and_nothing_else(
         "/wechat/x",
         "/wechatx",
         "/ab/x",
+        "/consolex",
+        "/console.php",
         "/healthz/x",
         "/.env",
         "/.well-known/acme-challenge/x",

@@ -112,3 +112,18 @@ def test_an_encrypted_pdf_is_refused_with_what_to_do(tmp_path: Path) -> None:
         writer.write(handle)
     with pytest.raises(UnreadableFile, match="encrypted"):
         read_file(tmp_path / "locked.pdf")
+
+
+def test_a_reader_that_fails_unexpectedly_refuses_the_file_instead_of_crashing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.knowledge import formats
+
+    def broken(data: bytes, budget: formats.TextBudget) -> None:
+        raise RecursionError("deeply nested markup")
+
+    monkeypatch.setitem(formats._READERS, "markdown", broken)
+    with pytest.raises(UnreadableFile) as refused:
+        formats.read_data("notes.md", "# 标题\n\n正文".encode())
+    assert refused.value.reason == "unreadable"
+    assert "RecursionError" in str(refused.value)

@@ -1,0 +1,33 @@
+"""The operator console at /console/: server-rendered pages for the account's owner, in the same Flask
+app and gunicorn processes as the webhook.
+
+`auth` lets admins in (one-time links from the chat or `make console-link`, sessions in Redis) and
+checks every request (session, CSRF, security headers); each section is a module with
+`register(bp, runtime)` that adds its routes: `pages` (conversations, settings, audit log, undelivered
+answers), `overview` (figures and charts), `library` (the knowledge base).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from bot.config import Settings
+from bot.console import auth, library, overview, pages
+from bot.runtime import Runtime
+
+
+def console_blueprint(settings: Settings, runtime: Runtime) -> Blueprint:
+    """The blueprint "console" under /console, with its own templates and static files."""
+    bp = Blueprint(
+        "console",
+        __name__,
+        url_prefix="/console",
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/static",
+    )
+    auth.install(bp, settings, runtime)
+    pages.register(bp, runtime)
+    overview.register(bp, runtime)
+    library.register(bp, runtime)
+    return bp

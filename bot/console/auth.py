@@ -1,0 +1,179 @@
+"""Who may use the console, and how every request of it is checked.
+
+    GET  /console/welcome          how to get in (public)
+    GET  /console/login/<token>    a one-time link from `/console` in the chat or `make console-link`
+    POST /console/logout           ends this browser's session (the chat's `/console logout` ends all)
+
+Every other route of the blueprint needs a live session of an admin (`g.console_admin` is their
+openid): without one a GET is redirected to the welcome page and anything else is refused. Every
+request other than GET and HEAD must carry the session's CSRF token (form field `csrf_token`, or the
+header `X-CSRF-Token`), compared in constant time: without it the answer is 400 and nothing changes.
+Pages are sent with a strict Content-Security-Policy (no inline script or style, nothing from other
+sites, no framing), no referrer, noindex and `no-store`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
+from markupsafe import Markup, escape
+from werkzeug.routing import BuildError
+from werkzeug.wrappers import Response as BaseResponse
+
+from bot.config import Settings
+from bot.runtime import Runtime
+from bot.store.console import SESSION_TTL
+
+#: the session cookie (path /console/: the answer pages and the webhook never see it)
+COOKIE = "wxconsole"
+COOKIE_PATH = "/console/"
+#: a login token or session id as `secrets.token_urlsafe(32)` makes them
+SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+#: the routes open without a session
+PUBLIC = {"console.welcome", "console.login", "console.static"}
+#: methods that never change anything (no CSRF token needed); any other method needs one
+SAFE_METHODS = {"GET", "HEAD"}
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+#: inline SVG (charts) is allowed as markup; style attributes and <script> inside a page are not
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Referrer-Policy": "no-referrer",
+    "X-Robots-Tag": "noindex, nofollow, noarchive",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def allow_upload(max_bytes: int) -> Callable[[View], View]:
+    """Mark a POST view that takes a larger body than the webhook's limit (WECHAT_MAX_BODY_BYTES,
+    the app's MAX_CONTENT_LENGTH): the CSRF check reads the form with this limit instead."""
+
+    def mark(view: View) -> View:
+        view.console_max_bytes = max_bytes  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def audit(runtime: Runtime, action: str, detail: str) -> None:
+    """Write a console change to the audit log of chat commands, as `console:<action>` by this admin."""
+    runtime.admin.audit(g.console_admin, f"console:{action}", detail)
+
+
+def endpoint_url(endpoint: str, fallback: str, **values: Any) -> str:
+    """`url_for`, or `fallback` while a section's endpoint does not exist (sections are added apart)."""
+    try:
+        return url_for(endpoint, **values)
+    except BuildError:
+        return fallback
+
+
+def csrf_field() -> Markup:
+    """The hidden input every form of the console carries (a Jinja global of the console's pages)."""
+    token = getattr(g, "console_csrf", "")
+    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, escape(token))
+
+
+def install(bp: Blueprint, settings: Settings, runtime: Runtime) -> None:
+    """The checks of every request, the security headers, and the welcome/login/logout routes."""
+    https = settings.public_base_url.startswith("https://")
+
+    @bp.before_request
+    def guard() -> BaseResponse | None:
+        g.console_admin, g.console_csrf = "", ""
+        if request.endpoint in PUBLIC:
+            return None
+        session = runtime.console.session(request.cookies.get(COOKIE, ""))
+        if session is not None and not runtime.admin.is_admin(session.openid):
+            runtime.console.end_all(session.openid)  # no longer an admin: no session of theirs lives
+            session = None
+        if session is None:
+            if request.method in SAFE_METHODS:
+                return forget(redirect(url_for("console.welcome"), 303))
+            abort(403)
+        if request.method not in SAFE_METHODS and not csrf_valid(session.csrf):
+            abort(400, "CSRF token missing or wrong")
+        g.console_admin, g.console_csrf = session.openid, session.csrf
+        return None
+
+    @bp.after_request
+    def secured(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        if request.endpoint == "console.static":
+            response.headers["Cache-Control"] = "private, max-age=3600"
+        else:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.context_processor
+    def helpers() -> dict[str, Any]:
+        return {"csrf_field": csrf_field, "endpoint_url": endpoint_url, "admin": g.get("console_admin", "")}
+
+    @bp.get("/welcome")
+    def welcome() -> Response:
+        return Response(render_template("console/welcome.html", failed=False), mimetype="text/html")
+
+    @bp.get("/login/<token>")
+    def login(token: str) -> BaseResponse:
+        if request.method == "HEAD":  # a link checker's HEAD does not spend the link
+            return Response(status=200, mimetype="text/html")
+        openid = runtime.console.redeem_login(token) if SECRET_PATTERN.fullmatch(token) else None
+        if openid is None or not runtime.admin.is_admin(openid):
+            html = render_template("console/welcome.html", failed=True)
+            return forget(Response(html, status=403, mimetype="text/html"))
+        session_id, _ = runtime.console.new_session(openid)
+        g.console_admin = openid
+        audit(runtime, "login", "opened a login link")
+        # straight on to the console: the link leaves the address bar (and any later Referer)
+        response = redirect(endpoint_url("console.overview", "/console/"), 303)
+        response.set_cookie(
+            COOKIE,
+            session_id,
+            max_age=SESSION_TTL,
+            path=COOKIE_PATH,
+            secure=https or request.is_secure,
+            httponly=True,
+            samesite="Lax",
+        )
+        return response
+
+    @bp.post("/logout")
+    def logout() -> BaseResponse:
+        runtime.console.end_session(request.cookies.get(COOKIE, ""))
+        audit(runtime, "logout", "this browser")
+        return forget(redirect(url_for("console.welcome"), 303))
+
+
+def csrf_valid(expected: str) -> bool:
+    """The request's CSRF token (header first, then the form) is the session's."""
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given:
+        view = current_app.view_functions.get(request.endpoint or "")
+        limit = getattr(view, "console_max_bytes", None)
+        if limit is not None:  # an upload: the form is read with its own limit, not the webhook's
+            request.max_content_length = limit
+        given = request.form.get(CSRF_FIELD, "")
+    return bool(expected) and hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
+
+
+def forget(response: BaseResponse) -> BaseResponse:
+    """Drop the session cookie (a forged, ended or expired one is not sent again)."""
+    if request.cookies.get(COOKIE):
+        response.delete_cookie(COOKIE, path=COOKIE_PATH)
+    return response

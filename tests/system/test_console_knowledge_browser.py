@@ -1,0 +1,98 @@
+"""The console's knowledge-base page in a real headless Chromium (Debian's `chromium`, driven by
+Playwright's client), on a phone's screen: log in, upload a PDF through the real form, see it listed,
+find its passage with the search box, then ask the bot and get an answer grounded in it.
+
+Skips when Chromium is not installed (`make test` installs it as root).
+WXBOT_SCREENSHOTS=docs saves docs/console-knowledge.png, the screenshot the README shows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from bot.ops.redis_server import free_port
+from testing.console import login_path
+from testing.fakes.openai_server import FakeOpenAI
+from testing.knowledge import Spec, write
+from tests.conftest import Bot, start_worker
+from tests.system import test_page_browser as browser
+
+ROOT = Path(__file__).resolve().parents[2]
+PHONE = browser.PHONE
+#: the answer page's browser fixtures: one headless Chromium per module, a phone-sized page per call
+chromium = browser.chromium
+phone = browser.phone
+ADMIN = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
+SPEC = Spec(
+    "红利策略季报",
+    [
+        (
+            "核心观点",
+            ["第四季度红利策略建议超配公用事业、银行和高速公路三个板块，股息率中位数为百分之五点二。"],
+        ),
+        ("风险提示", ["利率快速上行时红利资产可能跑输，历史表现不代表未来。"]),
+    ],
+)
+QUESTION = "红利策略建议超配哪些板块？"
+
+
+@pytest.fixture
+def console_bot(base_config: dict[str, Any]) -> Iterator[Bot]:
+    """The bot with its job worker, served at the address its PUBLIC_BASE_URL names."""
+    port = free_port()
+    config = {**base_config, "public_base_url": f"http://127.0.0.1:{port}", "wechat_admin_openids": [ADMIN]}
+    app = create_app(config)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bot = Bot(app, server, start_worker(app, 4))
+    yield bot
+    server.shutdown()
+    server.server_close()
+    assert bot.worker is not None
+    bot.worker.stop()
+    bot.ext["jobs"].broker.close()
+    bot.ext["waiter"].close()
+    bot.runtime.close()
+
+
+def test_upload_a_document_through_the_form_and_find_it(
+    console_bot: Bot, fake_openai: FakeOpenAI, phone: Any, tmp_path: Path
+) -> None:
+    base = console_bot.url.removesuffix("/wechat")
+    page = phone()
+    page.goto(base + login_path(console_bot.app, ADMIN))
+    page.goto(f"{base}/console/kb")
+    assert page.locator("nav.nav a.here").inner_text() == "知识库"
+    assert "知识库是空的" in page.locator("main").inner_text()
+
+    page.locator("section#upload input[type=file]").set_input_files(
+        str(write(SPEC, tmp_path / "红利策略.pdf"))
+    )
+    page.locator("section#upload button[type=submit]").click()
+    page.wait_for_selector("p.notice")
+    assert page.locator("p.notice").inner_text() == "已加入「红利策略季报」：1 个段落。"
+    listed = page.locator("ul.documents li")
+    assert listed.count() == 1
+    assert "红利策略季报" in listed.inner_text() and "文件 红利策略.pdf" in listed.inner_text()
+
+    page.locator("section#search input[name=q]").fill(QUESTION)
+    page.locator("section#search button[type=submit]").click()
+    page.wait_for_selector("ol.results li")
+    first = page.locator("ol.results li").first
+    assert "采用" in first.inner_text() and "超配公用事业、银行和高速公路" in first.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scroll
+    if folder := os.environ.get("WXBOT_SCREENSHOTS"):
+        page.screenshot(path=str(ROOT / folder / "console-knowledge.png"), full_page=True)
+    assert page.problems == []  # no script error, no Content-Security-Policy violation
+
+    fake_openai.set_behavior(reply="建议超配公用事业、银行和高速公路。")
+    reply = console_bot.simulator().send_text("follower", QUESTION).text
+    assert reply == "建议超配公用事业、银行和高速公路。\n\n来源：\n1. 红利策略季报"
