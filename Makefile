@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench check admin-code chat local-llm local-llm-serve clean lock
+.PHONY: run test lint bench check admin-code console-link chat local-llm local-llm-serve clean lock
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt
 	@bash deploy/make-venv.sh $(VENV)
@@ -42,6 +42,11 @@ local-llm-serve: $(STAMP)
 ## admin-code: print a one-time code; send `/auth CODE` in the chat within 5 minutes to become admin
 admin-code: $(STAMP)
 	$(PY) -m bot.ops.admin_code
+
+## console-link: print a one-time login link to the operator console (needs PUBLIC_BASE_URL; OPENID=… or the
+## first of WECHAT_ADMIN_OPENIDS); open it within 5 minutes
+console-link: $(STAMP)
+	$(PY) -m bot.ops.console_link $(OPENID)
 
 ## test: run the whole test suite against a real redis-server on loopback
 test: $(STAMP)
@@ -86,7 +91,11 @@ kb-search: $(STAMP)
 bench-retrieval: $(STAMP)
 	$(PY) -m bench.retrieval
 
-.PHONY: kb-add kb-list kb-remove kb-sync kb-search bench-retrieval
+## bench-tools: the tool loop's overhead per round (fake model); accuracy on 36 questions with and without tools when BENCH_LLM_BASE_URL and BENCH_LLM_MODEL name a real model
+bench-tools: $(STAMP)
+	$(PY) -m bench.tools_bench
+
+.PHONY: kb-add kb-list kb-remove kb-sync kb-search bench-retrieval bench-tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

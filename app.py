@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from bot.answering.jobs import Jobs
 from bot.config import load_settings
+from bot.console import console_blueprint
 from bot.delivery.passive import PassiveDelivery
 from bot.delivery.waiter import ReadyWaiter
 from bot.logs import configure_logging
@@ -62,6 +63,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if settings.public_base_url:  # answer pages at /a/<token> (nginx passes /a/ to the bot)
         mask = lambda text: runtime.moderator.mask(text)  # noqa: E731 (the moderator is built on first use)
         app.register_blueprint(answer_pages(settings, runtime.answers, runtime.pages, mask))
+        # the operator console at /console/ (its login links need PUBLIC_BASE_URL too)
+        app.register_blueprint(console_blueprint(settings, runtime))
 
     @app.route("/wechat", methods=["GET", "POST"])
     def wechat() -> Response:

@@ -26,8 +26,31 @@ DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 PUBLIC_BASE_URL_MAX = 100
 
 
+#: the tasks EXPERTS may name (bot/experts/rules.py says how a question is recognised as each):
+#: consulting (advice, choices), computing (numbers to work out), retrieval (what the
+#: knowledge base answers), analysis (summing up or analysing a long text)
+EXPERT_TASKS = ("咨询", "计算", "检索", "分析")
+
+
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
+
+
+def parse_experts(text: str) -> dict[str, str]:
+    """`咨询:fin-consult,计算:fin-calc` → {task: model}; full-width ，and ：typed with a Chinese input
+    method count too. ValueError (the message shows the expected form) on a malformed pair or a task
+    named twice."""
+    pairs = [part.strip() for part in text.replace("，", ",").split(",") if part.strip()]
+    found: dict[str, str] = {}
+    for pair in pairs:
+        task, colon, model = pair.replace("：", ":").partition(":")
+        task, model = task.strip(), model.strip()
+        if not colon or not task or not model:
+            raise ValueError(f"{pair!r} is not TASK:MODEL (e.g. 咨询:fin-consult,计算:fin-calc)")
+        if task in found:
+            raise ValueError(f"task {task!r} is named twice")
+        found[task] = model
+    return found
 
 
 class Settings(BaseSettings):
@@ -136,16 +159,61 @@ class Settings(BaseSettings):
     #: an OpenAI-compatible model that accepts images (OPENAI_BASE_URL, OPENAI_API_KEY): photos are then
     #: described and can be asked about; empty: photos get the "not supported yet" text
     vision_model: str = ""
+    #: the operator console (/console/, needs PUBLIC_BASE_URL): hide what followers and the bot wrote
+    #: (conversations, questions) from it, for operators who must not read them; counts stay visible
+    console_hide_content: bool = Field(
+        default=False, description="hide message content from the operator console"
+    )
 
     # --- Tools (bot/tools/) --------------------------------------------------------------------
     #: the built-in tools offered to models that can call functions (comma-separated: calculator,
-    #: solve_equations, normal_distribution, dates); empty: none. The FastChat backend offers none.
+    #: solve_equations, normal_distribution, dates, search_knowledge); empty: none. The FastChat backend
+    #: offers none; search_knowledge is offered while the knowledge base has documents.
     tools: Annotated[list[str], NoDecode] = [
         "calculator",
         "solve_equations",
         "normal_distribution",
         "dates",
+        "search_knowledge",
     ]
+
+    # --- Task experts (bot/experts/) ---------------------------------------------------------
+    experts: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="task → the model the backend serves for it (咨询:fin-consult,计算:fin-calc); each "
+        "question is routed to one (README, 'Task experts'); the tasks are EXPERT_TASKS; empty: every "
+        "question goes to the default model",
+    )
+    expert_classifier_model: str = Field(
+        default="",
+        description="a small model asked which task a question is (OpenAI API, at "
+        "EXPERT_CLASSIFIER_BASE_URL) when the rules cannot tell; empty: the rules alone",
+    )
+    expert_classifier_base_url: str = Field(
+        default="", description="where EXPERT_CLASSIFIER_MODEL is served; empty: OPENAI_BASE_URL"
+    )
+    expert_classifier_timeout: float = Field(
+        default=1.5,
+        gt=0,
+        le=10,
+        description="seconds the classification may take; past them the default model answers",
+    )
+
+    @field_validator("experts", mode="before")
+    @classmethod
+    def _parse_experts(cls, value: Any) -> Any:
+        return parse_experts(value) if isinstance(value, str) else value
+
+    @field_validator("experts")
+    @classmethod
+    def _check_experts(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = [task for task in value if task not in EXPERT_TASKS]
+        if unknown:
+            raise ValueError(f"unknown tasks {unknown} (known: {', '.join(EXPERT_TASKS)})")
+        empty = [task for task, model in value.items() if not model.strip()]
+        if empty:
+            raise ValueError(f"no model named for {empty} (TASK:MODEL, e.g. 计算:fin-calc)")
+        return value
 
     # --- Knowledge base (bot/knowledge/) ---------------------------------------------------
     #: passages of the knowledge base given to the model with a question (at most)
@@ -164,6 +232,9 @@ class Settings(BaseSettings):
     embedding_api_key: str = ""
     #: seconds per embedding request; a question whose embedding fails is ranked by BM25 alone
     embedding_timeout: float = Field(default=5.0, gt=0)
+    #: the largest file the console's knowledge-base page accepts (bytes); a larger body gets 413
+    #: before it is read. `make kb-add` has no limit.
+    kb_upload_max_bytes: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=100 * 1024 * 1024)
 
     @field_validator("embedding_base_url")
     @classmethod
@@ -209,7 +280,8 @@ class Settings(BaseSettings):
     @field_validator("tools")
     @classmethod
     def _check_tools(cls, value: list[str]) -> list[str]:
-        known = ("calculator", "solve_equations", "normal_distribution", "dates")  # bot/tools/TOOL_NAMES
+        # bot/tools/TOOL_NAMES (not imported: the settings import nothing of the bot)
+        known = ("calculator", "solve_equations", "normal_distribution", "dates", "search_knowledge")
         unknown = [name for name in value if name not in known]
         if unknown:
             raise ValueError(f"unknown tools {unknown} (known: {', '.join(known)})")
@@ -233,7 +305,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a time zone (close: {near})") from None
         return value
 
-    @field_validator("wechat_api_base", "openai_base_url", "redis_url", "fastchat_controller_url")
+    @field_validator(
+        "wechat_api_base",
+        "openai_base_url",
+        "redis_url",
+        "fastchat_controller_url",
+        "expert_classifier_base_url",
+    )
     @classmethod
     def _check_url(cls, value: str) -> str:
         if value and "://" not in value:
@@ -279,7 +357,21 @@ class Settings(BaseSettings):
             raise ValueError("WECHAT_REPLY_MARGIN: must be smaller than WECHAT_ATTEMPT_TIMEOUT")
         if self.llm_backend == "fastchat":
             self._check_conv_template()
+        self._check_expert_classifier()
         return self
+
+    def _check_expert_classifier(self) -> None:
+        """The classifier only chooses among EXPERTS, and is called through the OpenAI API."""
+        if not self.expert_classifier_model:
+            return
+        if not self.experts:
+            raise ValueError("EXPERT_CLASSIFIER_MODEL: set, but EXPERTS is empty (nothing to choose from)")
+        url = self.expert_classifier_base_url or self.openai_base_url
+        if url == DEFAULT_OPENAI_BASE_URL and not self.openai_api_key:
+            raise ValueError(
+                "EXPERT_CLASSIFIER_MODEL: is called through the OpenAI API: set OPENAI_API_KEY, or "
+                "EXPERT_CLASSIFIER_BASE_URL to your OpenAI-compatible server"
+            )
 
     def _missing_openai_key(self) -> str:
         """Name the real cause: whether OPENAI_BASE_URL was set to api.openai.com or left to default."""

@@ -16,6 +16,8 @@ from redis.driver_info import DriverInfo
 
 from bot.config import Settings
 from bot.delivery.active import ActiveSender
+from bot.experts import ExpertRouter
+from bot.experts.served import ServedModels
 from bot.knowledge.base import KnowledgeBase
 from bot.llm import ChatBackend, default_model, make_backend
 from bot.llm.openai_backend import make_client
@@ -26,6 +28,7 @@ from bot.media.voice import Transcriber
 from bot.pages.links import PageLinks
 from bot.store.answers import AnswerStore
 from bot.store.broadcasts import BroadcastLog
+from bot.store.console import ConsoleStore
 from bot.store.history import History
 from bot.store.knowledge import KnowledgeStore
 from bot.store.limits import Limits
@@ -35,6 +38,7 @@ from bot.store.overrides import Overrides
 from bot.store.pages import PageStore
 from bot.store.photos import PhotoStore
 from bot.store.pushes import PushLog
+from bot.store.server import ServerInfo
 from bot.store.stats import DailyStats
 from bot.store.users import AdminStore, ModelChoices
 from bot.store.wechat import WeChatState
@@ -71,17 +75,21 @@ class Runtime:
         self.pushes = PushLog(self._redis)
         self.metrics = Metrics(self._redis, zone)
         self.admin = AdminStore(self._redis, settings.wechat_admin_openids)
-        self.models = ModelChoices(self._redis, [default_model(settings), *settings.allowed_models])
+        self.overrides = Overrides(self._redis, settings)
+        configured_models = [default_model(settings), *settings.allowed_models]
+        self.models = ModelChoices(self._redis, configured_models, self.overrides.allowed_models)
+        # the environment's rate limit: Limits reads the run-time override in its scripts (no round trip)
         self.limits = Limits(self._redis, settings.user_rate_per_minute, zone)
         self.stats = DailyStats(self._redis, zone)
-        self.overrides = Overrides(self._redis, settings)
         self.minutes = MinutesStore(self._redis)
         self.broadcasts = BroadcastLog(self._redis)
         self.wechat_state = WeChatState(self._redis)
         self.workers = WorkerStore(self._redis)
+        self.server = ServerInfo(self._redis)
         self.knowledge = KnowledgeBase(KnowledgeStore(self._redis), settings)
         self.pages = PageStore(self._redis)
         self.photos = PhotoStore(self._redis)
+        self.console = ConsoleStore(self._redis)
         self.history = History(
             self._redis,
             max_turns=settings.history_max_turns,
@@ -91,7 +99,7 @@ class Runtime:
 
     def close(self) -> None:
         """Release the pooled connections of every client this process has built."""
-        for name in ("backend", "images", "transcriber", "moderator", "vision", "wechat"):
+        for name in ("backend", "images", "transcriber", "moderator", "vision", "wechat", "experts"):
             client = self.__dict__.get(name)  # built on first use: close only what exists
             if client is not None:
                 client.close()
@@ -101,6 +109,12 @@ class Runtime:
     @cached_property
     def backend(self) -> ChatBackend:
         return make_backend(self.settings)
+
+    @cached_property
+    def experts(self) -> ExpertRouter:
+        """The task router (EXPERTS); it asks the backend which models it serves."""
+        served = ServedModels(lambda: self.backend.models())
+        return ExpertRouter(self.settings, served, self.metrics, default_model(self.settings))
 
     @cached_property
     def wechat(self) -> WeChatAPI:
@@ -119,7 +133,7 @@ class Runtime:
     @cached_property
     def moderator(self) -> Moderator:
         client = make_client(self.settings) if self.settings.moderation else None
-        return Moderator(self.settings, client)
+        return Moderator(self.settings, client, words=self.overrides.sensitive_words)
 
     @cached_property
     def transcriber(self) -> Transcriber:

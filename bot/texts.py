@@ -90,7 +90,7 @@ AUTH_LOCKED = "验证失败次数过多，请一小时后再试。"
 STATS = (
     "今日用户 {users}，今日消息 {messages}\n"
     "今日送达：{paths}\n今日失败：{failures}\n今日未送达：{undelivered}\n"
-    "今日 LLM 平均耗时 {latency}\n今日工具调用：{tools}"
+    "今日 LLM 平均耗时 {latency}\n今日专家：{experts}\n今日工具调用：{tools}"
 )
 #: /stats when a figure has nothing yet
 STATS_NONE = "无"
@@ -117,10 +117,19 @@ STATS_LABELS = {
     "solve_equations": "解方程",
     "normal_distribution": "正态分布",
     "dates": "日期",
+    "search_knowledge": "知识库检索",
     "ok": "成功",
     "error": "报错",
     "bad_arguments": "参数有误",
     "unknown": "未知工具",
+    # answers by expert (EXPERTS): the task (none: no expert), the model, then why
+    "none": "无专家",
+    "rule": "规则",
+    "classifier": "分类模型",
+    "user": "用户选择",
+    "unclear": "未判定",
+    "fallback": "专家未上线",
+    "vision": "看图",
 }
 
 #: kept in the history before an answer that used tools (not shown to the user), so that a follow-up
@@ -147,6 +156,7 @@ COMMAND_HELP = {
     "broadcast": "群发给 48 小时内互动的用户：/broadcast 内容 (broadcast)",
     "admins": "查看管理员 (admins)",
     "kb": "知识库：/kb 概况，/kb sync 同步公众号文章，/kb search 问题 查看会用到的资料 (kb)",
+    "console": "网页控制台：/console 获取一次性登录链接，/console logout 退出所有浏览器 (console)",
 }
 #: words after /minutes that end the recording
 MINUTES_END_WORDS = ("end", "stop", "结束")
@@ -289,3 +299,28 @@ PHOTO_DESCRIBE = "请描述这张图片的内容；如果图中有文字，也�
 #: what the conversation history keeps of a photo (never the image itself)
 PHOTO_NOTE = "［我发送了一张图片］"
 PHOTO_FAILED = "抱歉，没能读取这张图片，请重新发送。"
+
+# --- operator console (/console) ---------------------------------------------------------------------
+#: the reply to /console: a one-time login link
+CONSOLE_LINK = "控制台登录链接（{minutes} 分钟内有效，只能使用一次，请勿转发）：\n{url}"
+#: /console when PUBLIC_BASE_URL is not set (the console lives at that address)
+CONSOLE_NO_BASE_URL = "控制台需要先在服务器上设置 PUBLIC_BASE_URL（机器人的网址）。"
+#: /console logout
+CONSOLE_LOGGED_OUT = "已退出控制台：结束了 {count} 个登录。"
+USAGE_CONSOLE = "/console 或 /console logout"
+
+# --- task experts (bot/experts/, EXPERTS) -----------------------------------------------------------
+#: the classification request (EXPERT_CLASSIFIER_MODEL) when the rules cannot tell: {tasks} is one
+#: EXPERT_TASK_LINE per task EXPERTS names; any answer but one task's name counts as unclear
+EXPERT_CLASSIFIER_SYSTEM = (
+    "判断用户的问题属于下列哪一类任务。只回答类别名称（两个字），不要解释、不要标点；"
+    "都不属于或拿不准时回答“其他”。\n{tasks}"
+)
+EXPERT_TASK_LINE = "{task}：{meaning}"
+#: what each task means, for the classifier (the names are EXPERT_TASKS of bot/config.py)
+EXPERT_TASK_MEANINGS = {
+    "咨询": "征求建议、做选择、问该怎么办（理财规划、产品选择、投资决策）",
+    "计算": "需要根据题目中的数字算出结果（利息、复利、增长率、月供、概率、方程、鸡兔同笼）",
+    "检索": "询问本公众号资料里的具体信息（制度、产品条款、文章内容）",
+    "分析": "对一段较长的文字做分析、总结、摘要、提炼要点",
+}

@@ -150,12 +150,33 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
             "an OpenAI-compatible model that accepts images (via OPENAI_BASE_URL): photos are described "
             "and can be asked about; empty: photos get a polite not-supported text",
         ),
+        (
+            "console_hide_content",
+            "true: the operator console (/console/, needs PUBLIC_BASE_URL) shows no message content",
+        ),
     ],
     "Tools / 工具": [
         (
             "tools",
             "built-in tools offered to models that call functions (calculator, solve_equations, "
-            "normal_distribution, dates); empty: none; the FastChat backend offers none",
+            "normal_distribution, dates, search_knowledge); empty: none; the FastChat backend offers none",
+        ),
+    ],
+    "Task experts / 任务专家": [
+        (
+            "experts",
+            "task:model pairs, e.g. 咨询:fin-consult,计算:fin-calc,检索:fin-rag,分析:fin-text "
+            "(tasks: 咨询 计算 检索 分析): each question goes to its task's model; empty: the default model",
+        ),
+        (
+            "expert_classifier_model",
+            "a small OpenAI-compatible model asked a question's task when the rules cannot tell; "
+            "empty: rules only",
+        ),
+        ("expert_classifier_base_url", "where EXPERT_CLASSIFIER_MODEL is served; empty: OPENAI_BASE_URL"),
+        (
+            "expert_classifier_timeout",
+            "seconds the classifier may take (at most 10); past them the default model answers",
         ),
     ],
     "Knowledge base / 知识库": [
@@ -172,6 +193,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("embedding_base_url", "where /v1/embeddings is served; empty: OPENAI_BASE_URL"),
         ("embedding_api_key", "the key of EMBEDDING_BASE_URL; empty: OPENAI_API_KEY"),
         ("embedding_timeout", "seconds per embedding request; a failed one: BM25 alone for that question"),
+        ("kb_upload_max_bytes", "the largest file the console's knowledge-base page accepts ({range})"),
     ],
     "Web / 网站": [
         ("host", "address gunicorn listens on; nginx proxies to it (Docker: compose sets 0.0.0.0)"),
@@ -217,6 +239,8 @@ def format_default(name: str) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):  # EXPERTS: task:model pairs
+        return ",".join(f"{key}:{item}" for key, item in value.items())
     if isinstance(value, list):
         return ",".join(str(item) for item in value)
     return str(value)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from bot import texts
 from bot.knowledge import reports as kb_reports
 from bot.llm import LLMError, default_model
+from bot.store.console import LOGIN_TTL as CONSOLE_LOGIN_TTL
 from bot.store.pushes import Plan
 from handlers.context import Context
 from handlers.questions import ask, queue_answer, refusal
@@ -185,6 +186,7 @@ def stats_command(ctx: Context, args: str) -> str:
         failures=failures or texts.STATS_NONE,
         undelivered=sum(metrics.counter("undelivered", today=True).values()),
         latency=texts.STATS_SECONDS.format(seconds=latency) if latency is not None else texts.STATS_NO_DATA,
+        experts=_labels(metrics.counter("answers_by_expert", today=True)) or texts.STATS_NONE,
         tools=_labels(metrics.counter("tool_calls", today=True)) or texts.STATS_NONE,
     )
 
@@ -255,6 +257,21 @@ def broadcast_command(ctx: Context, args: str) -> str:
 @command("admins", admin_only=True)
 def admins_command(ctx: Context, args: str) -> str:
     return texts.ADMINS_LIST.format(admins="\n".join(ctx.runtime.admin.admins()))
+
+
+@command("console", admin_only=True)
+def console_command(ctx: Context, args: str) -> str:
+    """/console: a one-time link to the operator console (bot/console/); /console logout: end every
+    console session of this admin."""
+    runtime = ctx.runtime
+    if args.lower() == "logout":
+        return texts.CONSOLE_LOGGED_OUT.format(count=runtime.console.end_all(ctx.openid))
+    if args:
+        return texts.USAGE.format(usage=texts.USAGE_CONSOLE)
+    if not runtime.settings.public_base_url:
+        return texts.CONSOLE_NO_BASE_URL
+    url = f"{runtime.settings.public_base_url}/console/login/{runtime.console.new_login(ctx.openid)}"
+    return texts.CONSOLE_LINK.format(minutes=CONSOLE_LOGIN_TTL // 60, url=url)
 
 
 @command("kb", admin_only=True)

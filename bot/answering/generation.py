@@ -139,21 +139,24 @@ class AnswerJob:
         writing: Writing,
     ) -> None:
         """Stream the answer into pages, then add the turn to the history (when the kind keeps one)."""
-        moderator = self.runtime.moderator
+        moderator = self.runtime.moderator.current()  # the sensitive words in force, for the whole answer
         splitter.transform = moderator.mask
         splitter.holdback = max(moderator.longest - 1, 0)
         writing.start(list(prompt.sources))
-        text, note = self._ask_llm(answer, prompt, splitter, resume, lease, writing)
+        text, note, llm_seconds = self._ask_llm(answer, prompt, splitter, resume, lease, writing)
         # the knowledge base's sources follow the model's text: written by the bot, never the model
         footer = sources_footer(prompt.sources)
         tail = resume.feed(writing.finish()) + resume.feed(footer) + resume.finish()
-        self._publish(answer, splitter.feed(tail), lease, writing)
-        first = self.answers.page_count(answer.id) == 0
+        self._publish(answer, splitter.feed(tail), lease, writing, splitter)
+        first = _pages_so_far(answer, splitter) == 0  # known here: no round trip before the end goes out
+        first_seconds = self._first_page_seconds(answer, writing) if first else None
         last = writing.link(splitter.finish(), first=first, final=True)
-        if first:
-            self._observe_first_page(answer, writing)
         writing.end("done")  # the page has the whole text no later than the chat
         self.answers.finish(answer, last, "done", lease=lease)
+        # measured before, recorded after the answer's end is out: a waiting reply never waits for them
+        self._observe_llm_seconds(llm_seconds, "ok")
+        if first_seconds is not None:
+            self.runtime.metrics.observe("first_page_seconds", first_seconds)
         if prompt.remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
             self.runtime.history.add_turn(answer.openid, prompt.remember, note + moderator.mask(text))
 
@@ -165,20 +168,21 @@ class AnswerJob:
         resume: Resume,
         lease: str,
         writing: Writing,
-    ) -> tuple[str, str]:
-        """The whole text (the model's Markdown), its pages (chat text) published as they complete, and
-        the note of the tools it used for the history; the call's time and outcome measured (failed and
-        timed-out calls too: a dashboard of successes only hides an outage). A reasoning model's thinking
-        is never part of the text. With tools, the model may call them for up to MAX_ROUNDS rounds (and
+    ) -> tuple[str, str, float]:
+        """The whole text (the model's Markdown), its pages (chat text) published as they complete, the
+        note of the tools it used for the history, and the call's time: its outcome is measured here when
+        it failed (failed and timed-out calls too: a dashboard of successes only hides an outage), by the
+        caller after the answer's end when it succeeded. A reasoning model's thinking is never part of
+        the text. With tools, the model may call them for up to MAX_ROUNDS rounds (and
         TOOL_BUDGET_SECONDS) before the request that must answer in words; the first page still goes out
         as soon as the answer's text fills it."""
-        started, parts, used = time.monotonic(), [], []
+        started, parts, used = self.clock(), [], []
         llm = prompt.llm or self.runtime.backend
         model = prompt.model or self.runtime.models.get(answer.openid)
         messages = list(prompt.messages)
         try:
             for rounds in itertools.count():
-                final = rounds >= MAX_ROUNDS or time.monotonic() - started > TOOL_BUDGET_SECONDS
+                final = rounds >= MAX_ROUNDS or self.clock() - started > TOOL_BUDGET_SECONDS
                 pieces = self._request(llm, messages, model, prompt.tools, final)
                 said, calls = [], None
                 with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
@@ -188,7 +192,8 @@ class AnswerJob:
                             continue
                         if isinstance(piece, str):
                             said.append(piece)
-                        self._publish(answer, splitter.feed(resume.feed(writing.take(piece))), lease, writing)
+                        pages = splitter.feed(resume.feed(writing.take(piece)))
+                        self._publish(answer, pages, lease, writing, splitter)
                 parts += said
                 if calls is None or final or prompt.tools is None:  # calls not offered are not run
                     break
@@ -198,12 +203,11 @@ class AnswerJob:
             if not "".join(parts).strip():
                 raise LLMError("failed", "the model returned an empty answer")
         except LLMError as exc:
-            self._observe_llm(started, exc.kind)
+            self._observe_llm_seconds(self.clock() - started, exc.kind)
             raise
-        self._observe_llm(started, "ok")
         if used:
             log.info("answer %s: tools %s", answer.id, ", ".join(f"{r.name}({r.outcome})" for r in used))
-        return "".join(parts), tool_note(used)
+        return "".join(parts), tool_note(used), self.clock() - started
 
     @staticmethod
     def _request(
@@ -226,21 +230,27 @@ class AnswerJob:
             results.append(result)
         return results
 
-    def _observe_llm(self, started: float, outcome: str) -> None:
-        self.runtime.metrics.observe("llm_latency_seconds", time.monotonic() - started, outcome=outcome)
+    def _observe_llm_seconds(self, seconds: float, outcome: str) -> None:
+        self.runtime.metrics.observe("llm_latency_seconds", seconds, outcome=outcome)
 
-    def _publish(self, answer: Answer, pages: list[str], lease: str, writing: Writing) -> None:
+    def _publish(
+        self, answer: Answer, pages: list[str], lease: str, writing: Writing, splitter: PageSplitter
+    ) -> None:
+        """Store pages the splitter just cut (`pages`; the first one with its link and its metric)."""
         if pages:
-            if self.answers.page_count(answer.id) == 0:
+            if _pages_so_far(answer, splitter) == len(pages):  # no page was stored before these
                 self._observe_first_page(answer, writing)
                 pages = writing.link(pages, first=True, final=False)
             self.answers.add_pages(answer, pages, lease=lease)
             self._deliver_active(answer)
 
     def _observe_first_page(self, answer: Answer, writing: Writing) -> None:
+        self.runtime.metrics.observe("first_page_seconds", self._first_page_seconds(answer, writing))
+
+    @staticmethod
+    def _first_page_seconds(answer: Answer, writing: Writing) -> float:
         """Time to the first page, not counting a reasoning model's thinking (reasoning_seconds)."""
-        seconds = time.time() - answer.created - writing.thinking_seconds
-        self.runtime.metrics.observe("first_page_seconds", max(seconds, 0.0))
+        return max(time.time() - answer.created - writing.thinking_seconds, 0.0)
 
     def _fail(
         self, answer: Answer, kind: Kind, splitter: PageSplitter, exc: Exception, lease: str, writing: Writing
@@ -284,3 +294,10 @@ class LeaseKeeper:
     def __exit__(self, *exc: object) -> None:
         self.stopped.set()
         self.thread.join(timeout=2)
+
+
+def _pages_so_far(answer: Answer, splitter: PageSplitter) -> int:
+    """The answer's pages, without asking Redis: those it had when this run started (kept by a restart)
+    and those this run's splitter has cut (each stored as soon as it is cut; only the run holding the
+    lease writes pages)."""
+    return answer.page_count + splitter.pages

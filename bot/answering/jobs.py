@@ -175,15 +175,17 @@ class Jobs:
     def enqueue_broadcast(self, broadcast_id: str) -> None:
         self.broadcast_actor.send(broadcast_id)
 
-    def enqueue_kb_sync(self, admin: str, token: str) -> None:
+    def enqueue_kb_sync(self, admin: str, token: str, notify: bool = True) -> None:
         """Sync the account's articles into the knowledge base under the lock `token` claimed; the report
-        goes to `admin`."""
-        self.kb_sync_actor.send(admin, token)
+        goes to `admin` in the chat (`notify`), and is kept for /kb and the console in any case."""
+        self.kb_sync_actor.send(admin, token, notify)
 
-    def _sync_knowledge(self, admin: str, token: str) -> None:
+    def _sync_knowledge(self, admin: str, token: str, notify: bool = True) -> None:
+        """`notify` False: started from the console, whose page shows the report (a chat message about a
+        sync the admin did not ask for in the chat would puzzle them)."""
         runtime = self.runtime
         report = run_sync(runtime.knowledge, runtime.wechat, token, by=admin)
-        if report is not None:  # None: another sync runs, and will report
+        if report is not None and notify:  # None: another sync runs, and will report
             mode = delivery_mode(runtime.settings, runtime.wechat_state)
             pages = split_pages(report, self.job.budget)
             deliver_report(runtime.answers, runtime.sender, mode, admin, pages)

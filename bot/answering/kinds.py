@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot import texts
+from bot.experts import Route
 from bot.llm import ChatBackend, ChatMessage, calls_tools
 from bot.media.images import Refusal
 from bot.media.vision import PhotoError, with_image
@@ -76,8 +77,23 @@ class TextKind:
         system = self.runtime.overrides.system_prompt()
         grounded = self.runtime.knowledge.ground(system, question)  # unchanged when nothing is relevant
         messages = self.runtime.history.prompt(answer.openid, grounded.system, grounded.question)
-        prompt = Prompt(messages, remember=question, sources=grounded.sources, tools=self.tools)
-        return self._about_photo(answer, prompt)
+        tools = self.tools.offered() if self.tools else None  # e.g. no search of an empty knowledge base
+        prompt = Prompt(messages, remember=question, sources=grounded.sources, tools=tools)
+        return self._routed(answer, question, self._about_photo(answer, prompt), kb_hit=bool(grounded.hits))
+
+    def _routed(self, answer: Answer, question: str, prompt: Prompt, *, kb_hit: bool) -> Prompt:
+        """The model for the question (EXPERTS, bot/experts/): the follower's /model choice, else the
+        expert for its task; a question about a photo keeps VISION_MODEL."""
+        router = self.runtime.experts
+        if not router.enabled:
+            return prompt
+        if prompt.model is not None:
+            route = Route("", prompt.model, "vision")
+        else:
+            chosen = self.runtime.models.get(answer.openid)
+            route = router.route(question, chosen=chosen, kb_hit=kb_hit)
+        router.record(answer.id, route)
+        return replace(prompt, model=route.model)
 
     def _about_photo(self, answer: Answer, prompt: Prompt) -> Prompt:
         """A question sent within minutes of a photo (VISION_MODEL) is asked with the photo; if the
@@ -193,7 +209,7 @@ class MinutesKind:
 def offered_tools(runtime: Runtime) -> ToolBox | None:
     """The tools TOOLS enables, when the backend's models can call them (FastChat's cannot: its worker
     API has no tool protocol, so its answers are written without tools)."""
-    toolbox = ToolBox.enabled(runtime.settings.tools, runtime.settings.zone)
+    toolbox = ToolBox.enabled(runtime.settings.tools, runtime.settings.zone, runtime.knowledge)
     if not toolbox:
         return None
     if not calls_tools(runtime.settings):

@@ -128,6 +128,19 @@ OVERRIDES = f"{PREFIX}:overrides"
 #: Sorted set (TTL the 48 h window, refreshed by every message; older entries trimmed on write):
 #: openid → time of the user's last message (customer-service window, broadcast)
 LAST_SEEN = f"{PREFIX}:last_seen"
+#: followers are listed in the console for this long after their last message (seconds)
+FOLLOWER_TTL = 30 * 86400
+#: Sorted set (TTL FOLLOWER_TTL, older entries trimmed on write): openid → time of the user's last message,
+#: for the console's list of followers
+FOLLOWERS = f"{PREFIX}:followers"
+
+
+def follower_messages(openid: str) -> str:
+    """Integer (TTL FOLLOWER_TTL, renewed by each message): messages a follower sent since they started
+    writing after a silence of FOLLOWER_TTL (the console's message count)."""
+    return f"{PREFIX}:user:{openid}:messages"
+
+
 #: String: the report of the last broadcast
 BROADCAST_REPORT = f"{PREFIX}:broadcast:report"
 #: a broadcast's record and audience are kept this long (seconds)
@@ -196,8 +209,34 @@ def day_messages(day: str) -> str:
 
 
 def day_metric(day: str, name: str) -> str:
-    """Hash (TTL DAILY_TTL): one counter or histogram of `day`, fields as in `metric` (for /stats)."""
+    """Hash (TTL HISTORY_TTL): one counter or histogram of `day`, fields as in `metric` (for /stats and
+    the console's 30-day charts)."""
     return f"{PREFIX}:stats:{day}:metric:{name}"
+
+
+# --- the console overview's history (written by bot/store/stats.py and bot/store/metrics.py) -------
+#: the per-hour distinct users are kept this long (seconds): all of today, whatever the hour
+HOURLY_TTL = 48 * 3600
+#: the per-day history (messages per hour, distinct users, each metric's day mirror) is kept this long
+#: after its day (seconds): the overview's 30 days, with room for a month of 31 and late readers
+HISTORY_TTL = 40 * 86400
+
+
+def day_hours(day: str) -> str:
+    """Hash (TTL HISTORY_TTL): hour of `day` ("00"…"23", in TIMEZONE) → messages received in it (the
+    hour that repeats when daylight-saving time ends counts both)."""
+    return f"{PREFIX}:stats:{day}:hours"
+
+
+def hour_users(day: str, hour: str) -> str:
+    """HyperLogLog (TTL HOURLY_TTL): users who wrote in `hour` ("00"…"23") of `day`."""
+    return f"{PREFIX}:stats:{day}:hour:{hour}:users"
+
+
+def day_users_estimate(day: str) -> str:
+    """HyperLogLog (TTL HISTORY_TTL): users who wrote on `day`, counted to within about 1 % (the exact
+    set `day_users` is kept DAILY_TTL only: a set of a month of openids is too large to keep)."""
+    return f"{PREFIX}:stats:{day}:users:hll"
 
 
 def user_model(openid: str) -> str:
@@ -299,3 +338,28 @@ def user_photo(openid: str) -> str:
 def photo_url(media_id: str) -> str:
     """String (TTL PHOTO_TTL): the PicUrl WeChat sent with a photo, for when the media API refuses it."""
     return f"{PREFIX}:photo:{media_id}:url"
+
+
+# --- operator console (bot/store/console.py) -----------------------------------------------------
+#: a console login link is valid this long (seconds), once
+CONSOLE_LOGIN_TTL = 300
+#: a console session lasts this long from the login that started it (seconds), not renewed by use
+CONSOLE_SESSION_TTL = 12 * 3600
+
+
+def console_login(digest: str) -> str:
+    """String (TTL CONSOLE_LOGIN_TTL): JSON {openid, expires} of a one-time login link, stored by the
+    SHA-256 of its token only (a copy of Redis does not hold a usable link)."""
+    return f"{PREFIX}:console:login:{digest}"
+
+
+def console_session(digest: str) -> str:
+    """Hash (TTL CONSOLE_SESSION_TTL): openid, csrf, created, expires of a console session, stored by the
+    SHA-256 of the session id that the browser's cookie holds."""
+    return f"{PREFIX}:console:session:{digest}"
+
+
+def console_sessions(openid: str) -> str:
+    """Set (TTL CONSOLE_SESSION_TTL, renewed by each login): the session digests of one admin, so that
+    `/console logout` ends all of them."""
+    return f"{PREFIX}:console:admin:{openid}:sessions"

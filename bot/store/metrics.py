@@ -2,8 +2,9 @@
 and exposed in Prometheus format by any web process (prometheus-client renders them).
 
 Counters are Redis hashes (one field per label set); histograms add a field per label set and bucket,
-plus a sum. Each write is mirrored into a hash of the day (in TIMEZONE, kept DAILY_TTL) so that
-/stats can say what happened *today*. A failed metrics write never fails the request that made it.
+plus a sum. Each write is mirrored into a hash of the day (in TIMEZONE, kept HISTORY_TTL) so that
+/stats can say what happened *today*, and the console's overview each of the last 30 days. A failed
+metrics write never fails the request that made it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from redis.client import Pipeline
 
 from bot.store import keys
 from bot.store.days import day_of
+from bot.store.pushes import OnFirst
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ COUNTERS = {
     "job_failures": "Generation jobs that failed, by reason",
     "token_refreshes": "access_token fetches",
     "tool_calls": "Tool calls the models made (bot/tools/), by function (the tool) and outcome",
+    "answers_by_expert": "Answers by task expert (EXPERTS, bot/experts/): the task (none: no expert), "
+    "the model asked, and why (rule, classifier, user, unclear, fallback, vision)",
 }
 #: name → help; Prometheus names are `wxbot_<name>` (with _bucket, _sum, _count)
 HISTOGRAMS = {
@@ -50,13 +54,23 @@ HISTOGRAMS = {
 }
 
 
-#: `inc` as one command. KEYS: the all-time hash, today's. ARGV: the field, the increment, DAILY_TTL.
+#: `inc` as one command. KEYS: the all-time hash, today's. ARGV: the field, the increment, HISTORY_TTL.
 #: Sent as EVAL (a registered script in a pipeline costs a SCRIPT EXISTS round trip first).
 INC_IN = """
 redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], ARGV[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
+"""
+
+#: `inc` as a function another store's script runs (`on_inc`). k: the all-time hash, today's. a: the
+#: field, the increment, HISTORY_TTL.
+INC_FUNCTION = """
+local function inc(k, a)
+    redis.call('HINCRBY', k[1], a[1], a[2])
+    redis.call('HINCRBY', k[2], a[1], a[2])
+    redis.call('EXPIRE', k[2], a[3])
+end
 """
 
 
@@ -89,7 +103,13 @@ class Metrics:
         """`inc`, queued in the caller's pipeline as one command (INC_IN): it rides on the caller's round
         trip (the webhook's per-push writes), and a failure is the caller's to handle."""
         all_time, today = self._keys(name)
-        pipe.eval(INC_IN, 2, all_time, today, _label_key(labels), by, keys.DAILY_TTL)
+        pipe.eval(INC_IN, 2, all_time, today, _label_key(labels), by, keys.HISTORY_TTL)
+
+    def on_inc(self, name: str, by: int = 1, **labels: str) -> OnFirst:
+        """`inc`, as a part of another store's script (the claim of a page: counted only when the
+        claim succeeds, in the claim's own round trip)."""
+        all_time, today = self._keys(name)
+        return OnFirst(INC_FUNCTION, "inc", [all_time, today], [_label_key(labels), by, keys.HISTORY_TTL])
 
     def _write(
         self, name: str, counts: list[tuple[str, int]], total: tuple[str, float] | None = None
@@ -101,7 +121,7 @@ class Metrics:
                     pipe.hincrby(key, field, by)
                 if total is not None:
                     pipe.hincrbyfloat(key, *total)
-            pipe.expire(self._keys(name)[1], keys.DAILY_TTL)
+            pipe.expire(self._keys(name)[1], keys.HISTORY_TTL)
             pipe.execute()
         except redis.exceptions.RedisError as exc:
             log.warning("metric %s not recorded: %s", name, exc)
@@ -140,6 +160,14 @@ class Metrics:
             else:
                 count += int(value)
         return total / count if count else None
+
+    def days(self, name: str, days: list[str]) -> list[dict[str, float]]:
+        """The day mirror of a metric for each of `days` (YYYYMMDD): field (label JSON, and for a
+        histogram "|bucket" or "|sum") → value; empty for a day without writes or older than HISTORY_TTL."""
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(keys.day_metric(day, name))
+        return [{str(field): float(value) for field, value in found.items()} for found in pipe.execute()]
 
     def queue_depth(self) -> int:
         """Generation jobs waiting in Dramatiq's queue."""
