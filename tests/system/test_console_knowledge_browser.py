@@ -8,29 +8,16 @@ WXBOT_SCREENSHOTS=docs saves docs/console-knowledge.png, the screenshot the READ
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from werkzeug.serving import make_server
-
-from app import create_app
-from bot.ops.redis_server import free_port
 from testing.console import login_path
 from testing.fakes.openai_server import FakeOpenAI
 from testing.knowledge import Spec, write
-from tests.conftest import Bot, start_worker
-from tests.system import test_page_browser as browser
+from tests.conftest import Bot
+from tests.system import console_browser as served
+from tests.system.console_browser import ADMIN, PHONE, shot
 
-ROOT = Path(__file__).resolve().parents[2]
-PHONE = browser.PHONE
-#: the answer page's browser fixtures: one headless Chromium per module, a phone-sized page per call
-chromium = browser.chromium
-phone = browser.phone
-ADMIN = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
 SPEC = Spec(
     "红利策略季报",
     [
@@ -42,25 +29,8 @@ SPEC = Spec(
     ],
 )
 QUESTION = "红利策略建议超配哪些板块？"
-
-
-@pytest.fixture
-def console_bot(base_config: dict[str, Any]) -> Iterator[Bot]:
-    """The bot with its job worker, served at the address its PUBLIC_BASE_URL names."""
-    port = free_port()
-    config = {**base_config, "public_base_url": f"http://127.0.0.1:{port}", "wechat_admin_openids": [ADMIN]}
-    app = create_app(config)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    bot = Bot(app, server, start_worker(app, 4))
-    yield bot
-    server.shutdown()
-    server.server_close()
-    assert bot.worker is not None
-    bot.worker.stop()
-    bot.ext["jobs"].broker.close()
-    bot.ext["waiter"].close()
-    bot.runtime.close()
+#: the fixtures the tests take (the bot served on loopback, Chromium, a phone-sized page)
+console_bot, chromium, phone = served.console_bot, served.chromium, served.phone
 
 
 def test_upload_a_document_through_the_form_and_find_it(
@@ -89,8 +59,7 @@ def test_upload_a_document_through_the_form_and_find_it(
     first = page.locator("ol.results li").first
     assert "采用" in first.inner_text() and "超配公用事业、银行和高速公路" in first.inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scroll
-    if folder := os.environ.get("WXBOT_SCREENSHOTS"):
-        page.screenshot(path=str(ROOT / folder / "console-knowledge.png"), full_page=True)
+    shot(page, "knowledge")
     assert page.problems == []  # no script error, no Content-Security-Policy violation
 
     fake_openai.set_behavior(reply="建议超配公用事业、银行和高速公路。")

@@ -9,49 +9,18 @@ WXBOT_SCREENSHOTS=docs saves docs/console-overview.png, the screenshot the READM
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-from werkzeug.serving import make_server
-
-from app import create_app
-from bot.ops.redis_server import free_port
 from testing.console import login_path
-from tests.conftest import Bot, start_worker
-from tests.system import test_page_browser as browser
+from tests.conftest import Bot
+from tests.system import console_browser as served
+from tests.system.console_browser import ADMIN, PHONE, shot
 
-ROOT = Path(__file__).resolve().parents[2]
-PHONE = browser.PHONE
-chromium = browser.chromium
-phone = browser.phone
-ADMIN = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
 FOLLOWERS = [f"o6_bmasdasdsad6_2sgVt7hMZOP{n:02d}" for n in range(4)]
 DAY = 86400
-
-
-@pytest.fixture
-def overview_bot(base_config: dict[str, Any]) -> Iterator[Bot]:
-    """The bot with its job worker, served at the address its PUBLIC_BASE_URL names."""
-    port = free_port()
-    app = create_app(
-        {**base_config, "public_base_url": f"http://127.0.0.1:{port}", "wechat_admin_openids": [ADMIN]}
-    )
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    bot = Bot(app, server, start_worker(app, 4))
-    yield bot
-    server.shutdown()
-    server.server_close()
-    assert bot.worker is not None
-    bot.worker.stop()
-    bot.ext["jobs"].broker.close()
-    bot.ext["waiter"].close()
-    bot.runtime.close()
+#: the fixtures the tests take (the bot served on loopback, Chromium, a phone-sized page)
+console_bot, chromium, phone = served.console_bot, served.chromium, served.phone
 
 
 def earlier_days(bot: Bot, days: int = 12) -> None:
@@ -73,16 +42,16 @@ def earlier_days(bot: Bot, days: int = 12) -> None:
         stats.clock = metrics.clock = time.time
 
 
-def test_the_overview_on_a_phone(overview_bot: Bot, phone: Any) -> None:
-    earlier_days(overview_bot)
-    chat = overview_bot.simulator()
+def test_the_overview_on_a_phone(console_bot: Bot, phone: Any) -> None:
+    earlier_days(console_bot)
+    chat = console_bot.simulator()
     for n, follower in enumerate(FOLLOWERS):
         for question in ("你好", "今天天气怎么样？")[: 1 + n % 2]:
             assert chat.send_text(follower, question).text == f"echo: {question}"
 
     page = phone()
-    base = overview_bot.url.removesuffix("/wechat")
-    page.goto(base + login_path(overview_bot.app, ADMIN))
+    base = console_bot.url.removesuffix("/wechat")
+    page.goto(base + login_path(console_bot.app, ADMIN))
     page.goto(f"{base}/console/")
     assert page.locator("nav.nav a.here").inner_text() == "概览"
     figures = page.locator(".figures .figure .value").all_inner_texts()
@@ -98,5 +67,4 @@ def test_the_overview_on_a_phone(overview_bot: Bot, phone: Any) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # no sideways scroll
     assert page.locator("table.machinery").inner_text().count("在线") >= 1
     assert page.problems == []  # no script error, no Content-Security-Policy violation
-    if folder := os.environ.get("WXBOT_SCREENSHOTS"):
-        page.screenshot(path=str(ROOT / folder / "console-overview.png"), full_page=True)
+    shot(page, "overview")
