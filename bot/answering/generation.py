@@ -153,12 +153,12 @@ class AnswerJob:
         last = writing.link(splitter.finish(), first=first, final=True)
         writing.end("done")  # the page has the whole text no later than the chat
         self.answers.finish(answer, last, "done", lease=lease)
+        if prompt.remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
+            self.runtime.history.add_turn(answer.openid, prompt.remember, note + moderator.mask(text))
         # measured before, recorded after the answer's end is out: a waiting reply never waits for them
         self._observe_llm_seconds(llm_seconds, "ok")
         if first_seconds is not None:
             self.runtime.metrics.observe("first_page_seconds", first_seconds)
-        if prompt.remember is not None:  # after the guarded finish: a run that lost its lease adds nothing
-            self.runtime.history.add_turn(answer.openid, prompt.remember, note + moderator.mask(text))
 
     def _ask_llm(
         self,

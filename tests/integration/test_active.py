@@ -12,16 +12,10 @@ from bot.replies import utf8_len
 from bot.store import keys
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
+from testing.patience import wait_for
 from tests.conftest import Bot
 
 LONG = "".join(f"第{i}行：客服消息分页测试内容。\n" for i in range(600))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def active_bot(make_bot: Callable[..., Bot]) -> Bot:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from bot import texts
 from bot.store.users import MAX_AUTH_FAILURES, AdminStore
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
+from testing.patience import wait_for
 from testing.simulator import WeChatSimulator
 from tests.conftest import APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, Bot
 
@@ -39,13 +39,6 @@ def say(bot: Bot, openid: str, text: str) -> str:
     reply = bot.simulator().send_text(openid, text).text
     assert reply is not None, f"no text reply to {text!r}"
     return reply
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("command", ADMIN_COMMANDS)

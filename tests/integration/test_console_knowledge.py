@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.knowledge import Spec, published_item, write
 from testing.pages import PUBLIC_BASE
+from testing.patience import wait_for
 from tests.conftest import Bot
 
 ADMIN = "admin-kb"
@@ -80,13 +80,6 @@ def page(client: FlaskClient, query: str = "") -> str:
 def text_of(html: str) -> str:
     """The page's words without its tags (what a reader sees), whitespace folded."""
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def stored(bot: Bot) -> tuple[int, list[Any]]:

@@ -21,6 +21,7 @@ from bot.store import keys
 from testing.console import login
 from testing.fakes.openai_server import FakeOpenAI
 from testing.pages import PUBLIC_BASE
+from testing.patience import wait_for
 from tests.conftest import AES_KEY, ATTEMPT_TIMEOUT, SECRET, Bot
 
 ADMIN = "admin-overview"
@@ -59,14 +60,6 @@ def page(client: FlaskClient) -> str:
     response = client.get("/console/")
     assert response.status_code == 200, response.status_code
     return response.get_data(as_text=True)
-
-
-def wait_for(condition: Callable[[], bool], patience: float = 10.0) -> None:
-    """A hang guard for work the job worker finishes after a reply, not a timing assertion."""
-    deadline = time.monotonic() + patience
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert condition()
 
 
 # --- real traffic ----------------------------------------------------------------------------------

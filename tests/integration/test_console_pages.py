@@ -16,6 +16,7 @@ from bot.console.auth import CSRF_FIELD
 from testing.console import login, login_path
 from testing.fakes.openai_server import FakeOpenAI
 from testing.pages import PUBLIC_BASE
+from testing.patience import wait_for
 from tests.conftest import AES_KEY, SECRET, Bot
 
 ADMIN = "admin-console"
@@ -90,7 +91,7 @@ def test_ban_unban_and_reset_from_the_console(
     console_bot: Bot, client: FlaskClient, csrf: str, fake_openai: FakeOpenAI
 ) -> None:
     say(console_bot, "user-9", "记住我")
-    assert console_bot.runtime.history.messages("user-9")
+    wait_for(lambda: console_bot.runtime.history.messages("user-9"))
 
     assert client.post("/console/users/user-9/reset", data={CSRF_FIELD: csrf}).status_code == 303
     assert console_bot.runtime.history.messages("user-9") == []

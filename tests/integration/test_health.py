@@ -7,7 +7,6 @@ server's clock), instead of sleeping until a real one gets old.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import requests
 from bot.ops.redis_server import free_port
 from bot.store import keys
 from bot.store.workers import WorkerStore, new_job_worker_id
+from testing.patience import wait_for
 from tests.conftest import Bot, start_worker
 
 
@@ -34,14 +34,6 @@ def server_ms(client: redis.Redis) -> float:
 def beat(client: redis.Redis, worker_id: str, seconds_ago: float) -> None:
     """A heartbeat as Dramatiq writes it (ms since the epoch), `seconds_ago` by the Redis server's clock."""
     client.zadd(keys.JOB_HEARTBEATS, {worker_id: server_ms(client) - seconds_ago * 1000})
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 30) -> None:
-    """Until `check()` holds; the deadline only keeps a broken test from hanging."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture

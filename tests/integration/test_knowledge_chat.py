@@ -5,10 +5,8 @@ passages that cannot reach a command or a setting."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,6 +16,7 @@ from bot.runtime import Runtime
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.knowledge import Spec, published_item, write
+from testing.patience import wait_for
 from tests.conftest import Bot
 
 ADMIN = "admin-1"
@@ -34,13 +33,6 @@ def say(bot: Bot, openid: str, text: str) -> str:
     reply = bot.simulator().send_text(openid, text).text
     assert reply is not None, f"no text reply to {text!r}"
     return reply
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def article(runtime: Runtime, spec: Spec = ROTATION) -> str:
@@ -157,7 +149,7 @@ def test_an_answer_from_a_passage_ends_with_its_source(admin_bot: Bot, fake_open
     assert "十二月行业轮动模型推荐超配银行" in messages[-1]["content"]
     assert messages[-1]["content"].endswith("用户问题：" + QUESTION)
     # the history keeps the question and the model's answer, not the passages nor the sources
-    assert admin_bot.runtime.history.messages("user-1") == [
+    assert wait_for(lambda: admin_bot.runtime.history.messages("user-1")) == [
         {"role": "user", "content": QUESTION},
         {"role": "assistant", "content": "推荐超配银行、煤炭和电力设备。"},
     ]

@@ -11,6 +11,7 @@ import pytest
 from bot import texts
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
+from testing.patience import wait_for
 from tests.conftest import ATTEMPT_TIMEOUT, Bot
 
 
@@ -26,7 +27,8 @@ def test_metrics_count_messages_paths_and_duplicates(bot: Bot, fake_openai: Fake
     sim.send_text("user-1", "second attempt")
     fake_openai.set_behavior(first_token_delay=ATTEMPT_TIMEOUT * 3.3)
     assert sim.send_text("user-1", "late").text == texts.STILL_WORKING
-    time.sleep(1.0)
+    # the late answer is done, its measurements written (after its end: a reply never waits for them)
+    wait_for(lambda: "wxbot_first_page_seconds_count 3.0" in scrape(bot)[1], what="the late answer")
     sim.send_text("user-1", "继续")
     sim.send_event("user-2", "subscribe")
     status, body = scrape(bot)

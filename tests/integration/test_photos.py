@@ -15,6 +15,7 @@ from bot.media.vision import image_type, is_wechat_image_url
 from testing.fakes.openai_server import FakeOpenAI, tiny_png
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.loopback import LoopbackAdapter
+from testing.patience import wait_for
 from tests.conftest import Bot
 
 VISION = "gpt-4o-vision"
@@ -58,6 +59,7 @@ def test_a_photo_is_described_and_the_question_after_it_is_about_it(
     assert {"role": "user", "content": texts.PHOTO_NOTE} in earlier
     assert all(isinstance(message["content"], str) for message in earlier)
 
+    wait_for(lambda: len(vision_bot.runtime.history.messages("user-1")) == 4, what="the second turn")
     history = vision_bot.runtime.history.messages("user-1")
     assert history == [
         {"role": "user", "content": texts.PHOTO_NOTE},

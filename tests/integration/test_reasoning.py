@@ -27,6 +27,7 @@ from testing.clock import FakeClock
 from testing.fakes.fastchat import FakeController, FakeWorker
 from testing.fakes.openai_server import FakeOpenAI
 from testing.pages import PUBLIC_BASE, PageReader, token_in
+from testing.patience import wait_for
 from testing.reading import read_answer
 from testing.scene import Scene, scene_settings
 from testing.thinking import RecordingSender, ThinkingBackend
@@ -97,7 +98,7 @@ def test_think_tags_never_reach_the_chat_or_the_history_and_the_page_shows_them_
         and "先想一想" not in reading.text
         and "think" not in reading.text
     )
-    [_, answer] = page_bot.runtime.history.messages("user-1")
+    [_, answer] = wait_for(lambda: page_bot.runtime.history.messages("user-1"))
     assert answer == {
         "role": "assistant",
         "content": with_a_table(ANSWER),

@@ -22,6 +22,7 @@ from bot.runtime import Runtime
 from bot.tools import MAX_CALLS, MAX_ROUNDS, TOOL_BUDGET_SECONDS
 from handlers.commands import stats_command
 from testing.fakes.openai_server import FakeCall, FakeOpenAI
+from testing.patience import wait_for
 from testing.reading import read_answer
 from testing.scene import scene_settings
 from tests.conftest import Bot
@@ -142,7 +143,7 @@ def test_a_follow_up_question_sees_the_earlier_result(bot: Bot, fake_openai: Fak
         tool_script=calls_once(("calculator", '{"expression": "10000*(1+4%)**3"}')), reply=answer_with_results
     )
     read_answer(bot.simulator(), "user-1", "一万元存三年，年利率4%，复利多少？")
-    [question, answer] = bot.runtime.history.messages("user-1")
+    [question, answer] = wait_for(lambda: bot.runtime.history.messages("user-1"))
     assert question == {"role": "user", "content": "一万元存三年，年利率4%，复利多少？"}
     assert answer["role"] == "assistant" and set(answer) == {"role", "content"}  # a plain turn
     assert "10000*(1+4%)**3 = 11248.64" in answer["content"]
@@ -220,7 +221,7 @@ def test_the_model_searches_the_knowledge_base_and_answers_from_the_passage(
     )
     assert reading.text == "结果：" + result
     assert counted(bot) == {("search_knowledge", "ok"): 1}
-    [_, answer] = bot.runtime.history.messages("user-1")
+    [_, answer] = wait_for(lambda: bot.runtime.history.messages("user-1"))
     assert answer["content"].startswith(
         '［我用工具算过：search_knowledge({"query": "行业轮动 超配"}) → 1 passage'
     )

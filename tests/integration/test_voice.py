@@ -14,6 +14,7 @@ from bot import texts
 from bot.media.voice import TranscriptionError, ffmpeg_binary, to_mp3
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
+from testing.patience import wait_for
 from tests.conftest import Bot
 
 
@@ -66,7 +67,7 @@ def test_voice_without_recognition_is_downloaded_and_transcribed(
     [upload] = fake_openai.transcriptions
     assert upload.filename == "voice.mp3" and upload.model == "whisper-1"
     assert upload.data[:3] == b"ID3" or upload.data[0] == 0xFF
-    history = bot.runtime.history.messages("user-1")
+    history = wait_for(lambda: bot.runtime.history.messages("user-1"))
     assert history[0] == {"role": "user", "content": "帮我写首诗"}
 
 

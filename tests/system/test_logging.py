@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from bot.config import load_settings
 from bot.logs import configure_logging
 from bot.ops.redis_server import free_port
 from testing.fakes.openai_server import FakeOpenAI
+from testing.patience import wait_for
 from testing.simulator import WeChatSimulator
 from tests.conftest import APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, wait_healthy, worker_env
 
@@ -74,14 +74,6 @@ def events(path: Path, log_format: str) -> list[Event]:
 
 def count(found: list[Event], pattern: str, logger: str = "") -> int:
     return sum(1 for e in found if re.search(pattern, e.message) and e.logger.startswith(logger))
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
-    """Until `check()` holds; the deadline only keeps a broken test from hanging."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 @pytest.fixture
