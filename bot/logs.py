@@ -13,6 +13,7 @@ import contextvars
 import datetime
 import json
 import logging
+import re
 
 from bot.config import Settings
 
@@ -65,6 +66,21 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record).translate(_LINE_BREAKS)
 
 
+#: a console login link's token in a request line (gunicorn's and werkzeug's access logs): a link checker's
+#: HEAD leaves the link valid, and a log file is read by more people than the chat
+_LOGIN_TOKEN = re.compile(r"(/console/login/)[^\s\"'?&]+")
+
+
+class RedactLoginLinks(logging.Filter):
+    """Rewrites a record whose text carries a console login link (bot/console/auth.py), token out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "/console/login/" in message:
+            record.msg, record.args = _LOGIN_TOKEN.sub(r"\1***", message), None
+        return True
+
+
 def console_handler(log_format: str = "text") -> logging.Handler:
     """The handler every process logs through: stderr, `text` or `json` lines, with the request id.
 
@@ -72,6 +88,7 @@ def console_handler(log_format: str = "text") -> logging.Handler:
     """
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(RedactLoginLinks())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     return handler
 

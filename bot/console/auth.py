@@ -8,8 +8,9 @@ Every other route of the blueprint needs a live session of an admin (`g.console_
 openid): without one a GET is redirected to the welcome page and anything else is refused. Every
 request other than GET and HEAD must carry the session's CSRF token (form field `csrf_token`, or the
 header `X-CSRF-Token`), compared in constant time: without it the answer is 400 and nothing changes.
-Pages are sent with a strict Content-Security-Policy (no inline script or style, nothing from other
-sites, no framing), no referrer, noindex and `no-store`.
+Every answer under /console/ (its errors too, the routing's 404 and 405 included) is sent with a strict
+Content-Security-Policy (no inline script or style, nothing from other sites, no framing), no referrer,
+noindex and `no-store`; a refusal inside the console is a page that says what to do (error.html).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -39,6 +41,8 @@ PUBLIC = {"console.welcome", "console.login", "console.static"}
 SAFE_METHODS = {"GET", "HEAD"}
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+#: the description of a request refused for its CSRF token (the error page explains it)
+CSRF_REFUSED = "CSRF token missing or wrong"
 
 #: inline SVG (charts) is allowed as markup; style attributes and <script> inside a page are not
 CSP = (
@@ -60,7 +64,8 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 def allow_upload(max_bytes: int) -> Callable[[View], View]:
     """Mark a POST view that takes a larger body than the webhook's limit (WECHAT_MAX_BODY_BYTES,
-    the app's MAX_CONTENT_LENGTH): the CSRF check reads the form with this limit instead."""
+    the app's MAX_CONTENT_LENGTH): the CSRF check sets this limit on the request before the form is
+    read (by the check, or by the view when the token came as a header)."""
 
     def mark(view: View) -> View:
         view.console_max_bytes = max_bytes  # type: ignore[attr-defined]
@@ -106,12 +111,14 @@ def install(bp: Blueprint, settings: Settings, runtime: Runtime) -> None:
                 return forget(redirect(url_for("console.welcome"), 303))
             abort(403)
         if request.method not in SAFE_METHODS and not csrf_valid(session.csrf):
-            abort(400, "CSRF token missing or wrong")
+            abort(400, CSRF_REFUSED)
         g.console_admin, g.console_csrf = session.openid, session.csrf
         return None
 
-    @bp.after_request
+    @bp.after_app_request  # app-wide: the routing's 404 and 405 under /console/ belong to no blueprint
     def secured(response: Response) -> Response:
+        if not in_console():
+            return response
         response.headers.update(SECURITY_HEADERS)
         if request.endpoint == "console.static":
             response.headers["Cache-Control"] = "private, max-age=3600"
@@ -135,6 +142,8 @@ def install(bp: Blueprint, settings: Settings, runtime: Runtime) -> None:
         if openid is None or not runtime.admin.is_admin(openid):
             html = render_template("console/welcome.html", failed=True)
             return forget(Response(html, status=403, mimetype="text/html"))
+        if earlier := request.cookies.get(COOKIE, ""):  # this browser's earlier session ends: one at a time
+            runtime.console.end_session(earlier)
         session_id, _ = runtime.console.new_session(openid)
         g.console_admin = openid
         audit(runtime, "login", "opened a login link")
@@ -151,6 +160,16 @@ def install(bp: Blueprint, settings: Settings, runtime: Runtime) -> None:
         )
         return response
 
+    @bp.errorhandler(HTTPException)
+    def refused(exc: HTTPException) -> BaseResponse:
+        """A refusal the admin can act on (an old tab's CSRF token, no session, a missing page), as a
+        page of the console; the app's handler only says the status's name."""
+        if exc.code is None or exc.code < 400:
+            return exc.get_response()
+        reason = "csrf" if exc.description == CSRF_REFUSED else ""
+        html = render_template("console/error.html", code=exc.code, reason=reason)
+        return Response(html, status=exc.code, mimetype="text/html")
+
     @bp.post("/logout")
     def logout() -> BaseResponse:
         runtime.console.end_session(request.cookies.get(COOKIE, ""))
@@ -160,16 +179,21 @@ def install(bp: Blueprint, settings: Settings, runtime: Runtime) -> None:
 
 def csrf_valid(expected: str) -> bool:
     """The request's CSRF token (header first, then the form) is the session's."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    limit = getattr(view, "console_max_bytes", None)
+    if limit is not None:  # an upload: its form is read with its own limit (here or by the view)
+        request.max_content_length = limit
     given = request.headers.get(CSRF_HEADER, "")
     if not given:
-        view = current_app.view_functions.get(request.endpoint or "")
-        limit = getattr(view, "console_max_bytes", None)
-        if limit is not None:  # an upload: the form is read with its own limit, not the webhook's
-            request.max_content_length = limit
         given = request.form.get(CSRF_FIELD, "")
     return bool(expected) and hmac.compare_digest(
         given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
     )
+
+
+def in_console() -> bool:
+    """This request is the console's: one of its routes, or any other address under /console/."""
+    return request.blueprint == "console" or (request.path + "/").startswith(COOKIE_PATH)
 
 
 def forget(response: BaseResponse) -> BaseResponse:

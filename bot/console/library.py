@@ -227,9 +227,15 @@ def page(runtime: Runtime, message: Message | None = None, status: int = 200) ->
         max_size=human_size(runtime.settings.kb_upload_max_bytes),
         accept=",".join(sorted(SUFFIXES)),
         kinds=" ".join(sorted(SUFFIXES)),
-        settings=runtime.settings,
+        retrieval=retrieval_settings(runtime.settings),
     )
     return Response(html, status=status, mimetype="text/html")
+
+
+def retrieval_settings(settings: Any) -> dict[str, Any]:
+    """The few settings the page states (never the Settings object: it holds the secrets)."""
+    names = ("kb_min_relevance", "kb_min_similarity", "embedding_model", "kb_top_k")
+    return {name: getattr(settings, name) for name in names}
 
 
 def row(record: DocumentRecord, zone: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from bot.console import settings_form
-from bot.console.auth import audit
+from bot.console.auth import allow_upload, audit
 from bot.runtime import Runtime
 
 #: followers per page of the list, records per page of the logs
@@ -34,6 +34,9 @@ OPENID_MAX = 64
 UNDELIVERED_SCAN = 1000
 #: records shown by the audit and undelivered pages (the newest)
 AUDIT_SHOWN = 200
+#: the largest ?from= of the followers' list: far beyond any account's followers, well inside the 64-bit
+#: range Redis takes (a larger number made ZREVRANGE fail: a 500)
+OFFSET_MAX = 10**9
 
 
 def register(bp: Blueprint, runtime: Runtime) -> None:
@@ -60,7 +63,7 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
     def conversations() -> BaseResponse:
         if wanted := request.args.get("openid", "").strip():  # the lookup box: straight to that follower
             return redirect(url_for("console.conversations_user", openid=checked(wanted)), 303)
-        offset = max(request.args.get("from", 0, type=int) or 0, 0)
+        offset = min(max(request.args.get("from", 0, type=int) or 0, 0), OFFSET_MAX)
         found = runtime.stats.followers(PAGE_SIZE, offset)
         rows = [
             {
@@ -116,6 +119,7 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
         )
 
     @bp.post("/settings/<name>")
+    @allow_upload(settings_form.FORM_MAX_BYTES)
     def settings_change(name: str) -> BaseResponse:
         if name not in settings_form.FIELDS:
             abort(404)

@@ -31,6 +31,10 @@ COUNT_DIGITS = 9
 #: sensitive words: how many, and how long each may be
 WORDS_MAX = 5000
 WORD_MAX = 50
+#: the largest body of a setting's form: the longest word list above, each character of it 9 bytes as a
+#: form sends it (%E4%B8%AD), each line break 6 (%0D%0A), and room for the rest of the form. The webhook's
+#: limit (WECHAT_MAX_BODY_BYTES, 64 KiB) refused a list of 1,500 Chinese words with a 413.
+FORM_MAX_BYTES = WORDS_MAX * (WORD_MAX * 9 + 6) + 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ def apply(runtime: Runtime, name: str, form: MultiDict[str, str]) -> tuple[str, 
     """Check and write one setting from its form: ("", what the audit log says) or (error code, "")."""
     kind = FIELDS[name]
     overrides = runtime.overrides
+    # a body that is not UTF-8 parses as an empty form: never "no value", which would empty the system
+    # prompt or the words, or take every model but the default away (the page's forms always carry
+    # their CSRF field, and "value" but for the models' check boxes)
+    if not form or (kind != "models" and "value" not in form):
+        return "missing", ""
     if kind == "text":
         value = form.get("value", "").replace("\r\n", "\n").strip()
         limit = PROMPT_MAX if name == "system_prompt" else runtime.settings.wechat_max_reply_bytes

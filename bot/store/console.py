@@ -1,7 +1,10 @@
 """The operator console's way in: one-time login links and the sessions they start.
 
 A link's token and a session's id are 256 random bits (`secrets.token_urlsafe(32)`) and are stored
-only by their SHA-256: a copy of Redis (a backup, a replica) holds nothing that opens the console.
+only by their SHA-256: a copy of Redis (a backup, a replica) holds no session that opens the console.
+One exception, outside this store: the chat's reply to `/console`, link included, is kept with its push
+(bot/store/pushes.py, MESSAGE_TTL) so that WeChat's retries get the same reply: a copy of Redis made
+within LOGIN_TTL of a `/console` holds a link that still works.
 A login token is taken with GETDEL, so two browsers opening the same link at the same instant get
 one session between them. Every record also carries its own expiry, checked against `clock`, so that
 an expired link or session is refused even where Redis has not dropped it yet (and tests move time
