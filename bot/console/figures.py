@@ -126,6 +126,9 @@ class Overview:
     latency: Latency
     failures: Failures
     machinery: Machinery
+    #: today's tool calls by "tool/outcome", and answers by "expert/model" (EXPERTS), largest first
+    tools_today: list[tuple[str, float]] = field(default_factory=list)
+    experts_today: list[tuple[str, float]] = field(default_factory=list)
 
 
 def gather(runtime: Runtime, now: float | None = None) -> Overview:
@@ -145,6 +148,12 @@ def gather(runtime: Runtime, now: float | None = None) -> Overview:
         latency=_latency(runtime, day_keys, labels),
         failures=_failures(runtime, day_keys, labels),
         machinery=machinery(runtime),
+        tools_today=_today(
+            _by_labels(runtime.metrics.days("tool_calls", day_keys[-1:]), "function", "outcome")
+        ),
+        experts_today=_today(
+            _by_labels(runtime.metrics.days("answers_by_expert", day_keys[-1:]), "expert", "model")
+        ),
     )
 
 
@@ -238,6 +247,18 @@ def _by_label(days: list[dict[str, float]], label: str) -> dict[str, list[float 
     for index, fields in enumerate(days):
         for raw, value in fields.items():
             name = str(json.loads(raw).get(label, "")) or "-"
+            values = found.setdefault(name, [0.0] * len(days))
+            values[index] = (values[index] or 0) + value
+    return found
+
+
+def _by_labels(days: list[dict[str, float]], *labels: str) -> dict[str, list[float | None]]:
+    """`_by_label` keyed by several labels' values joined with "/" (e.g. a tool and its outcome)."""
+    found: dict[str, list[float | None]] = {}
+    for index, fields in enumerate(days):
+        for raw, value in fields.items():
+            named = json.loads(raw)
+            name = "/".join(str(named.get(label, "")) or "-" for label in labels)
             values = found.setdefault(name, [0.0] * len(days))
             values[index] = (values[index] or 0) + value
     return found

@@ -271,3 +271,21 @@ def test_the_machinery_as_it_is_now(console_bot: Bot) -> None:
         ["gpt-4o-mini", "gpt-4o"],
     )
     assert found.reply_mode == "passive" and not found.cs_unauthorized
+
+
+def test_todays_tool_calls_and_experts_are_shown(quiet_bot: Bot) -> None:
+    metrics = quiet_bot.runtime.metrics
+    metrics.inc("tool_calls", function="calculator", outcome="ok")
+    metrics.inc("tool_calls", function="calculator", outcome="ok")
+    metrics.inc("tool_calls", function="solve_equations", outcome="error")
+    metrics.inc("answers_by_expert", expert="计算", model="fin-calc", reason="rule")
+    found = figures.gather(quiet_bot.runtime)
+    assert found.tools_today == [("calculator/ok", 2.0), ("solve_equations/error", 1.0)]
+    assert found.experts_today == [("计算/fin-calc", 1.0)]
+
+    client = quiet_bot.app.test_client()
+    login(client, quiet_bot.app, ADMIN)
+    html = page(client)
+    for chart in SVG.findall(html):
+        ET.fromstring(chart)
+    assert 'id="chart-tools-today"' in html and "calculator/ok" in html and "计算/fin-calc" in html
