@@ -70,11 +70,8 @@ class ToolBox:
         return bool(self.specs)
 
     def offered(self) -> ToolBox | None:
-        """The tools to offer one answer: those available now (None when none is), each prepared."""
+        """The tools to offer one answer: those available now (None when none is)."""
         specs = [spec for spec in self.specs.values() if spec.available is None or spec.available()]
-        for spec in specs:
-            if spec.prepare is not None:
-                spec.prepare()
         if len(specs) == len(self.specs):
             return self
         return ToolBox(specs) if specs else None

@@ -24,9 +24,6 @@ class ToolSpec:
     run: Callable[[dict[str, Any]], str]
     #: asked before each answer: False leaves the tool out of that answer's offer (None: always offered)
     available: Callable[[], bool] | None = None
-    #: run when the tool is offered to an answer (cheap, idempotent): what its first call would otherwise
-    #: wait for starts while the model reads the question
-    prepare: Callable[[], None] | None = None
 
     def schema(self) -> dict[str, Any]:
         """The tool as OpenAI's `tools` list takes it."""

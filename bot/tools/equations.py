@@ -11,7 +11,6 @@ from __future__ import annotations
 import multiprocessing
 import re
 import sys
-from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -126,22 +125,9 @@ def _preloaded() -> list[str]:
     return modules
 
 
-def _forkserver() -> multiprocessing.context.ForkServerContext:
+def _run_limited(equations: list[str], names: list[str], limit: float) -> str:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_preloaded())
-    return context
-
-
-def start_forkserver() -> None:
-    """Start this process's forkserver, which imports sympy (a second or more), when an answer is
-    offered the tool: it is ready by the time the model calls it, and a process that never offers the
-    tool never pays its memory (about 90 MiB). Returns at once; does nothing once it runs."""
-    _forkserver()
-    forkserver.ensure_running()
-
-
-def _run_limited(equations: list[str], names: list[str], limit: float) -> str:
-    context = _forkserver()
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(sender, equations, names), name="solve")
     try:
@@ -205,5 +191,4 @@ SPEC = ToolSpec(
         "required": ["equations"],
     },
     run=run,
-    prepare=start_forkserver,
 )

@@ -97,26 +97,3 @@ def test_fastchat_has_no_tool_protocol_and_tools_are_off_with_one_log_line(
         assert offered_tools(runtime) is None
     [line] = [r.getMessage() for r in caplog.records]
     assert line == "tools off: the fastchat backend has no function calling (TOOLS ignored)"
-
-
-def test_offering_a_tool_prepares_it_and_the_solver_starts_its_forkserver_then() -> None:
-    from multiprocessing import forkserver
-
-    from bot.tools import ToolBox, ToolSpec
-    from bot.tools.equations import SPEC as EQUATIONS
-    from bot.tools.equations import solve, start_forkserver
-
-    prepared: list[str] = []
-    spec = ToolSpec(
-        "echo", "回声", {"type": "object"}, run=lambda a: "ok", prepare=lambda: prepared.append("x")
-    )
-    gone = ToolSpec("gone", "不可用", {"type": "object"}, run=lambda a: "ok", available=lambda: False)
-    offered = ToolBox([spec, gone]).offered()
-    assert offered is not None and list(offered.specs) == ["echo"] and prepared == ["x"]
-    assert EQUATIONS.prepare is start_forkserver
-    start_forkserver()
-    running = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
-    assert running is not None
-    start_forkserver()  # a second offer starts nothing new
-    assert forkserver._forkserver._forkserver_pid == running  # type: ignore[attr-defined]
-    assert "x = 2" in solve(["x + 1 = 3"])
