@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from bot import texts
 from bot.store.users import MAX_AUTH_FAILURES, AdminStore
@@ -86,6 +87,9 @@ def test_quota_is_enforced_across_two_processes(
     """Two gunicorn web processes and a job worker process share one Redis, so one daily quota."""
     first, second = (start_web_process(wechat_admin_openids=ADMIN) for _ in range(2))
     start_worker_process()
+    # the worker process is up (its heartbeat): on a busy machine its start outlasts WeChat's attempts
+    ready = first.removesuffix("/wechat") + "/readyz"
+    wait_for(lambda: requests.get(ready, timeout=10).status_code == 200, what="the job worker")
 
     def ask(url: str, openid: str, text: str) -> str | None:
         return (
