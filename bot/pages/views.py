@@ -29,6 +29,7 @@ from markupsafe import Markup
 from bot import texts
 from bot.config import Settings
 from bot.format.html import code_css, sanitize, text_to_html, to_html
+from bot.headers import security_headers
 from bot.store.answers import Answer, AnswerStore
 from bot.store.pages import TOKEN_LENGTH, LiveAnswer, PageStore, Source
 
@@ -44,15 +45,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; font-src 'self'; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex, nofollow, noarchive",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
+SECURITY_HEADERS = security_headers(CSP)
 STATUS = {
     "queued": texts.PAGE_THINKING,
     "thinking": texts.PAGE_THINKING,
