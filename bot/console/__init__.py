@@ -12,7 +12,10 @@ from __future__ import annotations
 from flask import Blueprint
 
 from bot.config import Settings
-from bot.console import auth, library, overview, pages
+from bot.console.auth import install
+from bot.console.library import register as register_knowledge
+from bot.console.overview import register as register_overview
+from bot.console.pages import register as register_pages
 from bot.runtime import Runtime
 
 
@@ -26,8 +29,8 @@ def console_blueprint(settings: Settings, runtime: Runtime) -> Blueprint:
         static_folder="static",
         static_url_path="/static",
     )
-    auth.install(bp, settings, runtime)
-    pages.register(bp, runtime)
-    overview.register(bp, runtime)
-    library.register(bp, runtime)
+    install(bp, settings, runtime)
+    register_pages(bp, runtime)
+    register_overview(bp, runtime)
+    register_knowledge(bp, runtime)
     return bp

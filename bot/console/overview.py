@@ -13,7 +13,8 @@ from datetime import datetime
 
 from flask import Blueprint, Response, render_template
 
-from bot.console import charts, figures
+import bot.console.charts as charts
+import bot.console.figures as figures
 from bot.runtime import Runtime
 
 #: the page reloads itself this often (seconds)

@@ -22,7 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from bot.console import settings_form
+import bot.console.settings_form as settings_form
 from bot.console.auth import allow_upload, audit
 from bot.runtime import Runtime
 
