@@ -183,8 +183,8 @@ def _activity(runtime: Runtime, now: float, day_keys: list[str], labels: list[st
 
 def _deliveries(runtime: Runtime, day_keys: list[str], labels: list[str]) -> Stack:
     """Pages by delivery path per day, then failed customer-service sends by errcode."""
-    paths = _by_label(runtime.metrics.days("pages_delivered", day_keys), "path")
-    failed = _by_label(runtime.metrics.days("customer_service_failures", day_keys), "errcode")
+    paths = _by_labels(runtime.metrics.days("pages_delivered", day_keys), "path")
+    failed = _by_labels(runtime.metrics.days("customer_service_failures", day_keys), "errcode")
     ordered = [p for p in PATHS if p in paths] + sorted(set(paths) - set(PATHS))
     series = [(p, paths[p]) for p in ordered] + [
         (f"{CS_FAILED}{code}", failed[code]) for code in sorted(failed)
@@ -193,9 +193,9 @@ def _deliveries(runtime: Runtime, day_keys: list[str], labels: list[str]) -> Sta
 
 
 def _failures(runtime: Runtime, day_keys: list[str], labels: list[str]) -> Failures:
-    jobs = _by_label(runtime.metrics.days("job_failures", day_keys), "reason")
-    undelivered = _by_label(runtime.metrics.days("undelivered", day_keys), "reason")
-    cs = _by_label(runtime.metrics.days("customer_service_failures", day_keys[-1:]), "errcode")
+    jobs = _by_labels(runtime.metrics.days("job_failures", day_keys), "reason")
+    undelivered = _by_labels(runtime.metrics.days("undelivered", day_keys), "reason")
+    cs = _by_labels(runtime.metrics.days("customer_service_failures", day_keys[-1:]), "errcode")
     return Failures(
         job_failures_today=_today(jobs),
         undelivered_today=_today(undelivered),
@@ -241,19 +241,9 @@ def machinery(runtime: Runtime) -> Machinery:
 # --- reading the metrics' day mirrors -------------------------------------------------------------
 
 
-def _by_label(days: list[dict[str, float]], label: str) -> dict[str, list[float | None]]:
-    """A counter's days → one list of daily values per value of `label` (0 on days without it)."""
-    found: dict[str, list[float | None]] = {}
-    for index, fields in enumerate(days):
-        for raw, value in fields.items():
-            name = str(json.loads(raw).get(label, "")) or "-"
-            values = found.setdefault(name, [0.0] * len(days))
-            values[index] = (values[index] or 0) + value
-    return found
-
-
 def _by_labels(days: list[dict[str, float]], *labels: str) -> dict[str, list[float | None]]:
-    """`_by_label` keyed by several labels' values joined with "/" (e.g. a tool and its outcome)."""
+    """A counter's days → one list of daily values per value of `labels` (joined with "/" when there
+    are several, e.g. a tool and its outcome; 0 on days without it)."""
     found: dict[str, list[float | None]] = {}
     for index, fields in enumerate(days):
         for raw, value in fields.items():
