@@ -188,12 +188,15 @@ class _Server(ThreadingHTTPServer):
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._handler_threads: list[threading.Thread] = []
+        #: connections accepted so far (a client that pools its connections opens one for many requests)
+        self.accepted = 0
 
     def process_request(self, request: Any, client_address: Any) -> None:
         thread = threading.Thread(
             target=self.process_request_thread, args=(request, client_address), daemon=True
         )
         with self._lock:
+            self.accepted += 1
             self._connections.add(request)
             self._handler_threads = [t for t in self._handler_threads if t.is_alive()] + [thread]
         thread.start()
@@ -236,6 +239,10 @@ class FakeServer:
         if self._server is None:
             raise RuntimeError(f"{type(self).__name__} is not started")
         return f"http://{HOST}:{self._server.server_address[1]}"
+
+    @property
+    def connections_accepted(self) -> int:
+        return self._server.accepted if self._server is not None else 0
 
     def start(self) -> Self:
         if self._server is not None:

@@ -21,7 +21,8 @@ from bot.tools import TOOL_NAMES, ToolResult, tool_messages, tool_note
 
 
 def delta(index: int, *, id: str | None = None, name: str | None = None, arguments: str | None = None) -> Any:
-    return SimpleNamespace(index=index, id=id, function=SimpleNamespace(name=name, arguments=arguments))
+    """One streamed `tool_calls` delta, as the chunk's JSON has it."""
+    return {"index": index, "id": id, "function": {"name": name, "arguments": arguments}}
 
 
 def test_parallel_calls_streamed_in_pieces_are_put_back_together() -> None:

@@ -1,0 +1,105 @@
+"""The OpenAI backend reads the chat completion's event stream itself (bot/llm/openai_backend.py
+`chunks_of`): the events as OpenAI-compatible servers send them, errors in the stream, and the
+connection kept for the next answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot.config import load_settings
+from bot.llm import LLMError, Reasoning
+from bot.llm.openai_backend import OpenAIBackend, chunks_of
+from testing.fakes.openai_server import FakeOpenAI
+
+
+class Lines:
+    """A response whose body is these lines; records how far they were read."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines, self.read = lines, 0
+
+    def iter_lines(self) -> Iterator[str]:
+        for line in self.lines:
+            self.read += 1
+            yield line
+
+
+def chunks(lines: list[str]) -> list[dict[str, Any]]:
+    return list(chunks_of(Lines(lines)))  # type: ignore[arg-type]
+
+
+def test_events_up_to_done_and_the_body_read_to_its_end() -> None:
+    body = Lines(
+        [
+            ": a comment (keep-alive)",
+            "event: message",
+            'data: {"n": 1}',
+            "",
+            "",
+            'data:{"n": 2}',  # no space after the colon is allowed
+            "",
+            "data: [DONE]",
+            "",
+            'data: {"n": 3}',  # after [DONE]: read, not used
+            "",
+        ]
+    )
+    assert list(chunks_of(body)) == [{"n": 1}, {"n": 2}]  # type: ignore[arg-type]
+    assert body.read == len(body.lines)
+
+
+def test_an_event_on_several_data_lines_and_a_last_event_without_its_blank_line() -> None:
+    assert chunks(['data: {"text":', 'data: "a"}', "", 'data: {"n": 9}']) == [{"text": "a"}, {"n": 9}]
+    assert chunks(["data: [DONE]"]) == []
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('data: {"error": {"message": "overloaded", "type": "server_error"}}', "overloaded"),
+        ('data: {"error": "boom"}', "boom"),
+        ("data: <html>502 Bad Gateway</html>", "not JSON"),
+        ("data: [1, 2]", "not an object"),
+    ],
+)
+def test_an_error_or_garbage_in_the_stream_fails_the_answer(line: str, says: str) -> None:
+    with pytest.raises(LLMError, match=says) as raised:
+        chunks([line, ""])
+    assert raised.value.kind == "failed"
+
+
+def backend(fake: FakeOpenAI) -> OpenAIBackend:
+    settings = load_settings(
+        wechat_token="t", redis_url="redis://127.0.0.1:6379/0", openai_base_url=f"{fake.url}/v1"
+    )
+    return OpenAIBackend(settings)
+
+
+def test_answers_share_one_connection(fake_openai: FakeOpenAI) -> None:
+    llm = backend(fake_openai)
+    try:
+        for question in ("one", "two", "three"):
+            text = "".join(str(piece) for piece in llm.stream([{"role": "user", "content": question}]))
+            assert text == f"echo: {question}"
+    finally:
+        llm.close()
+    assert len(fake_openai.chat_requests()) == 3
+    assert fake_openai.connections_accepted == 1
+
+
+def test_thinking_text_and_a_cut_stream(fake_openai: FakeOpenAI) -> None:
+    llm = backend(fake_openai)
+    try:
+        fake_openai.set_behavior(reasoning="想一想", reply="答案")
+        pieces = list(llm.stream([{"role": "user", "content": "q"}]))
+        assert "".join(p.text for p in pieces if isinstance(p, Reasoning)) == "想一想"
+        assert "".join(p for p in pieces if isinstance(p, str)) == "答案"
+        fake_openai.set_behavior(reasoning="", fail_after_chunks=2)
+        with pytest.raises(LLMError) as raised:
+            list(llm.stream([{"role": "user", "content": "q"}]))
+        assert raised.value.kind == "unavailable"
+    finally:
+        llm.close()
