@@ -379,8 +379,12 @@ class AnswerStore:
         taken = self.redis.set(keys.answer_lease(answer_id), token, nx=True, px=lease_ms)
         return token if taken else None
 
-    def renew_lease(self, answer_id: str, token: str, lease_ms: int) -> bool:
-        return bool(self._renew(keys=[keys.answer_lease(answer_id)], args=[token, lease_ms]))
+    def renew_leases(self, leases: list[tuple[str, str]], lease_ms: int) -> list[bool]:
+        """Renew runs' leases ((answer id, token) each) in one round trip; False for one no longer theirs."""
+        pipe = self.redis.pipeline(transaction=False)
+        for answer_id, token in leases:
+            self._renew(keys=[keys.answer_lease(answer_id)], args=[token, lease_ms], client=pipe)
+        return [bool(renewed) for renewed in pipe.execute()]
 
     def release_lease(self, answer_id: str, token: str) -> None:
         self._release(keys=[keys.answer_lease(answer_id)], args=[token])

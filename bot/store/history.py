@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import redis
+from redis.client import Pipeline
 
 from bot.llm import ChatMessage
 from bot.store import keys
@@ -23,12 +24,21 @@ class History:
 
     def add_turn(self, openid: str, question: str, answer: str) -> None:
         """Append a question and its answer together, so the history never holds half a turn."""
-        turn = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         pipe = self.redis.pipeline()
+        self.add_turn_in(pipe, openid, question, answer)
+        pipe.execute()
+
+    def add_turn_in(self, pipe: Pipeline, openid: str, question: str, answer: str) -> None:
+        """`add_turn`, queued in the caller's pipeline (the end of an answer: one round trip with its
+        metrics). The turn is one RPUSH: never half of it, even in a pipeline without MULTI."""
+        turn = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
         pipe.rpush(keys.history(openid), *(json.dumps(item, ensure_ascii=False) for item in turn))
         pipe.ltrim(keys.history(openid), -2 * max(self.max_turns, 1), -1)
         pipe.expire(keys.history(openid), self.ttl)
-        pipe.execute()
+
+    def pipeline(self) -> Pipeline:
+        """A pipeline (no MULTI) in which several stores queue the writes that end an answer."""
+        return self.redis.pipeline(transaction=False)
 
     def clear(self, openid: str) -> None:
         self.redis.delete(keys.history(openid))

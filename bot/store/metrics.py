@@ -99,6 +99,11 @@ class Metrics:
         label = _label_key(labels)
         self._write(name, [(f"{label}|{_bucket_of(seconds)}", 1)], (f"{label}|sum", seconds))
 
+    def observe_in(self, pipe: Pipeline, name: str, seconds: float, **labels: str) -> None:
+        """`observe`, queued in the caller's pipeline (the end of an answer's round trip)."""
+        label = _label_key(labels)
+        self._queue(pipe, name, [(f"{label}|{_bucket_of(seconds)}", 1)], (f"{label}|sum", seconds))
+
     def inc_in(self, pipe: Pipeline, name: str, by: int = 1, **labels: str) -> None:
         """`inc`, queued in the caller's pipeline as one command (INC_IN): it rides on the caller's round
         trip (the webhook's per-push writes), and a failure is the caller's to handle."""
@@ -116,15 +121,20 @@ class Metrics:
     ) -> None:
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for key in self._keys(name):
-                for field, by in counts:
-                    pipe.hincrby(key, field, by)
-                if total is not None:
-                    pipe.hincrbyfloat(key, *total)
-            pipe.expire(self._keys(name)[1], keys.HISTORY_TTL)
+            self._queue(pipe, name, counts, total)
             pipe.execute()
         except redis.exceptions.RedisError as exc:
             log.warning("metric %s not recorded: %s", name, exc)
+
+    def _queue(
+        self, pipe: Pipeline, name: str, counts: list[tuple[str, int]], total: tuple[str, float] | None
+    ) -> None:
+        for key in self._keys(name):
+            for field, by in counts:
+                pipe.hincrby(key, field, by)
+            if total is not None:
+                pipe.hincrbyfloat(key, *total)
+        pipe.expire(self._keys(name)[1], keys.HISTORY_TTL)
 
     def undelivered(self, answer_id: str, openid: str, reason: str) -> None:
         """Record why an answer did not reach its user when it was ready (for tracing)."""
