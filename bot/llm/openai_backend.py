@@ -175,6 +175,7 @@ def chunks_of(response: httpx2.Response) -> Iterator[dict[str, Any]]:
     in `OpenAIBackend._request`. An event with an `error` member (sent by some servers after a 200 status)
     raises LLMError."""
     data: list[str] = []
+    response.encoding = "utf-8"  # an event stream is UTF-8 whatever charset its Content-Type names
     lines = response.iter_lines()
     for line in lines:
         if line.startswith("data:"):

@@ -20,6 +20,7 @@ class Lines:
 
     def __init__(self, lines: list[str]) -> None:
         self.lines, self.read = lines, 0
+        self.encoding = "ascii"
 
     def iter_lines(self) -> Iterator[str]:
         for line in self.lines:
@@ -49,6 +50,7 @@ def test_events_up_to_done_and_the_body_read_to_its_end() -> None:
     )
     assert list(chunks_of(body)) == [{"n": 1}, {"n": 2}]  # type: ignore[arg-type]
     assert body.read == len(body.lines)
+    assert body.encoding == "utf-8"  # the stream's own encoding, whatever its Content-Type said
 
 
 def test_an_event_on_several_data_lines_and_a_last_event_without_its_blank_line() -> None:
