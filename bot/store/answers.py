@@ -320,10 +320,10 @@ class AnswerStore:
         return None
 
     def set_status(self, answer: Answer, status: str, error: str = "") -> None:
-        pipe = self.redis.pipeline(transaction=False)  # the write and its notice: one round trip
-        pipe.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
-        pipe.publish(keys.ready_channel(answer.openid), "1")
-        pipe.execute()
+        """A status that makes nothing deliverable (`running`): no notice, so the replies waiting for
+        the answer are not woken to look for a page that is not there (a look costs each of them a
+        round trip). The writes that do (pages, the final status) notify in their own script."""
+        self.redis.hset(keys.answer(answer.id), mapping={"status": status, "error": error})
 
     def finish(
         self, answer: Answer, last_pages: list[str], status: str, error: str = "", *, lease: str
