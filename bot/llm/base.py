@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -63,6 +64,17 @@ class LLMError(Exception):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+
+
+def stream_object(raw: str | bytes, sender: str) -> dict[str, Any]:
+    """One JSON object of a model server's stream; LLMError (`failed`) naming `sender` for anything else."""
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise LLMError("failed", f"{sender} sent invalid JSON: {raw[:200]!r}") from exc
+    if not isinstance(data, dict):
+        raise LLMError("failed", f"{sender} sent {type(data).__name__}, not an object")
+    return data
 
 
 def check_finished(finish_reason: str | None) -> None:

@@ -11,7 +11,6 @@ so far; only the new suffix is yielded.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -26,7 +25,7 @@ from fastchat.conversation import Conversation, SeparatorStyle, get_conv_templat
 from requests.adapters import HTTPAdapter
 
 from bot.config import Settings
-from bot.llm.base import ChatMessage, FailureKind, LLMError, Piece, check_finished
+from bot.llm.base import ChatMessage, FailureKind, LLMError, Piece, check_finished, stream_object
 from bot.llm.reasoning import ThinkFilter
 
 log = logging.getLogger(__name__)
@@ -119,13 +118,7 @@ def split_stream(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise LLMError("failed", f"FastChat worker sent invalid JSON: {raw[:200]!r}") from exc
-    if not isinstance(data, dict):
-        raise LLMError("failed", f"FastChat worker sent {type(data).__name__}, not an object")
-    return data
+    return stream_object(raw, "FastChat worker")
 
 
 def json_object(response: requests.Response) -> dict[str, Any] | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -19,6 +18,7 @@ from bot.llm.base import (
     ToolCalls,
     ToolOffer,
     check_finished,
+    stream_object,
 )
 from bot.llm.reasoning import ThinkFilter
 
@@ -206,12 +206,7 @@ def _member(parent: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _chunk(event: str) -> dict[str, Any]:
-    try:
-        chunk = json.loads(event)
-    except ValueError as exc:
-        raise LLMError("failed", f"OpenAI stream: not JSON: {event[:200]!r}") from exc
-    if not isinstance(chunk, dict):
-        raise LLMError("failed", f"OpenAI stream: not an object: {event[:200]!r}")
+    chunk = stream_object(event, "OpenAI stream")
     if error := chunk.get("error"):
         message = error.get("message") if isinstance(error, dict) else str(error)
         raise LLMError("failed", f"OpenAI error: {message or 'an error occurred during streaming'}")

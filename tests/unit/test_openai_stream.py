@@ -63,7 +63,7 @@ def test_an_event_on_several_data_lines_and_a_last_event_without_its_blank_line(
     [
         ('data: {"error": {"message": "overloaded", "type": "server_error"}}', "overloaded"),
         ('data: {"error": "boom"}', "boom"),
-        ("data: <html>502 Bad Gateway</html>", "not JSON"),
+        ("data: <html>502 Bad Gateway</html>", "invalid JSON"),
         ("data: [1, 2]", "not an object"),
     ],
 )
