@@ -15,8 +15,10 @@ asyncio loop (bench/loop.py), WeChat's real timing (5 s attempts, 3 attempts, re
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,13 +64,19 @@ def run(params: Params, logs: Path) -> dict[str, Any]:
         web = children.start("gunicorn", procs.gunicorn_command("app:create_app()"), env)
         procs.wait_http(web, port, "/healthz")
         wechat = WeChat(port, TOKEN, APPID, attempt_timeout=ATTEMPT_TIMEOUT, attempts=ATTEMPTS)
+        groups = {
+            "web": procs.tree(web.process.pid),
+            "job workers": procs.tree(worker.process.pid),
+            "Redis": procs.tree(redis_server.pid),
+            "bench": [os.getpid()],  # its loop: WeChat's side and the fake LLM
+        }
         results = {
             "stack": {"worker_processes": params.worker_processes, "worker_threads": params.worker_threads},
             "warmup": _warm_up(loop, wechat, fake),
             "pickup": pickup(loop, wechat, fake, params.pickups),
             "ready_at": ready_at(loop, wechat, fake, params.ready_at, params.ready_users),
             "spread": spread(loop, wechat, fake, params.users, params.spread),
-            "together": together(loop, wechat, fake, params.users),
+            "together": together(loop, wechat, fake, params.users, lambda: procs.cpu_seconds(groups)),
         }
         results["log_errors"] = {c.name: bad_log_lines(c)[0] for c in (web, worker)}
         results["log_evidence"] = [line for c in (web, worker) for line in bad_log_lines(c)[1]]
@@ -141,11 +149,16 @@ def spread(
     return {"users": users, "llm_seconds": list(seconds), **_delays(deliveries, fake)}
 
 
-def together(loop: Loop, wechat: WeChat, fake: FakeLLM, users: int) -> dict[str, Any]:
+def together(
+    loop: Loop, wechat: WeChat, fake: FakeLLM, users: int, cpu: Callable[[], dict[str, float]] | None = None
+) -> dict[str, Any]:
     """`users` ask at the same moment; the fake answers none until every request has reached it, then
-    ends all of them in the same instant (bounded: the answers must still fit in attempt 1)."""
+    ends all of them in the same instant (bounded: the answers must still fit in attempt 1). `cpu`: the
+    CPU seconds each group of processes has used so far; the CPU they use from the release to the last
+    reply, per answer, shows what bounds the delays (every answer's end is CPU on the same two cores)."""
     openids = new_openids("together", users)
     questions = [f"together {openid}" for openid in openids]
+    used: dict[str, float] = {}
 
     async def scenario() -> list[Delivery]:
         release = asyncio.Event()
@@ -156,13 +169,20 @@ def together(loop: Loop, wechat: WeChat, fake: FakeLLM, users: int) -> dict[str,
         while sum(len(fake.calls_of(q)) for q in questions) < users and time.time() < deadline:
             await asyncio.sleep(0.01)
         await asyncio.sleep(SETTLE)
+        before = cpu() if cpu is not None else {}
         release.set()
-        return list(await pushes)
+        delivered = list(await pushes)
+        after = cpu() if cpu is not None else {}
+        used.update({name: after[name] - before.get(name, 0.0) for name in after})
+        return delivered
 
     deliveries = loop.run(scenario(), ATTEMPT_TIMEOUT * ATTEMPTS + 15)
     finished = [call.finished for q in questions for call in fake.calls_of(q) if call.finished]
     result = {"users": users, **_delays(deliveries, fake)}
     result["finish_spread_ms"] = ms(max(finished) - min(finished)) if finished else None
+    if used:
+        per_answer = {name: round(seconds * 1000 / users, 2) for name, seconds in used.items()}
+        result["cpu_ms_per_answer"] = per_answer
     return result
 
 

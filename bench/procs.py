@@ -88,6 +88,30 @@ def peak_rss(children: list[Child]) -> list[tuple[str, int]]:
     return found
 
 
+def tree(pid: int | None) -> list[int]:
+    """A process and its descendants (none when it is gone)."""
+    if pid is None:
+        return []
+    try:
+        leader = psutil.Process(pid)
+        return [pid, *(child.pid for child in leader.children(recursive=True))]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each named group of processes."""
+    used = {}
+    for name, pids in groups.items():
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = psutil.Process(pid).cpu_times()
+                total += times.user + times.system
+        used[name] = total
+    return used
+
+
 class Child:
     """One command in its own session; its output goes to a log file for the post-mortem."""
 

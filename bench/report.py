@@ -99,6 +99,22 @@ def delay_table(latency: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cpu_note(together: dict[str, Any], cores: int) -> list[str]:
+    """What bounds the together case: the CPU each group of processes used from the release to the last
+    reply, per answer; all of it shares the machine's cores, so the last reply cannot leave sooner."""
+    used = together.get("cpu_ms_per_answer")
+    if not used:
+        return []
+    total = sum(used.values())
+    floor = total * together["users"] / cores
+    parts = ", ".join(f"{name} {ms_:.2f} ms" for name, ms_ in used.items())
+    return [
+        "",
+        f"CPU from the release to the last reply, per answer: {parts} — {total:.2f} ms in all, so "
+        f"{together['users']} answers keep {cores} cores busy for at least {floor:.0f} ms, in any order.",
+    ]
+
+
 def memory_table(flight: dict[str, Any]) -> list[str]:
     lines = ["| Process | peak resident memory |", "|---|---:|"]
     lines += [f"| {row['process']} | {row['peak_mib']} MiB |" for row in flight.get("processes", [])]
@@ -137,6 +153,7 @@ def markdown(results: dict[str, Any]) -> str:
             "side (the same clock), 100 users pushing at the same moment:",
             "",
             *delay_table(latency),
+            *cpu_note(latency.get("together") or {}, results["meta"]["nproc"]),
         ]
     if flight := results.get("in_flight"):
         lines += [

@@ -106,6 +106,11 @@ class RedisServer:
         return f"redis://{auth}{HOST}:{self.port}/0"
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id (None before start and after stop)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
