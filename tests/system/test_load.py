@@ -2,7 +2,7 @@
 
 Which attempt carries each answer depends on the machine's load, so these tests do not assert it:
 tests/unit/test_delivery_script.py decides the attempts of many users at once in fake time, and
-bench/reply_delay.py measures how fast the real stack answers 100 users (`make bench`).
+bench/latency.py measures how fast the real stack answers 100 users (`make bench`).
 """
 
 from __future__ import annotations
