@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from functools import partial
 from typing import Any
 
 import redis
@@ -18,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from bot.answering.jobs import Jobs
 from bot.config import load_settings
 from bot.console import console_blueprint
+from bot.delivery.hangup import still_connected
 from bot.delivery.passive import PassiveDelivery
 from bot.delivery.waiter import ReadyWaiter
 from bot.logs import configure_logging
@@ -70,7 +72,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def wechat() -> Response:
         arrived = time.monotonic()
         body = request.get_data(cache=False) if request.method == "POST" else b""
-        inbound = Inbound(request.method, request.args.to_dict(), body, arrived)
+        # the client's socket (gunicorn's, or the development server's): has WeChat stopped waiting?
+        client = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+        connected = partial(still_connected, client)
+        inbound = Inbound(request.method, request.args.to_dict(), body, arrived, connected)
         out = webhook.handle(inbound)
         return Response(out.body, status=out.status, content_type=out.content_type)
 

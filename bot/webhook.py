@@ -46,6 +46,8 @@ class Inbound:
     args: dict[str, str]
     body: bytes
     arrived: float  # monotonic clock
+    #: whether the client still waits for the reply (None: the server cannot tell)
+    connected: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,9 @@ class Webhook:
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
         token = request_id.set(uuid.uuid4().hex[:12])
         try:
-            return self._answer(push, key, arrival, inbound.arrived, self._ticket(parts, arrival))
+            return self._answer(
+                push, key, arrival, inbound.arrived, self._ticket(parts, arrival), inbound.connected
+            )
         except Exception:
             log.exception("could not handle a push from %s", push.message.source)
             return xml(self.protocol.render_text(push, texts.SERVICE_DOWN))
@@ -141,16 +145,29 @@ class Webhook:
         return arrival
 
     def _answer(
-        self, push: Push, key: str, arrival: Arrival, arrived: float, ticket: RateTicket | None
+        self,
+        push: Push,
+        key: str,
+        arrival: Arrival,
+        arrived: float,
+        ticket: RateTicket | None,
+        connected: Callable[[], bool] | None = None,
     ) -> Outbound:
         openid = str(push.message.source)
         plan = self._plan(push, key, arrival, ticket)
-        out = self._respond(push, key, openid, plan, arrival.attempt, arrived)
+        out = self._respond(push, key, openid, plan, arrival.attempt, arrived, connected)
         self._log(push, key, plan, arrival.attempt, arrived, out)
         return out
 
     def _respond(
-        self, push: Push, key: str, openid: str, plan: Plan, attempt: int, arrived: float
+        self,
+        push: Push,
+        key: str,
+        openid: str,
+        plan: Plan,
+        attempt: int,
+        arrived: float,
+        connected: Callable[[], bool] | None = None,
     ) -> Outbound:
         if plan.kind == "reply":
             return xml(self.protocol.render_text(push, plan.text))
@@ -161,7 +178,7 @@ class Webhook:
         if plan.kind == "ask" and plan.delivery == "active":
             text = self.delivery.owed_now(openid, key)
         else:
-            text = self.delivery.reply(openid, key, plan, attempt, arrived)
+            text = self.delivery.reply(openid, key, plan, attempt, arrived, connected)
         if text is None:
             return Outbound(200, SUCCESS)
         media_id = image_media_id(text)

@@ -326,7 +326,11 @@ class Scene:
         if request_delay > 0:
             self.clock.sleep(request_delay)
         webhook = self.web[attempt.process].webhook
-        out = webhook.handle(Inbound("POST", params, body, self.clock.monotonic()))
+
+        def connected() -> bool:  # WeChat hangs up on an attempt at its deadline
+            return self.now < attempt.deadline
+
+        out = webhook.handle(Inbound("POST", params, body, self.clock.monotonic(), connected))
         attempt.answered, attempt.status, attempt.body = self.now, out.status, out.body
         if response_delay > 0:
             self.clock.sleep(response_delay)

@@ -42,6 +42,17 @@ RESERVE_GRACE = 2.0
 #: a delivery looks and claims at most this many times in a row (each failed claim means another
 #: delivery of the user took a page meanwhile)
 CLAIM_TRIES = 20
+#: why an answer waits for the user's next message (the undelivered list of /stats and the console)
+LATE_REASON = "late: not ready within WeChat's attempts; waits for the user's next message"
+HUNG_UP_REASON = "late: WeChat hung up on its last attempt before it was ready; waits for the next message"
+
+
+class HungUp(Exception):
+    """WeChat stopped waiting for the last attempt of this push before a page could be claimed for it."""
+
+
+def _always() -> bool:
+    return True
 
 
 class PassiveDelivery:
@@ -66,18 +77,38 @@ class PassiveDelivery:
         self.clock = clock
         self.sleep = sleep
 
-    def reply(self, openid: str, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
-        """The text to reply on this attempt, or None: stay silent (WeChat has given up on it)."""
+    def reply(
+        self,
+        openid: str,
+        push_key: str,
+        plan: Plan,
+        attempt: int,
+        arrived: float,
+        connected: Callable[[], bool] | None = None,
+    ) -> str | None:
+        """The text to reply on this attempt, or None: stay silent (WeChat has given up on it).
+
+        `connected`: whether WeChat still waits for this attempt. On the last attempt nothing is claimed
+        once it has hung up: the deadline counts from when the POST reached the bot, and a POST that
+        reached it more than WECHAT_REPLY_MARGIN late would otherwise have its answer marked delivered
+        after WeChat stopped listening — and no attempt follows to carry it. It then waits, released,
+        for the user's next message, as an answer not ready in time does."""
         deadline = arrived + self.settings.reply_deadline
+        last = attempt >= self.settings.wechat_attempts
+        may_claim = connected if last and connected is not None else _always
         with self.waiter.ticket(openid) as ticket:
-            while True:
-                text = self._try_claim(openid, push_key, plan, attempt)
-                if text is not None:
-                    return text
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    break
-                ticket.wait(remaining)
+            try:
+                while True:
+                    text = self._try_claim(openid, push_key, plan, attempt, may_claim)
+                    if text is not None:
+                        return text
+                    remaining = deadline - self.clock()
+                    if remaining <= 0:
+                        break
+                    ticket.wait(remaining)
+            except HungUp:
+                log.warning("push %s: WeChat hung up on its last attempt before a reply was ready", push_key)
+                return self._not_ready(openid, push_key, plan, attempt, arrived, HUNG_UP_REASON)
         return self._not_ready(openid, push_key, plan, attempt, arrived)
 
     def owed_now(self, openid: str, push_key: str) -> str | None:
@@ -92,10 +123,13 @@ class PassiveDelivery:
                 return text
         return None
 
-    def _try_claim(self, openid: str, push_key: str, plan: Plan, attempt: int) -> str | None:
+    def _try_claim(
+        self, openid: str, push_key: str, plan: Plan, attempt: int, may_claim: Callable[[], bool] = _always
+    ) -> str | None:
         """The reply this push gives now, or None (nothing ready yet). One round trip looks (the push's
         reply, else what it may deliver) and one claims: no lock, and of the deliveries that found the
-        same page exactly one gets it (a claim fails when anything it looked at changed: look again)."""
+        same page exactly one gets it (a claim fails when anything it looked at changed: look again).
+        HungUp when a page is ready but `may_claim` says nobody would receive it."""
         for _ in range(CLAIM_TRIES):
             found = self.answers.peek(openid, push_key, include_current=plan.kind == "fetch")
             if found.reply is not None:
@@ -104,6 +138,8 @@ class PassiveDelivery:
                 return self._record(push_key, texts.NOTHING_MORE) if plan.kind == "fetch" else None
             if not found.ready:
                 return None
+            if not may_claim():
+                raise HungUp(push_key)
             if (text := self._deliver(found, push_key, plan, attempt)) is not None:
                 return text
         return None  # it kept changing under us: the waiting loop looks again
@@ -130,13 +166,14 @@ class PassiveDelivery:
         self.pushes.save_reply(push_key, text)
         return text
 
-    def _not_ready(self, openid: str, push_key: str, plan: Plan, attempt: int, arrived: float) -> str | None:
+    def _not_ready(
+        self, openid: str, push_key: str, plan: Plan, attempt: int, arrived: float, reason: str = LATE_REASON
+    ) -> str | None:
         if attempt < self.settings.wechat_attempts:
             self.sleep(max(0.0, arrived + self.settings.wechat_attempt_timeout + HOLD_GRACE - self.clock()))
             return None
         if plan.kind == "ask":
             self.answers.release(plan.answer_id)
-            reason = "late: not ready within WeChat's attempts; waits for the user's next message"
             self.metrics.undelivered(plan.answer_id, openid, reason)
         return self._record(push_key, self._still_working(openid, push_key, plan))
 
