@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import suppress
 
 import redis
 
@@ -83,9 +84,12 @@ class ReadyWaiter:
         self._subscribed.wait(timeout=1.0)
 
     def close(self) -> None:
-        """Stop the listener (tests and graceful shutdown)."""
+        """Stop the listener (tests and graceful shutdown): a notice for nobody ends its wait at once,
+        instead of at its next RECHECK_SECONDS."""
         self._closed = True
         if self._listener is not None:
+            with suppress(redis.exceptions.RedisError):
+                self.notices.publish("")
             self._listener.join(timeout=2)
         self.redis.close()
 
