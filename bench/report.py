@@ -66,17 +66,26 @@ def summary_table(results: dict[str, Any]) -> list[str]:
 
 def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| Server (mode) | req/s | vs bare | p50 | p99 | errors + bad bodies | reused pushes |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| Server (mode) | req/s | vs bare | p50 | p99 | CPU per request: web + Redis "
+        "| errors + bad bodies | reused pushes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         errors = row["errors"] + row["bad_bodies"]
         lines.append(
             f"| {row['server']} ({row['mode']}) | {row['rps']:.0f} | {_fmt(row.get('ratio'))} "
-            f"| {_fmt(row['p50_ms'], ' ms')} | {_fmt(row['p99_ms'], ' ms')} | {errors} "
+            f"| {_fmt(row['p50_ms'], ' ms')} | {_fmt(row['p99_ms'], ' ms')} | {_cpu(row)} | {errors} "
             f"| {row.get('reused', 0)} |"
         )
     return lines
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    """The CPU a request cost the web processes and Redis (µs; — in results from before it was measured)."""
+    web, redis_cpu = row.get("web_cpu_us"), row.get("redis_cpu_us")
+    if web is None or redis_cpu is None:
+        return "—"
+    return f"{web} + {redis_cpu} µs"
 
 
 def delay_table(latency: dict[str, Any]) -> list[str]:
@@ -142,7 +151,9 @@ def markdown(results: dict[str, Any]) -> str:
             f"{load['duration']:g} s after {load['warmup']:g} s of warm-up; every request a new push "
             f"signed with its own nonce and timestamp (the replay guard on), a unique MsgId, one of "
             f"{load['senders']:,} senders, `/help` answered with reply XML (encrypted in safe mode); "
-            "the bare app is Flask answering `success` under the same gunicorn, first and last.",
+            "the bare app is Flask answering `success` under the same gunicorn, first and last. CPU per "
+            "request: the gunicorn processes' and redis-server's CPU time over the measured run, divided "
+            "by its requests (steadier than req/s on a shared machine).",
             "",
             *throughput_table(results["throughput"]),
         ]

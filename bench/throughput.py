@@ -7,6 +7,10 @@ pushes are `/help` commands: answered at once with real reply XML, through every
 through (signature, the replay guard, optional AES, XML parsing, de-duplication, statistics, the rate
 limit, the command, the plan, the reply XML, the log line) — no LLM and no waiting involved. The
 bare app answers `success` without reading anything: the ratio is what the bot's own work costs.
+
+Each measured run also says how much CPU a request cost: the gunicorn processes' (psutil) and
+redis-server's (its INFO cpu) CPU time over the run, divided by the requests. On a shared machine this
+moves far less than the request rate, which other load on the cores changes at will.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
+import redis
 
 from bench import procs, wrk
 from bench.common import AES_KEY, APPID, TOKEN, app_env, bad_log_lines, log_dir
@@ -77,8 +84,35 @@ def run_case(case: Case, load: Load, servers: Servers, ids: MsgIdGenerator) -> d
         procs.wait_http(web, servers.port, "/healthz" if case.name == "webhook" else "/wechat")
         wrk.run(servers.port, warm, case.expect, load.connections, load.warmup, workdir)
         wrk.wait_a_moment()
+        before = cpu_seconds(web, servers.redis_url)
         result = wrk.run(servers.port, measured, case.expect, load.connections, load.duration, workdir)
-    return _summary(case, result, *bad_log_lines(web))
+        used = [
+            after - start for start, after in zip(before, cpu_seconds(web, servers.redis_url), strict=True)
+        ]
+    return _summary(case, result, *bad_log_lines(web)) | _cpu_per_request(used, result.requests)
+
+
+def cpu_seconds(web: procs.Child, redis_url: str) -> tuple[float, float]:
+    """CPU time used so far (user + system) by the gunicorn master and workers, and by redis-server."""
+    leader = psutil.Process(web.process.pid)
+    web_cpu = 0.0
+    for process in [leader, *leader.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        web_cpu += times.user + times.system
+    client = redis.Redis.from_url(redis_url)
+    try:
+        info = client.info("cpu")
+    finally:
+        client.close()
+    return web_cpu, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def _cpu_per_request(used: list[float], requests: int) -> dict[str, Any]:
+    web, redis_cpu = (round(seconds / requests * 1e6) if requests else None for seconds in used)
+    return {"web_cpu_us": web, "redis_cpu_us": redis_cpu}
 
 
 def _summary(case: Case, result: wrk.WrkResult, log_errors: int, evidence: list[str]) -> dict[str, Any]:

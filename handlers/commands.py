@@ -6,7 +6,8 @@ command is written to the audit log, also here in `run`. Their texts are in bot/
 
 A non-admin's command counts against the rate limit (a banned user's is refused), checked in `run` too,
 except for a command registered with `checks_itself`: what it costs depends on its arguments (/image,
-/minutes), so it calls `refusal` (or `ask`) on each path itself.
+/minutes), so it calls `refusal` (or `ask`) on each path itself. A `stateless` command (it reads nothing
+from Redis and changes nothing) is answered before its push reaches Redis (handlers/router.py `ready`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bot.knowledge import reports as kb_reports
 from bot.llm import LLMError, default_model
 from bot.store.console import LOGIN_TTL as CONSOLE_LOGIN_TTL
 from bot.store.pushes import Plan
-from handlers.context import Context
+from handlers.context import Context, NotReady
 from handlers.questions import ask, queue_answer, refusal
 
 #: a command returns a text to reply, or a Plan (e.g. a question for the LLM, an image)
@@ -37,6 +38,8 @@ class Command:
     hidden: bool
     fn: CommandFn
     checks_itself: bool = False
+    #: answered from the process alone (no Redis data, no change): planned before the push's arrival
+    stateless: bool = False
 
     @property
     def help(self) -> str:
@@ -47,10 +50,15 @@ COMMANDS: dict[str, Command] = {}
 
 
 def command(
-    name: str, *, admin_only: bool = False, hidden: bool = False, checks_itself: bool = False
+    name: str,
+    *,
+    admin_only: bool = False,
+    hidden: bool = False,
+    checks_itself: bool = False,
+    stateless: bool = False,
 ) -> Callable[[CommandFn], CommandFn]:
     def register(fn: CommandFn) -> CommandFn:
-        COMMANDS[name] = Command(name, admin_only, hidden, fn, checks_itself)
+        COMMANDS[name] = Command(name, admin_only, hidden, fn, checks_itself, stateless)
         return fn
 
     return register
@@ -76,6 +84,8 @@ def run(text: str, ctx: Context) -> Plan:
         return Plan("reply", refused)
     if found is None:
         return Plan("reply", texts.UNKNOWN_COMMAND)
+    if ctx.ahead and not found.stateless:
+        raise NotReady(f"/{found.name} is not stateless")
     result = found.fn(ctx, args)
     if found.admin_only:
         ctx.runtime.admin.audit(ctx.openid, found.name, args)
@@ -83,7 +93,7 @@ def run(text: str, ctx: Context) -> Plan:
 
 
 # --- everyone ----------------------------------------------------------------------------------
-@command("help")
+@command("help", stateless=True)
 def help_command(ctx: Context, args: str) -> str:
     visible = [c for c in COMMANDS.values() if not c.hidden and (ctx.is_admin or not c.admin_only)]
     lines = [texts.HELP_HEADER] + [f"/{c.name} — {c.help}" for c in visible]
@@ -96,7 +106,7 @@ def reset_command(ctx: Context, args: str) -> str:
     return texts.RESET_DONE
 
 
-@command("whoami")
+@command("whoami", stateless=True)
 def whoami_command(ctx: Context, args: str) -> str:
     return texts.WHOAMI.format(openid=ctx.openid, admin=texts.WHOAMI_ADMIN if ctx.is_admin else "")
 

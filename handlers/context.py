@@ -11,6 +11,11 @@ from bot.runtime import Runtime
 from bot.store.limits import RateTicket
 
 
+class NotReady(Exception):
+    """Raised while planning a push before its arrival (`Context.ahead`) by whatever needs Redis data or
+    changes something: the push is then planned after its arrival instead."""
+
+
 @dataclass(frozen=True)
 class Context:
     openid: str
@@ -19,6 +24,8 @@ class Context:
     jobs: Jobs
     #: the message's count against the rate limit, taken on its arrival (None: `refusal` counts it)
     rate_ticket: RateTicket | None = None
+    #: planning before the push's arrival (Router.ready): only stateless rules and commands may answer
+    ahead: bool = False
 
     @cached_property
     def is_admin(self) -> bool:
@@ -28,4 +35,6 @@ class Context:
         return delivery_mode(self.runtime.settings, self.runtime.wechat_state)
 
     def recording_minutes(self) -> bool:
+        if self.ahead:
+            raise NotReady("a meeting's state is in Redis")
         return self.runtime.minutes.recording(self.openid)

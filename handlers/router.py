@@ -2,6 +2,10 @@
 
 An ordered list of rules, first match wins (as python-telegram-bot's handlers): each rule is a
 test and a handler, and reading RULES top to bottom tells what happens to any message.
+
+A push whose rule is `stateless` (its reply needs nothing from Redis but the rate verdict, and it
+changes nothing: /help, an unknown command, 继续, an event without an answer…) is planned before its
+arrival (`Router.ready`), and the arrival script saves the plan: one round trip to Redis in all.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ from bot import texts
 from bot.answering.jobs import Jobs
 from bot.runtime import Runtime
 from bot.store.limits import RateTicket
-from bot.store.pushes import Plan
+from bot.store.pushes import Plan, Planned
 from handlers import commands
-from handlers.context import Context
+from handlers.context import Context, NotReady
 from handlers.questions import ask, queue_answer, refusal
 
 #: events that need no reply (WeChat gets `success`)
@@ -55,6 +59,9 @@ class Rule:
     name: str
     matches: Callable[[Incoming, Context], bool]
     handle: Callable[[Incoming, Context], Plan]
+    #: its handler needs nothing from Redis but the rate verdict and changes nothing (a command: its
+    #: own `stateless`, checked in commands.run): planned before the push's arrival
+    stateless: bool = False
 
 
 def _minutes_text(message: Incoming, ctx: Context) -> Plan:
@@ -107,14 +114,15 @@ RULES: list[Rule] = [
         "menu click",
         lambda m, c: m.type == "event" and m.event == "click",
         lambda m, c: Plan("reply", texts.UNSUPPORTED),
+        stateless=True,
     ),
-    Rule("other events", lambda m, c: m.type == "event", lambda m, c: Plan("silent")),
+    Rule("other events", lambda m, c: m.type == "event", lambda m, c: Plan("silent"), stateless=True),
     Rule(
         "photo",
         lambda m, c: m.type == "image" and bool(m.media_id) and bool(c.runtime.settings.vision_model),
         _photo,
     ),
-    Rule("other kinds", lambda m, c: not _is_chat(m), _reply(texts.UNSUPPORTED)),
+    Rule("other kinds", lambda m, c: not _is_chat(m), _reply(texts.UNSUPPORTED), stateless=True),
     Rule(
         "meeting voice",
         lambda m, c: m.type == "voice" and not commands.is_command(m.text) and c.recording_minutes(),
@@ -125,17 +133,27 @@ RULES: list[Rule] = [
         lambda m, c: m.type == "voice" and not m.text,
         lambda m, c: ask(c, "", kind="voice", media_id=m.media_id),
     ),
-    Rule("empty", lambda m, c: not m.text, _reply(texts.EMPTY_MESSAGE)),
-    Rule("command", lambda m, c: commands.is_command(m.text), lambda m, c: commands.run(m.text, c)),
-    Rule("fetch", lambda m, c: m.text.lower() in texts.FETCH_WORDS, lambda m, c: Plan("fetch")),
+    Rule("empty", lambda m, c: not m.text, _reply(texts.EMPTY_MESSAGE), stateless=True),
+    Rule(
+        "command",
+        lambda m, c: commands.is_command(m.text),
+        lambda m, c: commands.run(m.text, c),
+        stateless=True,
+    ),
+    Rule(
+        "fetch", lambda m, c: m.text.lower() in texts.FETCH_WORDS, lambda m, c: Plan("fetch"), stateless=True
+    ),
     Rule("meeting text", lambda m, c: c.recording_minutes(), _minutes_text),
     Rule("question", lambda m, c: True, lambda m, c: ask(c, m.text)),
 ]
 
 
 def route(message: Incoming, ctx: Context) -> Plan:
+    """The first matching rule's plan; ahead of the arrival (`ctx.ahead`), NotReady unless stateless."""
     for rule in RULES:
         if rule.matches(message, ctx):
+            if ctx.ahead and not rule.stateless:
+                raise NotReady(f"rule {rule.name!r} is not stateless")
             return rule.handle(message, ctx)
     raise AssertionError("the last rule matches everything")
 
@@ -150,3 +168,19 @@ class Router:
     def __call__(self, message: BaseMessage, push_key: str, ticket: RateTicket | None = None) -> Plan:
         ctx = Context(str(message.source), push_key, self.runtime, self.jobs, ticket)
         return route(Incoming.of(message), ctx)
+
+    def ready(self, message: BaseMessage, push_key: str) -> Planned | None:
+        """The plan of a push whose rule is stateless, made before its arrival; None for any other push.
+        Routed with a rate ticket that admits it; when a check used the ticket, routed again with one
+        that refuses it, for the arrival script to choose between the two with the real count."""
+        incoming, openid = Incoming.of(message), str(message.source)
+        admits = RateTicket("", count=0, limit=0)
+        try:
+            plan = route(incoming, Context(openid, push_key, self.runtime, self.jobs, admits, ahead=True))
+            if not admits.used:
+                return Planned(plan)  # no check counts it: the rate is not counted
+            refuses = RateTicket("", count=2, limit=1)
+            ctx = Context(openid, push_key, self.runtime, self.jobs, refuses, ahead=True)
+            return Planned(plan, route(incoming, ctx))
+        except NotReady:
+            return None

@@ -64,13 +64,16 @@ DAILY = DAILY_FUNCTION + "return daily(KEYS, ARGV)\n"
 
 #: The arrival script's part (bot/store/pushes.py `OnFirst`) for a chat message's first delivery: count
 #: it against the sender's per-minute rate, and read the run-time override of the limit.
-#: k: the minute's rate counter, OVERRIDES. a: the counter's TTL, the override's field.
-#: Returns {count, override or false}.
+#: k: the minute's rate counter, OVERRIDES. a: the counter's TTL, the override's field, the environment's
+#: limit. Returns {count, override or false, 1 if over the limit in force else 0}: the third value lets
+#: the arrival script choose the plan of a push planned before it (`Planned.if_refused`).
 RATE_FUNCTION = """
 local function rate(k, a)
     local count = redis.call('INCR', k[1])
     redis.call('EXPIRE', k[1], a[1])
-    return {count, redis.call('HGET', k[2], a[2])}
+    local override = redis.call('HGET', k[2], a[2])
+    local limit = tonumber(override or '') or tonumber(a[3])
+    return {count, override, (limit > 0 and count > limit) and 1 or 0}
 end
 """
 
@@ -113,14 +116,14 @@ class Limits:
     def on_arrival(self, openid: str) -> OnFirst:
         """The arrival script's part that counts a chat message against the rate (see RATE_FUNCTION)."""
         names = [keys.rate(openid, int(self.clock() // 60)), keys.OVERRIDES]
-        return OnFirst(RATE_FUNCTION, "rate", names, [keys.RATE_TTL, OVERRIDE_FIELD])
+        return OnFirst(RATE_FUNCTION, "rate", names, [keys.RATE_TTL, OVERRIDE_FIELD, self.per_minute])
 
     def ticket(self, part: OnFirst, counted: Any) -> RateTicket | None:
         """What the arrival's `part` (from `on_arrival`) returned, as a ticket; None when it did not run
         (not a first delivery)."""
         if not counted:
             return None
-        count, override = counted
+        count, override = counted[:2]
         limit = int(override) if override is not None else self.per_minute
         return RateTicket(str(part.keys[0]), int(count), limit)
 

@@ -6,7 +6,8 @@ or machines. The first delivery decides what to do (its *plan*); every delivery 
 push then gives the same reply, and only the first one starts any work.
 
 A push costs one round trip here before its plan (`bind_signature`: the replay guard and the attempt
-count in one script, with the plan and reply of an earlier delivery) and one after it (`record`).
+count in one script, with the plan and reply of an earlier delivery) and one after it (`save_plan`), or
+only the first when its plan needs nothing from Redis (`Planned`: saved by the same script).
 """
 
 from __future__ import annotations
@@ -48,13 +49,16 @@ end
 ARRIVE = ARRIVE_FUNCTION + "return arrive(KEYS, ARGV)\n"
 #: ARRIVE, then other stores' work on a push's first delivery only (`OnFirst`, whose function sources
 #: precede this one, called by name): KEYS after ARRIVE's two are theirs, one part after the other;
-#: ARGV after ARRIVE's three holds, for each part, its number of keys, its number of arguments, then its
-#: arguments. Each part's return value follows ARRIVE's {1, false, false}.
+#: ARGV after ARRIVE's three holds a plan made before the arrival (`Planned`: its JSON, or '' for none),
+#: the plan for when a part refused the push (or ''), that part's number (1-based; 0: none; it returns
+#: a table whose third value is 1 when it refused), then for each part its number of keys, its number
+#: of arguments, then its arguments. Each part's return value follows ARRIVE's {1, plan or false, false}:
+#: the plan is the one this script saved (for a planned push), else false.
 ARRIVE_THEN = """
 local result = arrive({KEYS[1], KEYS[2]}, {ARGV[1], ARGV[2], ARGV[3]})
 if result[1] == 1 then
     result[2], result[3] = false, false
-    local ki, ai = 3, 4
+    local ki, ai = 3, 7
     for i, part in ipairs({%s}) do
         local nk, na = tonumber(ARGV[ai]), tonumber(ARGV[ai + 1])
         local k, a = {}, {}
@@ -62,6 +66,12 @@ if result[1] == 1 then
         for j = 1, na do a[j] = ARGV[ai + 1 + j] end
         ki, ai = ki + nk, ai + 2 + na
         result[3 + i] = part(k, a) or false
+    end
+    if ARGV[4] ~= '' then
+        local gate = tonumber(ARGV[6])
+        local refused = gate > 0 and result[3 + gate][3] == 1
+        result[2] = refused and ARGV[5] or ARGV[4]
+        redis.call('HSET', KEYS[2], 'plan', result[2])
     end
 end
 return result
@@ -106,9 +116,21 @@ class Plan:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """A push's plan made before its arrival, from the message alone (a stateless reply: /help, an
+    unknown command, an event that needs no answer…): the arrival script saves it on the first delivery,
+    so that the push costs one round trip in all. `if_refused` is its plan for when the arrival's rate
+    count refuses it (None: the rate is not counted)."""
+
+    plan: Plan
+    if_refused: Plan | None = None
+
+
+@dataclass(frozen=True)
 class Arrival:
     """A delivery of a push that passed the replay guard: which delivery it is (1: new; 0: a URL check,
-    not a push), and what an earlier delivery planned and replied, if anything yet."""
+    not a push), and what an earlier delivery planned and replied, if anything yet (on the first
+    delivery of a `Planned` push: the plan the arrival saved)."""
 
     attempt: int
     plan: Plan | None = None
@@ -169,12 +191,15 @@ class PushLog:
         now: float,
         push: str = "",
         on_first: OnFirst | Sequence[OnFirst] = (),
+        planned: Planned | None = None,
+        gate: int = 0,
     ) -> Arrival | None:
         """The replay guard: bind a signature (timestamp + nonce) to the first request it came with
         (`digest`); None when it came with another one before (a replay). With `push` (a push's
         de-duplication key), the same round trip counts the delivery of the push (`Arrival.attempt`,
         1 when it is new), reads what an earlier delivery planned and replied, and on the first delivery
-        runs each `on_first` part (`Arrival.first`: what they returned).
+        runs each `on_first` part (`Arrival.first`: what they returned) and saves the `planned` plan —
+        its `if_refused` plan when the part numbered `gate` (1-based) refused the push.
 
         The signature's record lives as long as the signature can be accepted — until `accepted_until`,
         which the push's own timestamp sets, not its arrival — and SIGNED_SLACK longer, for a web process
@@ -184,9 +209,10 @@ class PushLog:
         names = [keys.signed(timestamp, nonce)] + ([keys.message(push)] if push else [])
         args: list[EncodableT] = [digest, ttl, keys.MESSAGE_TTL]
         parts = [on_first] if isinstance(on_first, OnFirst) else list(on_first)
-        script = self._arrive
-        if push and parts:
+        script, ahead = self._arrive, _planned_args(planned, gate)
+        if push and (parts or planned):
             script = self._script_then(parts)
+            args += ahead
             for part in parts:
                 names += part.keys
                 args += [len(part.keys), len(part.args), *part.args]
@@ -195,14 +221,15 @@ class PushLog:
         if attempt < 0:
             return None
         plan, reply = [*found[1:], None, None][:2]
+        if attempt == 1 and planned is not None and plan is not None:  # one of the two it sent: no parsing
+            chosen = planned.plan if plan == ahead[0] else planned.if_refused
+        else:
+            chosen = None if plan is None else Plan.from_json(str(plan))
         return Arrival(
-            attempt,
-            None if plan is None else Plan.from_json(str(plan)),
-            None if reply is None else str(reply),
-            tuple(found[3:]) if attempt == 1 else (),
+            attempt, chosen, None if reply is None else str(reply), tuple(found[3:]) if attempt == 1 else ()
         )
 
-    def _script_then(self, parts: list[OnFirst]) -> Script:
+    def _script_then(self, parts: Sequence[OnFirst]) -> Script:
         """The arrival script with these parts (registered once per process for each combination)."""
         functions = tuple(part.function for part in parts)
         script = self._arrive_then.get(functions)
@@ -212,3 +239,11 @@ class PushLog:
                 ARRIVE_FUNCTION + "".join(functions) + calls
             )
         return script
+
+
+def _planned_args(planned: Planned | None, gate: int) -> list[EncodableT]:
+    """ARRIVE_THEN's arguments for a plan made before the arrival: '' for none."""
+    if planned is None:
+        return ["", "", 0]
+    refused = planned.if_refused
+    return [planned.plan.to_json(), "" if refused is None else refused.to_json(), gate if refused else 0]
