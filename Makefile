@@ -48,10 +48,11 @@ admin-code: $(STAMP)
 console-link: $(STAMP)
 	$(PY) -m bot.ops.console_link $(OPENID)
 
-## test: run the whole test suite against a real redis-server on loopback
+## test: run the whole test suite against a real redis-server on loopback, in two pytest-xdist workers
+## (a file stays on one worker; a module marked `alone` runs while the other waits: testing/turns.py)
 test: $(STAMP)
 	@bash deploy/ensure-test-tools.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## lint: ruff (lint + format check) and mypy
 lint: $(STAMP)

@@ -224,9 +224,12 @@ def topical_texts(count: int, words: int = 110, per_topic: int = 5, seed: int = 
 
 
 @cache
-def _dictionary() -> tuple[list[str], np.ndarray]:
+def _dictionary() -> tuple[tuple[str, ...], np.ndarray]:
+    """jieba's words and their frequencies, kept for the session. A tuple of strings, not a list: the
+    garbage collector stops tracking such a tuple, where it walked a list's 350,000 items at every
+    collection (20 ms after each test of the session, tests/conftest.py's no_leaked_connections)."""
     with jieba.get_dict_file() as handle:
         entries = [line.decode("utf-8").split()[:2] for line in handle]
-    vocabulary = [word for word, _ in entries]
+    vocabulary = tuple(word for word, _ in entries)
     counts = np.asarray([int(count) for _, count in entries], dtype=np.float64)
     return vocabulary, counts / counts.sum()

@@ -34,6 +34,7 @@ from bot.store.workers import new_job_worker_id
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.simulator import WeChatSimulator
+from testing.turns import Turns
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "test-token"
@@ -43,6 +44,9 @@ AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 #: shortened WeChat attempt timeout used by the tests (WeChat's is 5 s)
 ATTEMPT_TIMEOUT = 1.2
 REPLY_MARGIN = 0.3
+#: how often a served app's accept loop looks at its stop flag: socketserver's default, 0.5 s, was half a
+#: second of the teardown of every test that serves the app
+SERVE_POLL_INTERVAL = 0.02
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -60,6 +64,37 @@ def no_leaked_connections() -> Iterator[None]:
     (filterwarnings=error turns the ResourceWarning into an error) and not a later, random one."""
     yield
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def cpu_turns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Turns | None]:
+    """Under pytest-xdist, the workers' turns at the CPU (testing/turns.py); None in a serial run."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield None
+        return
+    # each worker's base directory is popen-gwN inside the run's own: that one is shared by the workers
+    with Turns(tmp_path_factory.getbasetemp().parent) as turns:
+        yield turns
+
+
+@pytest.fixture(autouse=True, scope="module")
+def module_alone(request: pytest.FixtureRequest, cpu_turns: Turns | None) -> Iterator[None]:
+    """A module marked `alone` has the CPU to itself, from its first fixture to its last teardown."""
+    if cpu_turns is None or request.node.get_closest_marker("alone") is None:
+        yield
+        return
+    with cpu_turns.hold(exclusive=True):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def test_turn(request: pytest.FixtureRequest, cpu_turns: Turns | None) -> Iterator[None]:
+    """Any other test shares the CPU with the other workers' tests, never with an `alone` module."""
+    if cpu_turns is None or request.node.get_closest_marker("alone") is not None:
+        yield  # in an `alone` module, which holds the CPU already
+        return
+    with cpu_turns.hold(exclusive=False):
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -139,27 +174,39 @@ def start_worker(app: Flask, threads: int = 16) -> dramatiq.Worker:
     return worker
 
 
+def serve(app: Flask, port: int = 0) -> BaseWSGIServer:
+    """The app served on 127.0.0.1 (`port` 0: any free one) by a threaded server in a daemon thread."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": SERVE_POLL_INTERVAL}, daemon=True
+    ).start()
+    return server
+
+
+def stop_bot(bot: Bot) -> None:
+    """Stop serving, stop the job worker, close what the app opened."""
+    bot.server.shutdown()
+    bot.server.server_close()
+    if bot.worker is not None:
+        bot.worker.stop()
+    bot.ext["jobs"].broker.close()
+    bot.ext["waiter"].close()
+    bot.runtime.close()
+
+
 @pytest.fixture
-def make_bot(base_config: dict[str, Any]) -> Iterator[Callable[..., Bot]]:
+def make_bot(base_config: dict[str, Any], redis_client: redis.Redis) -> Iterator[Callable[..., Bot]]:
     bots: list[Bot] = []
 
     def make(with_worker: bool = True, worker_threads: int = 16, **overrides: Any) -> Bot:
         app = create_app({**base_config, **overrides})
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        bot = Bot(app, server, start_worker(app, worker_threads) if with_worker else None)
+        bot = Bot(app, serve(app), start_worker(app, worker_threads) if with_worker else None)
         bots.append(bot)
         return bot
 
     yield make
     for bot in bots:
-        bot.server.shutdown()
-        bot.server.server_close()
-        if bot.worker is not None:
-            bot.worker.stop()
-        bot.ext["jobs"].broker.close()
-        bot.ext["waiter"].close()
-        bot.runtime.close()
+        stop_bot(bot)
 
 
 @pytest.fixture

@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl, urlsplit
 HOST = "127.0.0.1"
 JSON_TYPE = "application/json"
 _JOIN_TIMEOUT = 5.0
+#: how often the accept loop looks at its stop flag: stop() waits up to this long, twice a test
+POLL_INTERVAL = 0.02
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,7 @@ class FakeServer:
         self.stopping.clear()
         self._server = _Server(self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": POLL_INTERVAL}, daemon=True
         )
         self._thread.start()
         return self

@@ -6,17 +6,16 @@ fixtures (one headless Chromium per module, a phone-sized page per call); and th
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
+import redis
 
 from app import create_app
 from bot.ops.redis_server import free_port
-from tests.conftest import Bot, start_worker
+from tests.conftest import Bot, serve, start_worker, stop_bot
 from tests.system import test_page_browser as browser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,23 +26,15 @@ ADMIN = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
 
 
 @pytest.fixture
-def console_bot(base_config: dict[str, Any]) -> Iterator[Bot]:
+def console_bot(base_config: dict[str, Any], redis_client: redis.Redis) -> Iterator[Bot]:
     """The bot with its job worker, served at the address its PUBLIC_BASE_URL names; ADMIN is admin."""
     port = free_port()
     app = create_app(
         {**base_config, "public_base_url": f"http://127.0.0.1:{port}", "wechat_admin_openids": [ADMIN]}
     )
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    bot = Bot(app, server, start_worker(app, 4))
+    bot = Bot(app, serve(app, port), start_worker(app, 4))
     yield bot
-    server.shutdown()
-    server.server_close()
-    assert bot.worker is not None
-    bot.worker.stop()
-    bot.ext["jobs"].broker.close()
-    bot.ext["waiter"].close()
-    bot.runtime.close()
+    stop_bot(bot)
 
 
 def shot(page: Any, name: str) -> None:

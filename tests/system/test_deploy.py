@@ -256,7 +256,7 @@ class UpstreamHandler(BaseHTTPRequestHandler):
 def served_site(nginx: str, tmp_path: Path) -> Iterator[tuple[dict[str, int], Upstream]]:
     """The site served by a real nginx on loopback ports, in front of a fake upstream."""
     upstream = Upstream()
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread = threading.Thread(target=upstream.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     ports = {"http": free_port(), "https": free_port(), "upstream": upstream.server_address[1]}
     write_certificate(tmp_path / "letsencrypt")

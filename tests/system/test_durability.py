@@ -79,6 +79,7 @@ def test_killed_worker_in_active_mode_sends_each_page_once(
     wait_until(lambda: len(fake_wechat.sent_texts("user-1")) >= 1, timeout=30)
     os.killpg(doomed.pid, signal.SIGKILL)
     doomed.wait(timeout=10)
+    fake_openai.set_behavior(chunk_delay=0.0)  # the run that was killed was slow; the new one need not be
     start_worker_process(config_overrides=active)
     wait_until(lambda: len(fake_openai.chat_requests()) == 2, timeout=60)
     wait_until(lambda: "第89句。" in "".join(fake_wechat.sent_texts("user-1")), timeout=30)
@@ -112,7 +113,7 @@ def test_the_lease_is_kept_alive_while_the_first_token_is_slow(
     """Without renewal on a timer the lease would lapse after 1 s and a redelivered job could start
     a second run; it must still be held after three lease lengths, while the model has not said a word."""
     bot = make_bot(job_lease_seconds=1.0)
-    fake_openai.set_behavior(first_token_delay=6.0)
+    fake_openai.set_behavior(hold_after_chunks=1)  # the first token comes when the test releases it
     sim = bot.simulator()
     sim.attempts = 1
     sim.send_text("user-1", "slow first token")  # times out; the job goes on
@@ -121,6 +122,8 @@ def test_the_lease_is_kept_alive_while_the_first_token_is_slow(
     assert len(leases) == 1
     time.sleep(1.2)  # past the lease's own length
     assert redis_client.exists(leases[0]) == 1
+    fake_openai.wait_holding()  # still before the first token
+    fake_openai.release()
     wait_until(lambda: not redis_client.exists(leases[0]), timeout=15)  # released at the end
 
 

@@ -22,6 +22,8 @@ from testing.fakes.openai_server import FakeOpenAI, echo, message_text
 from testing.reading import Reading, read_answer
 from tests.conftest import Bot
 
+#: a hundred users load every core: under pytest-xdist no other test runs meanwhile
+pytestmark = pytest.mark.alone
 LOAD_TIMEOUT = 2.5
 #: real seconds the test waits at most for all generations to reach the model (a hang guard)
 IN_FLIGHT_GUARD = 120.0

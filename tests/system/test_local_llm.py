@@ -40,6 +40,8 @@ from bot.ops.local_llm import (
 from bot.ops.processes import free_port
 from tests.conftest import AES_KEY, ROOT, Bot
 
+#: the model's inference loads every core: under pytest-xdist no other test runs meanwhile
+pytestmark = pytest.mark.alone
 CACHE_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 DATA_DIR = Path(os.environ.get("LOCAL_LLM_TEST_DATA_DIR") or CACHE_HOME / "wechat-llm-bot" / "local-llm")
 #: WeChat's real timing: the model answers a one-sentence question in about 3-4 s on two cores

@@ -170,7 +170,7 @@ class _SleepyHandler(BaseHTTPRequestHandler):
 def test_simulator_retries_a_slow_webhook_three_times() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _SleepyHandler)
     server.block_on_close = True  # server_close() joins the handler threads
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/wechat"
