@@ -423,7 +423,8 @@ class AnswerStore:
     # --- what a user is owed --------------------------------------------------------------
     @contextmanager
     def user_lock(self, openid: str) -> Iterator[None]:
-        lock = self.redis.lock(keys.user_lock(openid), timeout=keys.USER_LOCK_TTL, blocking_timeout=5)
+        name, ttl = keys.user_lock(openid), keys.USER_LOCK_TTL
+        lock = self.redis.lock(name, timeout=ttl, blocking_timeout=BUSY_LIMIT)
         if not lock.acquire():
             raise TimeoutError(f"user lock for {openid} is busy")
         try:

@@ -12,8 +12,10 @@ PREFIX = "wxbot"
 MESSAGE_TTL = 3600
 #: the conversation of a user is forgotten after this long without a message (setting HISTORY_TTL)
 #: an answer and its pages live this long (setting ANSWER_TTL)
-#: the lock that serialises one user's deliveries is held for at most this long
-USER_LOCK_TTL = 10
+#: the lock that serialises one user's deliveries is held for at most this long: the work under it is a
+#: few Redis commands, and a holder killed under it must not outlast the waits for it (5 s: the job's
+#: `user_lock`, the claims' BUSY_LIMIT), or a waiter gives up on a lock nobody holds any more
+USER_LOCK_TTL = 3
 #: the access_token lock: one process fetches, the others wait for it
 TOKEN_LOCK_TTL = 15
 #: we stop using a token this long before WeChat says it expires
