@@ -115,12 +115,17 @@ def prepared(data_dir: Path) -> bool:
 
 
 # ---- the bot's side -------------------------------------------------------------------------------
-class AnswerWatch:
-    """When the user's answer starts running, gets its first page and ends, from the bot's notices.
+#: how often the watch looks for the job's start (seconds)
+RUNNING_POLL = 0.002
 
-    The job publishes on the user's ready channel at each of these moments (AnswerStore.notify), so
-    a subscription made before the push times them to the millisecond, and without polling Redis,
-    which would take CPU from the model.
+
+class AnswerWatch:
+    """When the user's answer starts running, gets its first page and ends.
+
+    The job publishes on the user's ready channel when a page is stored and when the answer ends, so a
+    subscription made before the push times those to the millisecond without polling Redis, which would
+    take CPU from the model. Its start publishes nothing (nothing is deliverable then): until the watch
+    has seen it, it looks every RUNNING_POLL seconds — a few milliseconds of reads after each push.
     """
 
     def __init__(self, redis_url: str, openid: str) -> None:
@@ -151,8 +156,9 @@ class AnswerWatch:
 
     def _listen(self) -> None:
         while not self._stop.is_set() and not self.finished.is_set():
-            message = self._pubsub.get_message(timeout=0.2)
-            if message and message.get("type") == "message":
+            starting = "running" not in self.seen
+            message = self._pubsub.get_message(timeout=RUNNING_POLL if starting else 0.2)
+            if starting or (message and message.get("type") == "message"):
                 self._look(time.time())
 
     def _look(self, at: float) -> None:
@@ -351,7 +357,8 @@ def summarize(runs: list[Run], worker: WorkerClient, params: Params) -> dict[str
         "max_new_tokens": params.max_tokens,
         "page_bytes": params.page_bytes,
         "page_text_bytes": params.page_budget,
-        "rounds": params.rounds,
+        # the runs each path made (the time budget may have stopped the rounds early)
+        "rounds": min((sum(1 for run in runs if run.path == path) for path in PATHS), default=0),
         "paths": rows,
         "ratios": {path: ratios(rows[path], rows["worker"]) for path in ("client", "bot")},
         "bot_first_page_stages_ms": stages,
@@ -433,6 +440,10 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
+def _runs(count: int) -> str:
+    return f"{count} run" if count == 1 else f"{count} runs"
+
+
 def markdown(summary: dict[str, Any]) -> list[str]:
     """The table for bench/results/latest.md (medians), and where the bot's first page spends time."""
     if summary.get("error"):
@@ -440,7 +451,7 @@ def markdown(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"**FastChat overhead** — {summary['model']} on the CPU (local FastChat controller + model "
         f"worker), greedy, {summary['max_new_tokens']} new tokens, pages of {summary['page_bytes']} "
-        f"bytes ({summary['page_text_bytes']} of answer text); medians of {summary['rounds']} runs "
+        f"bytes ({summary['page_text_bytes']} of answer text); medians of {_runs(summary['rounds'])} "
         "per path, paths alternating; tokens/s = answer tokens / time to the last page:",
         "",
         "| Path | first token | first page | last page | tokens | tokens/s | first page vs worker "
