@@ -83,18 +83,20 @@ class TextFormatter(logging.Formatter):
         return f"{cached[1]},{int(record.msecs):03d}"  # logging's default_msec_format, '%s,%03d'
 
 
-#: a console login link's token in a request line (gunicorn's and werkzeug's access logs): a link checker's
-#: HEAD leaves the link valid, and a log file is read by more people than the chat
-_LOGIN_TOKEN = re.compile(r"(/console/login/)[^\s\"'?&]+")
+#: a console login link's token, and an answer page's, in a request line (gunicorn's and werkzeug's access
+#: logs): a link checker's HEAD leaves a login link valid, an answer page's link opens the answer, and a log
+#: file is read by more people than the chat (the page's own files, /a/assets/…, are not tokens)
+_TOKENS = re.compile(r"(/console/login/|(?:^|[\s\"'=]|https?://[^\s/\"']+)/a/(?!assets/))[^\s\"'?&/]+")
 
 
-class RedactLoginLinks(logging.Filter):
-    """Rewrites a record whose text carries a console login link (bot/console/auth.py), token out."""
+class RedactLinks(logging.Filter):
+    """Rewrites a record whose text carries a console login link (bot/console/auth.py) or an answer
+    page's link (bot/pages/links.py), the token out."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "/console/login/" in message:
-            record.msg, record.args = _LOGIN_TOKEN.sub(r"\1***", message), None
+        if "/console/login/" in message or "/a/" in message:
+            record.msg, record.args = _TOKENS.sub(r"\1***", message), None
         return True
 
 
@@ -105,7 +107,7 @@ def console_handler(log_format: str = "text") -> logging.Handler:
     """
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.addFilter(RedactLoginLinks())
+    handler.addFilter(RedactLinks())
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(TEXT_FORMAT))
     return handler
 

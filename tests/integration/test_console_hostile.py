@@ -187,6 +187,27 @@ def test_gunicorns_access_line_loses_the_token_too(log_format: str) -> None:
     assert "10.0.0.1" in logged and "200" in logged  # the rest of the line as it was
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_an_answer_pages_token_stays_out_of_the_log_and_its_files_paths_stay(log_format: str) -> None:
+    """An answer page's link opens the answer: its access lines (the page, its live state) lose the token;
+    the page's own files (/a/assets/…) and a file path with an `a` folder are left as they are."""
+    handler, lines = console_handler(log_format), io.StringIO()
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(lines)
+    token = "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2"
+    for path in (f"/a/{token}", f"/a/{token}/live", "/a/assets/page.css"):
+        access = {"h": "10.0.0.1", "m": "GET", "U": path, "s": "200"}
+        message, args = '%(h)s "%(m)s %(U)s" %(s)s', (access,)
+        handler.handle(logging.LogRecord("gunicorn.access", logging.INFO, __file__, 1, message, args, None))
+    note = logging.LogRecord(
+        "bot.knowledge", logging.INFO, __file__, 1, "read %s", ("/srv/a/report.pdf",), None
+    )
+    handler.handle(note)
+    logged = lines.getvalue()
+    assert token not in logged and logged.count('"GET /a/***') == 2 and "/a/***/live" in logged
+    assert "/a/assets/page.css" in logged and "/srv/a/report.pdf" in logged
+
+
 def test_two_browsers_opening_one_link_at_once_get_one_session(console_bot: Bot) -> None:
     path = login_path(console_bot.app, ADMIN)
     browsers = [console_bot.app.test_client() for _ in range(8)]

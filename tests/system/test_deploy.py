@@ -141,7 +141,8 @@ def site_in(tmp: Path, site: Path, ports: dict[str, int] | None = None) -> Path:
     text = text.replace("/var/log/nginx/", f"{tmp}/logs/")
     body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     leftovers = [path for path in re.findall(r"(?<![\w.:/])/[\w./-]+", body) if not path.startswith(str(tmp))]
-    known = {"/", "/wechat", "/healthz", "/metrics", "/a/", "/console/", "/console", "/console/login/"}
+    known = {"/", "/wechat", "/healthz", "/metrics", "/a/", "/a/assets/", "/console/", "/console"}
+    known.add("/console/login/")
     leftovers = [path for path in leftovers if path not in known]
     leftovers = [path for path in leftovers if not path.startswith("/.well-known/")]
     assert not leftovers, f"paths the test does not know how to move: {leftovers}"
@@ -393,6 +394,13 @@ def test_site_routes_wechat_to_the_app_and_nothing_else(
     # a console login link's token stays out of the access log (a link checker's HEAD leaves it valid)
     logged = (tmp_path / "logs/wechat-bot.access.log").read_text(encoding="utf-8")
     assert '"GET /console/login/***"' in logged and "0123456789_-abcde" not in logged
+    # so does an answer page's (its link opens the answer); the page's own files are logged as they are
+    assert (
+        '"GET /a/***"' in logged
+        and '"GET /a/***/live"' in logged
+        and "AbCdEfGhIjKlMnOpQrStUvWx" not in logged
+    )
+    assert '"GET /a/assets/page.css"' in logged
 
 
 # --- systemd --------------------------------------------------------------------------------------
