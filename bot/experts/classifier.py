@@ -15,11 +15,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-
-import openai
+from typing import TYPE_CHECKING
 
 from bot import texts
 from bot.config import Settings
+from bot.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import openai
+else:  # imported on first use (bot/lazy.py): 40 MiB that a process which never calls the API does not load
+    openai = LazyModule("openai")
 
 log = logging.getLogger(__name__)
 

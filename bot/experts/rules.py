@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.config import EXPERT_TASKS
-from bot.knowledge.lazy import LazyModule
 from bot.knowledge.tokens import normalize
+from bot.lazy import LazyModule
 
 if TYPE_CHECKING:
     import jieba
-else:  # imported on first use (bot/knowledge/lazy.py): every process imports this module, few route
+else:  # imported on first use (bot/lazy.py): every process imports this module, few route
     jieba = LazyModule("jieba", setup=lambda module: module.setLogLevel(logging.WARNING), quiet=True)
 
 WORDS_FILE = Path(__file__).with_name("words.toml")

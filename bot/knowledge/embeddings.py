@@ -6,15 +6,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import openai
-
 from bot.config import Settings
-from bot.knowledge.lazy import LazyModule
+from bot.lazy import LazyModule
 
 if TYPE_CHECKING:
     import numpy as np
-else:  # imported on first use (bot/knowledge/lazy.py)
+    import openai
+else:  # imported on first use (bot/lazy.py)
     np = LazyModule("numpy")
+    openai = LazyModule("openai")
 
 log = logging.getLogger(__name__)
 

@@ -28,14 +28,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from bot.knowledge.documents import Passage
-from bot.knowledge.lazy import LazyModule
 from bot.knowledge.tokens import tokenize, weight, words
+from bot.lazy import LazyModule
 from bot.store.knowledge import DocumentRecord, KnowledgeStore
 
 if TYPE_CHECKING:
     import bm25s
     import numpy as np
-else:  # imported on first use: a process that never searches never loads them (bot/knowledge/lazy.py)
+else:  # imported on first use: a process that never searches never loads them (bot/lazy.py)
     bm25s, np = LazyModule("bm25s"), LazyModule("numpy")
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.knowledge.lazy import LazyModule
+from bot.lazy import LazyModule
 
 if TYPE_CHECKING:
     import jieba
-else:  # imported on first use (bot/knowledge/lazy.py); it imports pkg_resources when present, which may warn
+else:  # imported on first use (bot/lazy.py); it imports pkg_resources when present, which may warn
     jieba = LazyModule("jieba", setup=lambda module: module.setLogLevel(logging.WARNING), quiet=True)
 
 

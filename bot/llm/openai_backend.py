@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-import openai
 
 from bot.config import Settings
+from bot.lazy import LazyModule
 from bot.llm.base import (
     ChatMessage,
     LLMError,
@@ -21,6 +21,11 @@ from bot.llm.base import (
     stream_object,
 )
 from bot.llm.reasoning import ThinkFilter
+
+if TYPE_CHECKING:
+    import openai
+else:  # imported on first use (bot/lazy.py): 40 MiB that a process which never calls the API does not load
+    openai = LazyModule("openai")
 
 #: seconds for listing the served models (routing to experts, `make check`): a listing that hangs must
 #: not hold up an answer for the whole request timeout

@@ -7,14 +7,19 @@ media id, which the reply renderers turn into an image message.
 from __future__ import annotations
 
 import base64
-
-import openai
+from typing import TYPE_CHECKING
 
 from bot import texts
 from bot.config import Settings
+from bot.lazy import LazyModule
 from bot.llm.openai_backend import make_client
 from bot.replies import image_page
 from bot.wechat.api import WeChatAPI, WeChatAPIError
+
+if TYPE_CHECKING:
+    import openai
+else:  # imported on first use (bot/lazy.py): 40 MiB that a process which never calls the API does not load
+    openai = LazyModule("openai")
 
 
 class Refusal(Exception):

@@ -9,10 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-import openai
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
+from bot.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import openai
+else:  # imported on first use (bot/lazy.py): 40 MiB that a process which never calls the API does not load
+    openai = LazyModule("openai")
 
 log = logging.getLogger(__name__)
 

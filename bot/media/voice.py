@@ -9,12 +9,17 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
-
-import openai
+from typing import TYPE_CHECKING
 
 from bot.config import Settings
+from bot.lazy import LazyModule
 from bot.llm.openai_backend import make_client
 from bot.wechat.api import WeChatAPI, WeChatAPIError
+
+if TYPE_CHECKING:
+    import openai
+else:  # imported on first use (bot/lazy.py): 40 MiB that a process which never calls the API does not load
+    openai = LazyModule("openai")
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
 """Heavy libraries imported on first use, not when the module that uses them is imported.
 
-Every web and job process imports the knowledge base (the runtime holds one), but only a process that
-searches or adds documents needs numpy, bm25s or jieba (about 45 MiB together): a web process that
-never does stays below 100 MiB. `LazyModule` stands for such a module until one of its attributes is
-read; for type checking, the modules import them as usual under `TYPE_CHECKING`.
+Every web and job process imports the knowledge base and the media modules (the runtime holds them), but
+only a process that searches or adds documents needs numpy, bm25s or jieba (about 45 MiB together), and
+only one that calls an OpenAI-compatible API needs the `openai` SDK (about 40 MiB): a web process that
+does neither stays small. `LazyModule` stands for such a module until one of its attributes is read; for
+type checking, the modules import them as usual under `TYPE_CHECKING`.
 """
 
 from __future__ import annotations
