@@ -5,7 +5,8 @@
     client.post("/console/settings", data={"csrf_token": csrf, ...})
 
 `login` gets a link the real way (the store's one-time token, as `/console` in the chat makes it),
-opens it, and returns the session's CSRF token read from a page. It works with Flask's test client and
+opens it, presses its button (a POST to the same address: opening the link spends nothing), and returns
+the session's CSRF token read from a page. It works with Flask's test client and
 with a `requests.Session` on a served bot (pass `base_url`, e.g. "http://127.0.0.1:PORT"). The cookie is
 `Secure` when PUBLIC_BASE_URL is https: Flask's test client sends it anyway, `requests` only over https,
 so a bot served on plain loopback for `requests` gets an http PUBLIC_BASE_URL (its own address).
@@ -51,12 +52,16 @@ def login(
     """Sign `client` in as `openid` through a one-time link; the CSRF token for its posts."""
     path = login_path(runtime_or_app, openid)
     if isinstance(client, requests.Session):
-        opened = client.get(base_url + path, allow_redirects=False, timeout=10)
+        shown = client.get(base_url + path, allow_redirects=False, timeout=10)
+        assert shown.status_code == 200 and f'action="{path}"' in shown.text, shown.status_code
+        opened = client.post(base_url + path, allow_redirects=False, timeout=10)
         assert opened.status_code == 303, opened.status_code
         page = client.get(base_url + SIGNED_IN_PAGE, allow_redirects=False, timeout=10)
         assert page.status_code == 200, page.status_code
         return csrf_in(page.text)
-    opened_here = client.get(path)
+    shown_here = client.get(path)
+    assert shown_here.status_code == 200 and f'action="{path}"' in shown_here.get_data(as_text=True)
+    opened_here = client.post(path)
     assert opened_here.status_code == 303, opened_here.status_code
     page_here = client.get(SIGNED_IN_PAGE)
     assert page_here.status_code == 200, page_here.status_code

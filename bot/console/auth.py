@@ -1,7 +1,11 @@
 """Who may use the console, and how every request of it is checked.
 
     GET  /console/welcome          how to get in (public)
-    GET  /console/login/<token>    a one-time link from `/console` in the chat or `make console-link`
+    GET  /console/login/<token>    a one-time link from `/console` in the chat or `make console-link`:
+                                   a page with one button, which POSTs to the same address
+    POST /console/login/<token>    spends the link and signs this browser in (a GET never spends it: a
+                                   link previewer or a URL safety check that fetches the link leaves it
+                                   valid for the admin)
     POST /console/logout           ends this browser's session (the chat's `/console logout` ends all)
 
 Every other route of the blueprint needs a live session of an admin (`g.console_admin` is their
@@ -37,7 +41,7 @@ COOKIE_PATH = "/console/"
 #: a login token or session id as `secrets.token_urlsafe(32)` makes them
 SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
 #: the routes open without a session
-PUBLIC = {"console.welcome", "console.login", "console.static"}
+PUBLIC = {"console.welcome", "console.login", "console.login_page", "console.static"}
 #: methods that never change anything (no CSRF token needed); any other method needs one
 SAFE_METHODS = {"GET", "HEAD"}
 CSRF_FIELD = "csrf_token"
@@ -128,13 +132,18 @@ def install(bp: Blueprint, settings: Settings, runtime: Runtime) -> None:
         return Response(render_template("console/welcome.html", failed=False), mimetype="text/html")
 
     @bp.get("/login/<token>")
+    def login_page(token: str) -> BaseResponse:
+        """The link opened: a button that signs in. Nothing is spent here (nor by a HEAD)."""
+        if not SECRET_PATTERN.fullmatch(token):
+            return failed_login()
+        html = render_template("console/login.html", action=url_for("console.login", token=token))
+        return Response(html, mimetype="text/html")
+
+    @bp.post("/login/<token>")
     def login(token: str) -> BaseResponse:
-        if request.method == "HEAD":  # a link checker's HEAD does not spend the link
-            return Response(status=200, mimetype="text/html")
         openid = runtime.console.redeem_login(token) if SECRET_PATTERN.fullmatch(token) else None
         if openid is None or not runtime.admin.is_admin(openid):
-            html = render_template("console/welcome.html", failed=True)
-            return forget(Response(html, status=403, mimetype="text/html"))
+            return failed_login()
         if earlier := request.cookies.get(COOKIE, ""):  # this browser's earlier session ends: one at a time
             runtime.console.end_session(earlier)
         session_id, _ = runtime.console.new_session(openid)
@@ -152,6 +161,10 @@ def install(bp: Blueprint, settings: Settings, runtime: Runtime) -> None:
             samesite="Lax",
         )
         return response
+
+    def failed_login() -> BaseResponse:
+        html = render_template("console/welcome.html", failed=True)
+        return forget(Response(html, status=403, mimetype="text/html"))
 
     @bp.errorhandler(HTTPException)
     def refused(exc: HTTPException) -> BaseResponse:

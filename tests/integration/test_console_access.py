@@ -52,9 +52,12 @@ def link_from_chat(bot: Bot, openid: str = ADMIN) -> str:
 
 
 def post_routes(app: Flask) -> list[str]:
-    """Every rule of the console that takes something other than GET/HEAD (other sections' too)."""
+    """Every rule of the console that takes something other than GET/HEAD (other sections' too), but the
+    login's button: it needs no session, the link's one-time token is its secret."""
     rules = []
     for rule in app.url_map.iter_rules():
+        if rule.endpoint == "console.login":
+            continue
         if rule.endpoint.startswith("console.") and (rule.methods or set()) - {"GET", "HEAD", "OPTIONS"}:
             path = rule.rule
             for argument in rule.arguments:
@@ -71,7 +74,13 @@ def test_the_chat_link_opens_the_console_once(console_bot: Bot, client: FlaskCli
     assert len(token) >= 43  # secrets.token_urlsafe(32): 256 bits
 
     assert client.head(path).status_code == 200  # a link checker's HEAD does not spend it
-    opened = client.get(path)
+    for _ in range(2):  # nor does a GET (a link previewer, a URL safety check): a page with a button
+        shown = client.get(path)
+        assert shown.status_code == 200
+        assert f'<form method="post" action="{path}">' in shown.get_data(as_text=True)
+        assert shown.headers["Referrer-Policy"] == "no-referrer"
+    assert client.get_cookie(COOKIE, path="/console/") is None
+    opened = client.post(path)  # the button
     assert opened.status_code == 303
     assert opened.headers["Location"] in ("/console/", "http://localhost/console/")
     cookie = client.get_cookie(COOKIE, path="/console/")
@@ -82,7 +91,7 @@ def test_the_chat_link_opens_the_console_once(console_bot: Bot, client: FlaskCli
     assert client.get("/console/audit").status_code == 200
 
     other = console_bot.app.test_client()  # the same link again: refused, no cookie
-    again = other.get(path)
+    again = other.post(path)
     assert again.status_code == 403
     assert other.get_cookie(COOKIE, path="/console/") is None
     assert other.get("/console/audit").status_code == 303
@@ -91,7 +100,7 @@ def test_the_chat_link_opens_the_console_once(console_bot: Bot, client: FlaskCli
 def test_an_expired_link_is_refused(console_bot: Bot, client: FlaskClient, redis_client: redis.Redis) -> None:
     past = ConsoleStore(redis_client, clock=lambda: time.time() - LOGIN_TTL - 1)
     token = past.new_login(ADMIN)  # made LOGIN_TTL + 1 seconds ago by its clock
-    assert client.get(f"/console/login/{token}").status_code == 403
+    assert client.post(f"/console/login/{token}").status_code == 403
     assert client.get("/console/audit").status_code == 303
 
 
@@ -103,11 +112,13 @@ def test_a_link_expires_in_redis_too(
     assert 0 < redis_client.ttl(key) <= LOGIN_TTL
     assert path.rsplit("/", 1)[1] not in key  # stored by its digest only
     redis_client.delete(key)  # what Redis does when the TTL runs out
-    assert client.get(path).status_code == 403
+    assert client.post(path).status_code == 403
 
 
 def test_a_malformed_or_unknown_token_is_refused(client: FlaskClient) -> None:
     for token in ["x", "A" * 43, "../../etc", "A" * 500]:
+        assert client.post(f"/console/login/{token}").status_code in (403, 404)
+    for token in ["x", "../../etc", "A" * 500]:  # not even a link's shape: no button either
         assert client.get(f"/console/login/{token}").status_code in (403, 404)
     assert client.get_cookie(COOKIE, path="/console/") is None
 
@@ -118,7 +129,7 @@ def test_a_non_admin_cannot_get_a_link(console_bot: Bot) -> None:
 
 
 def test_a_link_for_an_openid_that_is_not_admin_opens_nothing(console_bot: Bot, client: FlaskClient) -> None:
-    assert client.get(login_path(console_bot.app, "stranger")).status_code == 403
+    assert client.post(login_path(console_bot.app, "stranger")).status_code == 403
     assert client.get("/console/audit").status_code == 303
 
 
@@ -131,7 +142,7 @@ def test_without_a_cookie_every_page_redirects_to_the_welcome_page(
         for rule in console_bot.app.url_map.iter_rules()
         if rule.endpoint.startswith("console.")
         and "GET" in (rule.methods or set())
-        and rule.endpoint not in ("console.welcome", "console.login", "console.static")
+        and rule.endpoint not in ("console.welcome", "console.login_page", "console.static")
     ]
     assert "/console/users" in pages and "/console/settings" in pages
     for page in pages:
@@ -286,7 +297,8 @@ def test_make_console_link_prints_a_link_that_opens_the_console(
     assert result.returncode == 0, result.stderr
     found = LINK.search(result.stdout)
     assert found and ADMIN in result.stdout
-    assert client.get(found.group(1)).status_code == 303
+    assert client.get(found.group(1)).status_code == 200  # its page, whose button signs in
+    assert client.post(found.group(1)).status_code == 303
     assert client.get("/console/audit").status_code == 200
 
 

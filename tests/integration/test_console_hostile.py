@@ -113,7 +113,8 @@ def test_routing_errors_inside_the_console_carry_the_security_headers(client: Fl
         assert headers["Referrer-Policy"] == "no-referrer"
 
     check("GET", "/console/no-such-page", 404)  # no session: the routing's 404 comes first
-    check("POST", "/console/login/" + "A" * 43, 405)
+    check("PUT", "/console/login/" + "A" * 43, 405)
+    check("POST", "/console/login/" + "A" * 43, 403)  # a token no link has
     login(client, client.application, ADMIN)
     check("GET", "/console/no-such-page", 404)
     check("GET", "/console/logout", 405)
@@ -143,7 +144,7 @@ def test_a_new_login_in_a_browser_ends_that_browsers_previous_session(
     copy = console_bot.app.test_client()  # someone who took the first cookie
     copy.set_cookie(COOKIE, first.value, path="/console/")
     assert copy.get("/console/audit").status_code == 200
-    assert client.get(login_path(console_bot.app, ADMIN)).status_code == 303
+    assert client.post(login_path(console_bot.app, ADMIN)).status_code == 303
     assert copy.get("/console/audit").status_code == 303
     assert client.get("/console/audit").status_code == 200
 
@@ -157,14 +158,16 @@ def test_a_login_link_never_reaches_a_log_line(console_bot: Bot) -> None:
     token = path.rsplit("/", 1)[1]
     base = f"http://127.0.0.1:{console_bot.server.server_port}"
     try:  # werkzeug logs a request's line before it answers: every line is in by the answer
-        # a link checker's HEAD leaves the link valid: its access-log line must not carry it
+        # a link checker's HEAD and a previewer's GET leave the link valid: their lines must not carry it
         assert requests.head(base + path, timeout=10).status_code == 200
         with requests.Session() as browser:
-            assert browser.get(base + path, allow_redirects=False, timeout=10).status_code == 303
+            assert browser.get(base + path, allow_redirects=False, timeout=10).status_code == 200
+            assert browser.post(base + path, allow_redirects=False, timeout=10).status_code == 303
     finally:
         handler.setStream(previous or sys.stderr)
     logged = lines.getvalue()
-    assert re.search(r"HEAD /console/login/\S* HTTP", logged)  # the access lines were written
+    for method in ("HEAD", "GET", "POST"):  # the access lines were written
+        assert re.search(rf"{method} /console/login/\S* HTTP", logged), method
     assert token not in logged
 
 
@@ -214,8 +217,9 @@ def test_two_browsers_opening_one_link_at_once_get_one_session(console_bot: Bot)
     start = threading.Barrier(len(browsers))
 
     def open_link(browser: FlaskClient) -> int:
+        assert browser.get(path).status_code == 200  # the page with the button: nothing spent yet
         start.wait()
-        return browser.get(path).status_code
+        return browser.post(path).status_code  # all eight press it at once
 
     with ThreadPoolExecutor(len(browsers)) as pool:
         statuses = sorted(pool.map(open_link, browsers))

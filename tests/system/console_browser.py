@@ -37,6 +37,14 @@ def console_bot(base_config: dict[str, Any], redis_client: redis.Redis) -> Itera
     stop_bot(bot)
 
 
+def sign_in(page: Any, link: str) -> None:
+    """Open a login link as the admin does and press its button (opening it spends nothing)."""
+    page.goto(link)
+    with page.expect_navigation():
+        page.locator("form button[type=submit]").click()
+    assert "/console/login/" not in page.url  # signed in: on to the console, the link out of the address bar
+
+
 def shot(page: Any, name: str) -> None:
     """Save docs/console-NAME.png, a screenshot the README shows (WXBOT_SCREENSHOTS=docs)."""
     if folder := os.environ.get("WXBOT_SCREENSHOTS"):

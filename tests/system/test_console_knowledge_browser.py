@@ -16,7 +16,7 @@ from testing.fakes.openai_server import FakeOpenAI
 from testing.knowledge import Spec, write
 from tests.conftest import Bot
 from tests.system import console_browser as served
-from tests.system.console_browser import ADMIN, PHONE, shot
+from tests.system.console_browser import ADMIN, PHONE, shot, sign_in
 
 SPEC = Spec(
     "红利策略季报",
@@ -38,7 +38,7 @@ def test_upload_a_document_through_the_form_and_find_it(
 ) -> None:
     base = console_bot.url.removesuffix("/wechat")
     page = phone()
-    page.goto(base + login_path(console_bot.app, ADMIN))
+    sign_in(page, base + login_path(console_bot.app, ADMIN))
     page.goto(f"{base}/console/kb")
     assert page.locator("nav.nav a.here").inner_text() == "知识库"
     assert "知识库是空的" in page.locator("main").inner_text()

@@ -15,7 +15,7 @@ from typing import Any
 from testing.console import login_path
 from tests.conftest import Bot
 from tests.system import console_browser as served
-from tests.system.console_browser import ADMIN, PHONE, shot
+from tests.system.console_browser import ADMIN, PHONE, shot, sign_in
 
 FOLLOWERS = [f"o6_bmasdasdsad6_2sgVt7hMZOP{n:02d}" for n in range(4)]
 DAY = 86400
@@ -51,7 +51,7 @@ def test_the_overview_on_a_phone(console_bot: Bot, phone: Any) -> None:
 
     page = phone()
     base = console_bot.url.removesuffix("/wechat")
-    page.goto(base + login_path(console_bot.app, ADMIN))
+    sign_in(page, base + login_path(console_bot.app, ADMIN))
     page.goto(f"{base}/console/")
     assert page.locator("nav.nav a.here").inner_text() == "概览"
     figures = page.locator(".figures .figure .value").all_inner_texts()
