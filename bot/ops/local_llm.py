@@ -222,8 +222,10 @@ def first_token(worker_url: str, timeout: float) -> None:
     with urllib.request.urlopen(request, timeout=timeout) as response:
         chunks = [chunk for chunk in response.read().split(b"\0") if chunk.strip()]
     last = json.loads(chunks[-1]) if chunks else {}
+    if not chunks:
+        raise LocalLLMError("the worker sent nothing")
     if not isinstance(last, dict) or last.get("error_code", 0) != 0:
-        raise LocalLLMError(f"the worker answered {chunks[-1][:200]!r}" if chunks else "the worker sent nothing")
+        raise LocalLLMError(f"the worker answered {chunks[-1][:200]!r}")
 
 
 class LocalCluster:
@@ -515,7 +517,7 @@ class LocalCluster:
             try:
                 first_token(self.worker_url, self.start_timeout)
                 outcome.append(None)
-            except BaseException as exc:  # noqa: BLE001 - reported by the waiting thread
+            except BaseException as exc:  # reported by the waiting thread
                 outcome.append(exc)
 
         threading.Thread(target=generate, name="local-llm-warm-up", daemon=True).start()

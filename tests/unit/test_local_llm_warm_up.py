@@ -44,9 +44,11 @@ def test_a_worker_that_hangs_up_stops_the_start(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_during_the_warm_up_stops_waiting(tmp_path: Path) -> None:
-    with FakeWorker(reply="slow answer", chunk_size=1, chunk_delay=1.0) as worker:
-        with pytest.raises(LocalLLMError, match="cancelled while warming up"):
-            cluster_of(worker, tmp_path).warm_up(cancelled=lambda: True)
+    with (
+        FakeWorker(reply="slow answer", chunk_size=1, chunk_delay=1.0) as worker,
+        pytest.raises(LocalLLMError, match="cancelled while warming up"),
+    ):
+        cluster_of(worker, tmp_path).warm_up(cancelled=lambda: True)
 
 
 def test_first_token_reads_the_null_separated_stream() -> None:
