@@ -221,9 +221,9 @@ def first_token(worker_url: str, timeout: float) -> None:
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         chunks = [chunk for chunk in response.read().split(b"\0") if chunk.strip()]
-    last = json.loads(chunks[-1]) if chunks else {}
     if not chunks:
         raise LocalLLMError("the worker sent nothing")
+    last = json.loads(chunks[-1])
     if not isinstance(last, dict) or last.get("error_code", 0) != 0:
         raise LocalLLMError(f"the worker answered {chunks[-1][:200]!r}")
 
