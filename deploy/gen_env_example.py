@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.config import Settings  # noqa: E402
+from bot.ops.local_llm import LOCAL_MAX_TOKENS  # noqa: E402
 
 TARGET = ROOT / "deploy" / ".env.example"
 
@@ -122,7 +123,11 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("openai_transcribe_model", "speech-to-text model for voice messages (语音)"),
         ("openai_timeout", "read timeout in seconds (between streamed chunks)"),
         ("openai_connect_timeout", "connect timeout in seconds"),
-        ("llm_max_tokens", "maximum tokens of an answer"),
+        (
+            "llm_max_tokens",
+            "maximum tokens of an answer; empty: {default}, or {local_max_tokens} with the first-run local model "
+            "(so that its answers fit WeChat's attempts)",
+        ),
         ("llm_temperature", "sampling temperature, {range}"),
         (
             "fastchat_controller_url",
@@ -222,6 +227,10 @@ SECRETS = {
 #: `make run` starts the local model (bot.ops.local_llm.wanted) — the first run must work offline
 LLM_CHOICE = {"openai_api_key", "openai_base_url", "fastchat_controller_url"}
 
+#: left empty whatever the default: with the first-run local model an empty value means its own cap
+#: (bot.ops.local_llm.LOCAL_MAX_TOKENS), and a copied example must not pass the default off as chosen
+LOCAL_MODEL_DEFAULTS = {"llm_max_tokens"}
+
 #: characters the three readers of .env (systemd, Docker, python-dotenv) do not all take literally
 UNSAFE_CHARS = frozenset("\"'`$#\\\n\r")
 
@@ -231,7 +240,7 @@ def is_safe_value(value: str) -> bool:
 
 
 def format_default(name: str) -> str:
-    if name in SECRETS or name in LLM_CHOICE:
+    if name in SECRETS or name in LLM_CHOICE or name in LOCAL_MODEL_DEFAULTS:
         return ""
     field = Settings.model_fields[name]
     value: Any = field.get_default(call_default_factory=True)
@@ -257,9 +266,11 @@ def bounds(name: str) -> str:
 
 
 def comment_for(name: str, comment: str) -> str:
-    """The comment with `{range}` and `{default}` filled in from bot/config.py."""
+    """The comment with `{range}` and `{default}` filled in from bot/config.py, `{local_max_tokens}`
+    from bot/ops/local_llm.py."""
     if "{range}" in comment:
         comment = comment.replace("{range}", bounds(name))
+    comment = comment.replace("{local_max_tokens}", str(LOCAL_MAX_TOKENS))
     return comment.replace("{default}", str(Settings.model_fields[name].default))
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from bot.config import DEFAULT_OPENAI_BASE_URL, ConfigError, Settings
 from bot.ops import bootstrap
-from bot.ops.local_llm import MODEL_NAME, wanted
+from bot.ops.local_llm import LOCAL_MAX_TOKENS, MODEL_NAME, LocalCluster, wanted
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / ".env.example"
@@ -50,6 +50,19 @@ def test_the_example_with_a_token_starts_the_local_model(project_env: Path) -> N
     assert settings.llm_backend == "fastchat" and settings.fastchat_model == MODEL_NAME
     assert settings.wechat_token == "first-run"
     assert settings.redis_url == ""  # `make run` embeds a Redis
+
+
+def test_the_example_keeps_the_local_models_short_answers(
+    project_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` loads .env into its environment before the cluster sets its cap: a copied example
+    must not pass the default (1024 tokens, a minute of writing on the CPU) off as the operator's
+    choice. Written in the example, LLM_MAX_TOKENS still wins."""
+    for name, value in bootstrap.environment(project_env).items():
+        monkeypatch.setenv(name, value)  # what bootstrap.load_env() does with the project's .env
+    assert LocalCluster(tmp_path).env()["LLM_MAX_TOKENS"] == str(LOCAL_MAX_TOKENS)
+    monkeypatch.setenv("LLM_MAX_TOKENS", "200")
+    assert "LLM_MAX_TOKENS" not in LocalCluster(tmp_path).env()
 
 
 def test_the_example_leaves_every_llm_choice_empty_and_each_one_chooses_an_llm() -> None:
