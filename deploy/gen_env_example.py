@@ -125,8 +125,8 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("openai_connect_timeout", "connect timeout in seconds"),
         (
             "llm_max_tokens",
-            "maximum tokens of an answer; empty: {default}, or {local_max_tokens} with the first-run local model "
-            "(so that its answers fit WeChat's attempts)",
+            "maximum tokens of an answer; empty: {default}, or {local_max_tokens} with the first-run "
+            "local model (so that its answers fit WeChat's attempts)",
         ),
         ("llm_temperature", "sampling temperature, {range}"),
         (
