@@ -21,7 +21,7 @@ import redis
 from bot import texts
 from bot.answering.errors import EXPECTED, describe
 from bot.answering.kinds import Kind, Made, Prompt, kinds
-from bot.answering.paging import PageSplitter, Resume, decoration_reserve
+from bot.answering.paging import PageSplitter, Resume, decoration_reserve, with_note
 from bot.answering.writing import Writing
 from bot.knowledge.base import sources_footer
 from bot.llm import (
@@ -280,7 +280,8 @@ class AnswerJob:
         partial += splitter.finish() if splitter.rest.strip() else []
         error = failure.text + kind.failure_note(answer)
         writing.end("failed", error)
-        self.answers.finish(answer, partial, "failed", error, lease=lease)
+        pages, note = with_note(partial, error, splitter.budget)
+        self.answers.finish(answer, pages, "failed", note, lease=lease)
         return "failed"
 
     def _deliver_active(self, answer: Answer) -> None:

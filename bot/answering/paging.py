@@ -73,6 +73,18 @@ class PageSplitter:
         return last
 
 
+def with_note(pages: list[str], note: str, budget: int) -> tuple[list[str], str]:
+    """`pages` with `note` at the end of the last one when it fits there (the note then returned
+    empty); else the pages unchanged and the note, for a page of its own. The note of an answer cut
+    short then comes with its text, instead of behind a 继续 that brings only the note."""
+    if not pages or not note:
+        return pages, note
+    last = pages[-1].rstrip() + "\n\n" + note
+    if utf8_len(last) > budget:
+        return pages, note
+    return [*pages[:-1], last], ""
+
+
 def split_pages(text: str, budget: int) -> list[str]:
     """All pages of a finished text."""
     splitter = PageSplitter(budget)

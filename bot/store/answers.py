@@ -104,8 +104,8 @@ local page = false
 local is_ready = index < target.count or finished(target)
 if index < target.count then
     page = redis.call('LINDEX', ARGV[7] .. target.id .. ARGV[8], index)
-elseif target.status == 'failed' and index == target.count then
-    page = target.error or ''
+elseif target.status == 'failed' and index == target.count and (target.error or '') ~= '' then
+    page = target.error
 end
 return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, page, unpack(target.fields)}
 """
@@ -311,11 +311,12 @@ class AnswerStore:
         return int(self.redis.llen(keys.answer_pages(answer_id)))
 
     def page(self, answer: Answer, index: int) -> str | None:
-        """Text of page `index`; past the last page of a failed answer, its error note."""
+        """Text of page `index`; past the last page of a failed answer, its error note (none when its
+        last page carries it)."""
         if index < answer.page_count:
             text = self.redis.lindex(keys.answer_pages(answer.id), index)
             return None if text is None else str(text)
-        if answer.status == "failed" and index == answer.page_count:
+        if answer.status == "failed" and index == answer.page_count and answer.error:
             return answer.error
         return None
 
