@@ -68,7 +68,7 @@ LOCAL_OVERRIDES = {
     "fastchat_controller_url": "http://local-llm.invalid",
     "fastchat_model": MODEL_NAME,
 }
-#: about 9 s of writing at ~7 tokens/s on two cores: a first answer within WeChat's second attempt
+#: 10-12 s of writing at 5-6 tokens/s on two cores: an answer within WeChat's three attempts
 LOCAL_MAX_TOKENS = 64
 #: PyTorch's own index of CPU-only builds (about 200 MB instead of a CUDA build of several GB)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -276,9 +276,9 @@ class LocalCluster:
     def env(self) -> dict[str, str]:
         """The settings that point the bot at this cluster (for its child processes).
 
-        LLM_MAX_TOKENS, unless set: at ~7 tokens/s on two cores an answer of LOCAL_MAX_TOKENS is
-        complete about 10 s after the push, inside WeChat's three attempts (about 15 s) even with a
-        slow first token; a longer one would make the user ask with 继续.
+        LLM_MAX_TOKENS, unless set: at 5-6 tokens/s on two cores an answer of LOCAL_MAX_TOKENS is
+        complete 10-12 s after the push, inside WeChat's three attempts (about 15 s); a longer one
+        would make the user ask with 继续.
         """
         settings = {
             "LLM_BACKEND": "fastchat",
