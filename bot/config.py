@@ -167,7 +167,7 @@ class Settings(BaseSettings):
 
     # --- Tools (bot/tools/) --------------------------------------------------------------------
     #: the built-in tools offered to models that can call functions (comma-separated: calculator,
-    #: solve_equations, normal_distribution, dates, search_knowledge); empty: none. The FastChat backend
+    #: solve_equations, normal_distribution, dates, search_knowledge); `none`: none. The FastChat backend
     #: offers none; search_knowledge is offered while the knowledge base has documents.
     tools: Annotated[list[str], NoDecode] = [
         "calculator",
@@ -273,7 +273,10 @@ class Settings(BaseSettings):
     @field_validator("tools", mode="before")
     @classmethod
     def _split_tools(cls, value: Any) -> Any:
+        """`none` turns every tool off: an empty TOOLS counts as unset (all tools), as every setting."""
         if isinstance(value, str):
+            if value.strip().lower() == "none":
+                return []
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 

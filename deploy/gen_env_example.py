@@ -164,7 +164,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         (
             "tools",
             "built-in tools offered to models that call functions (calculator, solve_equations, "
-            "normal_distribution, dates, search_knowledge); empty: none; the FastChat backend offers none",
+            "normal_distribution, dates, search_knowledge); none: no tools; the FastChat backend offers none",
         ),
     ],
     "Task experts / 任务专家": [

@@ -83,8 +83,18 @@ def test_the_tools_setting() -> None:
     assert load_settings(**base).tools == list(TOOL_NAMES)
     assert load_settings(**base, tools="dates, calculator").tools == ["dates", "calculator"]
     assert load_settings(**base, tools="").tools == []
+    assert load_settings(**base, tools=" None ").tools == []
     with pytest.raises(ConfigError, match=r"TOOLS.*unknown tools"):
         load_settings(**base, tools="calculator,shell")
+
+
+def test_tools_none_in_the_environment_turns_them_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty TOOLS= line counts as unset (every setting does): all tools; `none` is the off switch."""
+    base = {"wechat_token": "t", "redis_url": "redis://127.0.0.1:6379/0", "openai_api_key": "k"}
+    monkeypatch.setenv("TOOLS", "")
+    assert load_settings(**base).tools == list(TOOL_NAMES)
+    monkeypatch.setenv("TOOLS", "none")
+    assert load_settings(**base).tools == []
 
 
 def test_fastchat_has_no_tool_protocol_and_tools_are_off_with_one_log_line(
