@@ -27,6 +27,9 @@ LLM_EMPTY = "抱歉，AI 这次没有给出回答，请换个说法再试一次�
 #: after the part of an answer that was written, when it stopped before its end
 LLM_CUT_AT_LIMIT = "（回答太长，在这里被截断了。可以请我接着写，或把问题拆小一些。）"
 LLM_CUT_SHORT = "（回答在这里中断了，内容可能不完整，请稍后再问一次。）"
+LLM_CUT_BY_FILTER = "（回答在这里被模型服务的内容审核中止了。）"
+#: a reasoning model used the whole token limit thinking, before a word of its answer
+LLM_THOUGHT_TOO_LONG = "抱歉，AI 想得太久，还没写出回答就到了长度上限。请把问题问得更具体一些再试。"
 
 #: the answer expired before anybody fetched it
 ANSWER_EXPIRED = "抱歉，这条回答已过期，请重新提问。"

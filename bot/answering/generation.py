@@ -146,7 +146,13 @@ class AnswerJob:
         splitter.transform = moderator.mask
         splitter.holdback = max(moderator.longest - 1, 0)
         writing.start(list(prompt.sources))
-        text, note, llm_seconds = self._ask_llm(answer, prompt, splitter, resume, lease, writing)
+        try:
+            text, note, llm_seconds = self._ask_llm(answer, prompt, splitter, resume, lease, writing)
+        except LLMError as exc:
+            # an answer cut at the token limit stays in the history, so that 接着写 can go on from it
+            if exc.detail == "length" and exc.written.strip() and prompt.remember is not None:
+                exc.turn = (prompt.remember, moderator.mask(exc.written))
+            raise
         # the knowledge base's sources follow the model's text: written by the bot, never the model
         footer = sources_footer(prompt.sources)
         tail = resume.feed(writing.finish()) + resume.feed(footer) + resume.finish()
@@ -195,14 +201,15 @@ class AnswerJob:
         TOOL_BUDGET_SECONDS) before the request that must answer in words; the first page still goes out
         as soon as the answer's text fills it."""
         started, parts, used = self.clock(), [], []
+        said: list[str] = []
         llm = prompt.llm or self.runtime.backend
         model = prompt.model or self.runtime.models.get(answer.openid)
         messages = list(prompt.messages)
         try:
             for rounds in itertools.count():
                 final = rounds >= MAX_ROUNDS or self.clock() - started > TOOL_BUDGET_SECONDS
-                pieces = self._request(llm, messages, model, prompt.tools, final)
                 said, calls = [], None
+                pieces = self._request(llm, messages, model, prompt.tools, final)
                 with closing(pieces):  # a run that stops early (lease lost) hangs up on the LLM at once
                     for piece in pieces:
                         if isinstance(piece, ToolCalls):
@@ -222,6 +229,7 @@ class AnswerJob:
                 raise LLMError("failed", "the model returned an empty answer")
         except LLMError as exc:
             self._observe_llm_seconds(self.clock() - started, exc.kind)
+            exc.written = "".join(parts + said)
             raise
         if used:
             log.info("answer %s: tools %s", answer.id, ", ".join(f"{r.name}({r.outcome})" for r in used))
@@ -273,16 +281,26 @@ class AnswerJob:
     def _fail(
         self, answer: Answer, kind: Kind, splitter: PageSplitter, exc: Exception, lease: str, writing: Writing
     ) -> Outcome:
-        failure = describe(exc)
-        log.warning("answer %s failed: %s", answer.id, exc)
-        self.runtime.metrics.inc("job_failures", reason=failure.reason)
         partial = splitter.feed(writing.finish())  # what was written, its last Markdown block too
         partial += splitter.finish() if splitter.rest.strip() else []
+        written = _pages_so_far(answer, splitter) > len(partial) or any(page.strip() for page in partial)
+        failure = describe(exc, written)
+        log.warning("answer %s failed: %s", answer.id, self._cause(exc, written))
+        self.runtime.metrics.inc("job_failures", reason=failure.reason)
         error = failure.text + kind.failure_note(answer)
         writing.end("failed", error)
         pages, note = with_note(partial, error, splitter.budget)
         self.answers.finish(answer, pages, "failed", note, lease=lease)
+        if isinstance(exc, LLMError) and exc.turn is not None:
+            self.runtime.history.add_turn(answer.openid, *exc.turn)
         return "failed"
+
+    def _cause(self, exc: Exception, written: bool) -> str:
+        """The failure for the log; the token limit reached before any text names its setting."""
+        if isinstance(exc, LLMError) and exc.detail == "length" and not written:
+            limit = self.runtime.settings.llm_max_tokens
+            return f"LLM_MAX_TOKENS ({limit}) reached before any text (a reasoning model's thinking counts)"
+        return str(exc)
 
     def _deliver_active(self, answer: Answer) -> None:
         if answer.delivery == "active":

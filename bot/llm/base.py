@@ -64,6 +64,10 @@ class LLMError(Exception):
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        #: the model's text (Markdown) written before it stopped, when the run knows it
+        self.written = ""
+        #: the turn (question, partial answer) the history keeps of an answer cut at the token limit
+        self.turn: tuple[str, str] | None = None
 
 
 def stream_object(raw: str | bytes, sender: str) -> dict[str, Any]:
@@ -77,13 +81,19 @@ def stream_object(raw: str | bytes, sender: str) -> dict[str, Any]:
     return data
 
 
+#: finish reasons of an answer the model ended itself (OpenAI, FastChat, vLLM); any other one means it
+#: was stopped: `length` (the token limit), `content_filter` (the server's moderation), DeepSeek's
+#: `insufficient_system_resource`, a server's `abort`…
+FINISHED = ("stop", "tool_calls", "function_call")
+
+
 def check_finished(finish_reason: str | None) -> None:
     """Raise `cut_short` unless the model said it finished (OpenAI and FastChat both send a
     finish_reason in their last event: `stop`, or `length` at the token limit)."""
-    if finish_reason == "length":
-        raise LLMError("cut_short", "length")
     if finish_reason is None:
         raise LLMError("cut_short", "the stream ended without its last event")
+    if finish_reason not in FINISHED:
+        raise LLMError("cut_short", finish_reason)
 
 
 class ChatBackend(Protocol):

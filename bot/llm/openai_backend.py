@@ -145,8 +145,20 @@ class OpenAIBackend:
             raise LLMError("timeout", f"OpenAI timeout: {exc}") from exc
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             raise LLMError("unavailable", f"OpenAI unreachable: {exc}") from exc
+        except openai.APIStatusError as exc:
+            raise LLMError("failed", self._status_detail(exc, body["model"])) from exc
         except openai.OpenAIError as exc:
             raise LLMError("failed", f"OpenAI error: {exc}") from exc
+
+    def _status_detail(self, exc: openai.APIStatusError, model: str) -> str:
+        """An error status for the log, with what an operator needs to tell a wrong key (401) from a wrong
+        model name or base URL (404): the server's own words, the model and the URL asked."""
+        try:
+            said = exc.response.text[:200]
+        except httpx2.ResponseNotRead:  # a streamed error body the SDK did not read
+            said = str(exc)
+        url = exc.request.url if exc.request is not None else self.client.base_url
+        return f"OpenAI error {exc.status_code} for model {model!r} at {url}: {said}"
 
     def _request(self, body: dict[str, Any]) -> httpx2.Response:
         """The streamed response to a chat completion, its status checked (an error status raises the

@@ -52,7 +52,12 @@ def to_mp3(audio: bytes, timeout: float = 30.0, input_format: str = VOICE_FORMAT
         return None
     command = [binary, "-hide_banner", "-loglevel", "error", "-nostdin", "-protocol_whitelist", "pipe"]
     command += ["-f", input_format, "-i", "pipe:0", "-f", "mp3", "pipe:1"]
-    result = subprocess.run(command, input=audio, capture_output=True, timeout=timeout, check=False)
+    try:
+        result = subprocess.run(command, input=audio, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise TranscriptionError(f"ffmpeg took more than {timeout:.0f} s to convert the audio") from exc
+    except OSError as exc:  # the binary vanished or cannot run: the follower reads VOICE_FAILED
+        raise TranscriptionError(f"ffmpeg could not run: {exc}") from exc
     if result.returncode != 0 or not result.stdout:
         raise TranscriptionError(f"ffmpeg could not convert the audio: {result.stderr[-300:]!r}")
     return result.stdout

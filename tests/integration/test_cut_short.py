@@ -3,6 +3,7 @@ event) keeps what was written and tells the user it is incomplete, instead of pa
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -62,3 +63,48 @@ def test_in_active_mode_a_cut_answer_is_one_message_with_its_note(
     wait_for(lambda: fake_wechat.sent_texts("user-1") == expected)
     time.sleep(0.3)  # the run sends its pages as it finishes: a page for the note would follow at once
     assert fake_wechat.sent_texts("user-1") == expected
+
+
+def test_a_cut_answer_stays_in_the_history_so_that_it_can_be_continued(
+    bot: Bot, fake_openai: FakeOpenAI
+) -> None:
+    """The note says 可以请我接着写: the model then sees what it wrote before it was cut."""
+    fake_openai.set_behavior(reply="第一段写到一半", finish_reason="length")
+    sim = bot.simulator()
+    sim.send_text("user-1", "写一篇长文")
+    fake_openai.set_behavior(reply="第二段", finish_reason="stop")
+    assert sim.send_text("user-1", "接着写").text == "第二段"
+    messages = fake_openai.chat_requests()[-1]["messages"]
+    assert messages[-3:] == [
+        {"role": "user", "content": "写一篇长文"},
+        {"role": "assistant", "content": "第一段写到一半"},
+        {"role": "user", "content": "接着写"},
+    ]
+
+
+def test_thinking_that_uses_the_whole_limit_is_told_as_such(
+    bot: Bot, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reasoning model that reached the token limit before a word of its answer: not 「回答太长，在这里被
+    截断了」 (nothing was written), and the log names the setting to raise."""
+    fake_openai.set_behavior(reasoning="嗯，让我想想……" * 20, reply=lambda _: "", finish_reason="length")
+    with caplog.at_level(logging.WARNING, logger="bot.answering.generation"):
+        assert bot.simulator().send_text("user-1", "难题").text == texts.LLM_THOUGHT_TOO_LONG
+    assert any("LLM_MAX_TOKENS (1024) reached before any text" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("behavior", "note"),
+    [
+        ({"finish_reason": "content_filter"}, texts.LLM_CUT_BY_FILTER),
+        ({"finish_reason": "insufficient_system_resource"}, texts.LLM_CUT_SHORT),
+        ({"fail_after_chunks": 3, "chunk_size": 2}, texts.LLM_CUT_SHORT),  # the connection dropped midway
+    ],
+)
+def test_an_answer_stopped_midway_says_it_is_incomplete(
+    bot: Bot, fake_openai: FakeOpenAI, behavior: dict[str, object], note: str
+) -> None:
+    """Not 「没能回答这个问题」 under the text it did write."""
+    fake_openai.set_behavior(reply="第一步：先烧水。第二步：", **behavior)
+    text = bot.simulator().send_text("user-1", "怎么泡茶").text
+    assert text is not None and text.startswith("第一步") and text.endswith(f"\n\n{note}")

@@ -7,10 +7,12 @@ import math
 import struct
 import subprocess
 import wave
+from pathlib import Path
 
 import pytest
 
 from bot import texts
+from bot.media import voice
 from bot.media.voice import TranscriptionError, ffmpeg_binary, to_mp3
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
@@ -92,3 +94,20 @@ def test_ffmpeg_does_not_guess_the_format_or_open_other_files(tmp_path: object) 
         to_mp3(tone_wav())  # not AMR either: refused rather than probed
     mp3 = to_mp3(tone_amr())
     assert mp3 is not None and (mp3[:3] == b"ID3" or mp3[0] == 0xFF)
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [("#!/bin/sh\nexec sleep 5\n", "more than 1 s"), (None, "could not run")],
+)
+def test_an_ffmpeg_that_hangs_or_cannot_run_is_a_failed_transcription(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str | None, says: str
+) -> None:
+    """Not an unexpected error (the follower would read that the AI failed): VOICE_FAILED's path."""
+    binary = tmp_path / "ffmpeg"
+    if script is not None:
+        binary.write_text(script)
+        binary.chmod(0o755)
+    monkeypatch.setattr(voice, "ffmpeg_binary", lambda: str(binary))
+    with pytest.raises(TranscriptionError, match=says):
+        to_mp3(tone_amr(), timeout=1.0)

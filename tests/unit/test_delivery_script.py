@@ -305,7 +305,7 @@ def test_a_stream_cut_midway_keeps_what_was_written_and_says_so(scene: Scene) ->
     pieces = [(0.5, "部分回答" * 10), (0.6, "部分回答" * 10)]
     scene.backend.fail("cut", LLMError("failed", "stream cut"), after=1.0, pieces=pieces)
     push = scene.say("user-1", "cut")
-    assert push.text == "部分回答" * 20 + "\n\n" + texts.LLM_FAILED  # the note ends the text's page
+    assert push.text == "部分回答" * 20 + "\n\n" + texts.LLM_CUT_SHORT  # the note ends the text's page
     assert scene.say("user-1", "继续").text == texts.NOTHING_MORE
 
 

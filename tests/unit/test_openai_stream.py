@@ -12,6 +12,7 @@ import pytest
 from bot.config import load_settings
 from bot.llm import LLMError, Reasoning
 from bot.llm.openai_backend import OpenAIBackend, chunks_of
+from testing.fakes.base import FakeHandler, FakeServer, RecordedRequest
 from testing.fakes.openai_server import FakeOpenAI
 
 
@@ -105,3 +106,53 @@ def test_thinking_text_and_a_cut_stream(fake_openai: FakeOpenAI) -> None:
         assert raised.value.kind == "unavailable"
     finally:
         llm.close()
+
+
+class NotOpenAIShaped(FakeServer):
+    """A server that answers every request as FastAPI does for a path it does not have."""
+
+    def handle(self, handler: FakeHandler, request: RecordedRequest) -> None:
+        handler.send_json({"detail": "Not Found"}, 404)
+
+
+def test_an_error_status_names_the_model_the_url_and_the_servers_words() -> None:
+    """A 404 from a wrong base URL or model name, in a body that is not OpenAI's shape: the log line
+    must still tell the operator which model and which URL were asked, and what the server said."""
+    with NotOpenAIShaped() as server:
+        url = server.url
+        settings = load_settings(
+            wechat_token="t", redis_url="redis://127.0.0.1:6379/0", openai_base_url=f"{url}/v2"
+        )
+        llm = OpenAIBackend(settings)
+        try:
+            with pytest.raises(LLMError) as raised:
+                list(llm.stream([{"role": "user", "content": "q"}], model="qwen-max"))
+        finally:
+            llm.close()
+    detail = raised.value.detail
+    assert raised.value.kind == "failed"
+    assert "404" in detail and "'qwen-max'" in detail and f"{url}/v2/chat/completions" in detail
+    assert detail.endswith('{"detail": "Not Found"}')
+
+
+@pytest.mark.parametrize(
+    ("reason", "cut"),
+    [("stop", False), ("tool_calls", False), ("length", True), ("content_filter", True),
+     ("insufficient_system_resource", True)],
+)  # fmt: skip
+def test_only_the_models_own_end_counts_as_finished(fake_openai: FakeOpenAI, reason: str, cut: bool) -> None:
+    """DeepSeek ends a stream it could not finish with `insufficient_system_resource`, OpenAI one its
+    moderation stopped with `content_filter`: neither is a whole answer."""
+    llm = backend(fake_openai)
+    fake_openai.set_behavior(reply="第一步：先烧水。第二步：", finish_reason=reason)
+    try:
+        if not cut:
+            assert "".join(str(p) for p in llm.stream([{"role": "user", "content": "q"}])).startswith(
+                "第一步"
+            )
+            return
+        with pytest.raises(LLMError) as raised:
+            list(llm.stream([{"role": "user", "content": "q"}]))
+    finally:
+        llm.close()
+    assert raised.value.kind == "cut_short" and raised.value.detail == reason
