@@ -47,7 +47,11 @@ from bot.tools import (
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["done", "failed", "gone", "busy", "delivered"]
+#: `busy`: another run holds the lease; `lost`: this run lost it midway (another run took it over, or it
+#: expired while Redis was away or the process stalled), and stopped
+Outcome = Literal["done", "failed", "gone", "busy", "lost", "delivered"]
+#: Redis could not be reached: the job is retried rather than the answer failed
+REDIS_GONE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class AnswerJob:
@@ -78,7 +82,7 @@ class AnswerJob:
                 return self._generate(answer, lease)
         except LeaseLost as exc:
             log.warning("%s; this run stops", exc)
-            return "gone"
+            return "lost"
         finally:
             self.answers.release_lease(answer_id, lease)
 
@@ -97,7 +101,10 @@ class AnswerJob:
         kind = self.kinds.get(answer.kind, self.kinds["text"])
         try:
             outcome = self._produce(answer, kind, splitter, resume, lease, writing)
-        except LeaseLost:
+        except (LeaseLost, *REDIS_GONE):
+            # Redis blinked (a restart, a failover): not the model's failure, and a failure written now
+            # would lose the pages it could not store. Dramatiq retries the job (RETRIES in jobs.py), whose
+            # next run finds the answer running without a lease and writes it again (_restart).
             raise
         except Exception as exc:  # expected failures and bugs alike: the user is never left waiting
             if not isinstance(exc, EXPECTED):

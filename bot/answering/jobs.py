@@ -22,7 +22,7 @@ from dramatiq.message import Message
 from redis.client import PubSub
 
 from bot.answering.chores import broadcast, record_minutes_piece
-from bot.answering.generation import AnswerJob
+from bot.answering.generation import REDIS_GONE, AnswerJob
 from bot.answering.paging import split_pages
 from bot.config import Settings
 from bot.delivery.active import delivery_mode
@@ -141,6 +141,11 @@ class WakingConsumer(_RedisConsumer):
         super().close()
 
 
+#: how long a job whose run lost Redis waits for it to come back before its retry is enqueued (a
+#: restart of a persistent Redis takes a few seconds; a failover of Sentinel or a managed Redis ~30 s)
+REDIS_RETURN_WAIT = 60.0
+REDIS_PING_EVERY = 0.5
+
 #: a transient failure (e.g. Redis blinked) is retried a few times, quickly
 RETRIES = {"max_retries": 3, "min_backoff": 500, "max_backoff": 5000, "time_limit": TIME_LIMIT_MS}
 
@@ -190,6 +195,18 @@ class Jobs:
             pages = split_pages(report, self.job.budget)
             deliver_report(runtime.answers, runtime.sender, mode, admin, pages)
 
+    def _redis_back(self, patience: float) -> bool:
+        """Wait up to `patience` seconds for Redis to answer a PING again; whether it did."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self.runtime.workers.ping()
+                return True
+            except redis.exceptions.RedisError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(REDIS_PING_EVERY)
+
     def _record_minutes_piece(self, openid: str, media_id: str, index: int, meeting: str = "") -> None:
         """`meeting` "": a job queued before pieces carried their meeting; it is stale and does nothing."""
         record_minutes_piece(self.runtime, openid, media_id, index, meeting)
@@ -201,8 +218,18 @@ class Jobs:
         broadcast(self.runtime, broadcast_id, again)
 
     def _generate_answer(self, answer_id: str) -> None:
-        outcome = self.job.run(answer_id)
-        if outcome == "busy":  # another run holds the lease: look again when it would expire
+        try:
+            outcome = self.job.run(answer_id)
+        except REDIS_GONE:
+            # Dramatiq enqueues the retry as soon as this raises, and with Redis still away that enqueue
+            # fails and the message is acked once Redis is back: the answer would be lost. Wait for it.
+            if not self._redis_back(REDIS_RETURN_WAIT):
+                log.error("answer %s: Redis away for %.0f s; job given up", answer_id, REDIS_RETURN_WAIT)
+            raise
+        # another run holds the lease, or this one lost it (taken over, or expired while Redis was away:
+        # then nobody writes the answer unless it is looked at again): look again when it would expire
+        if outcome in ("busy", "lost"):
             delay = self.job.lease_left(answer_id)
-            log.info("answer %s is leased by another run; retrying in %sms", answer_id, delay)
+            why = "another run holds its lease" if outcome == "busy" else "its run lost the lease"
+            log.info("answer %s: %s; looking again in %sms", answer_id, why, delay)
             self.actor.send_with_options(args=(answer_id,), delay=delay)

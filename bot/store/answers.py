@@ -342,7 +342,7 @@ class AnswerStore:
         args: list[EncodableT] = [lease, self.ttl, status, error, channel, *pages]
         lease_key, pages_key = keys.answer_lease(answer.id), keys.answer_pages(answer.id)
         if not self._guarded_write(keys=[lease_key, pages_key, keys.answer(answer.id)], args=args):
-            raise LeaseLost(f"answer {answer.id}: another run holds it")
+            raise LeaseLost(f"answer {answer.id}: its lease is gone (another run took it, or it expired)")
 
     def restart(self, answer: Answer, keep_pages: int) -> None:
         """A worker died mid-answer: drop the pages nobody has seen and count the restart."""
