@@ -227,6 +227,7 @@ class AnswerJob:
                         pages = splitter.feed(resume.feed(writing.take(piece)))
                         self._publish(answer, pages, lease, writing, splitter)
                 parts += said
+                said = []  # in parts now: an error after this round must not count it twice
                 if calls is None or final or prompt.tools is None:  # calls not offered are not run
                     break
                 results = self._call_tools(prompt.tools, calls)

@@ -219,13 +219,16 @@ class Jobs:
 
     def _generate_answer(self, answer_id: str) -> None:
         try:
-            outcome = self.job.run(answer_id)
+            self._run_answer(answer_id)
         except REDIS_GONE:
             # Dramatiq enqueues the retry as soon as this raises, and with Redis still away that enqueue
             # fails and the message is acked once Redis is back: the answer would be lost. Wait for it.
             if not self._redis_back(REDIS_RETURN_WAIT):
                 log.error("answer %s: Redis away for %.0f s; job given up", answer_id, REDIS_RETURN_WAIT)
             raise
+
+    def _run_answer(self, answer_id: str) -> None:
+        outcome = self.job.run(answer_id)
         # another run holds the lease, or this one lost it (taken over, or expired while Redis was away:
         # then nobody writes the answer unless it is looked at again): look again when it would expire
         if outcome in ("busy", "lost"):

@@ -81,19 +81,29 @@ def stream_object(raw: str | bytes, sender: str) -> dict[str, Any]:
     return data
 
 
-#: finish reasons of an answer the model ended itself (OpenAI, FastChat, vLLM); any other one means it
-#: was stopped: `length` (the token limit), `content_filter` (the server's moderation), DeepSeek's
-#: `insufficient_system_resource`, a server's `abort`…
-FINISHED = ("stop", "tool_calls", "function_call")
+#: finish reasons of an answer stopped before its end: `length` (the token limit), `content_filter`
+#: (OpenAI's moderation; Zhipu GLM's `sensitive`), DeepSeek's `insufficient_system_resource`, vLLM's
+#: `abort`, Zhipu's `network_error`. Anything else (`stop`, `tool_calls`, `eos` from Together, `eos_token`
+#: from TGI and watsonx, `end_turn`…) is the model's own end: a list of the ways to stop early, because
+#: servers name a normal end in many ways.
+CUT_REASONS = {
+    "length": "length",
+    "content_filter": "content_filter",
+    "sensitive": "content_filter",
+    "insufficient_system_resource": "insufficient_system_resource",
+    "abort": "abort",
+    "network_error": "network_error",
+}
 
 
 def check_finished(finish_reason: str | None) -> None:
     """Raise `cut_short` unless the model said it finished (OpenAI and FastChat both send a
-    finish_reason in their last event: `stop`, or `length` at the token limit)."""
+    finish_reason in their last event: `stop`, or `length` at the token limit); its detail is the
+    reason, `length` and `content_filter` under one name whatever the server called them."""
     if finish_reason is None:
         raise LLMError("cut_short", "the stream ended without its last event")
-    if finish_reason not in FINISHED:
-        raise LLMError("cut_short", finish_reason)
+    if finish_reason in CUT_REASONS:
+        raise LLMError("cut_short", CUT_REASONS[finish_reason])
 
 
 class ChatBackend(Protocol):

@@ -198,12 +198,15 @@ def prefetch(path: Path) -> None:
     The worker maps the weights file and would otherwise fault it in piece by piece during its first
     answer; read ahead in one sequential pass, it is there sooner. A hint only: errors are ignored.
     """
+    advise = getattr(os, "posix_fadvise", None)  # not on macOS
+    if advise is None:
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
     except OSError:
         pass
     finally:

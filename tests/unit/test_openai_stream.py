@@ -137,12 +137,13 @@ def test_an_error_status_names_the_model_the_url_and_the_servers_words() -> None
 
 @pytest.mark.parametrize(
     ("reason", "cut"),
-    [("stop", False), ("tool_calls", False), ("length", True), ("content_filter", True),
-     ("insufficient_system_resource", True)],
+    [("stop", False), ("tool_calls", False), ("eos", False), ("eos_token", False), ("end_turn", False),
+     ("length", True), ("content_filter", True), ("sensitive", True), ("insufficient_system_resource", True)],
 )  # fmt: skip
 def test_only_the_models_own_end_counts_as_finished(fake_openai: FakeOpenAI, reason: str, cut: bool) -> None:
     """DeepSeek ends a stream it could not finish with `insufficient_system_resource`, OpenAI one its
-    moderation stopped with `content_filter`: neither is a whole answer."""
+    moderation stopped with `content_filter` (Zhipu: `sensitive`): neither is a whole answer. Servers that
+    name a normal end otherwise (Together's `eos`, TGI's `eos_token`) still give a whole one."""
     llm = backend(fake_openai)
     fake_openai.set_behavior(reply="第一步：先烧水。第二步：", finish_reason=reason)
     try:
@@ -155,4 +156,5 @@ def test_only_the_models_own_end_counts_as_finished(fake_openai: FakeOpenAI, rea
             list(llm.stream([{"role": "user", "content": "q"}]))
     finally:
         llm.close()
-    assert raised.value.kind == "cut_short" and raised.value.detail == reason
+    assert raised.value.kind == "cut_short"
+    assert raised.value.detail == ("content_filter" if reason == "sensitive" else reason)
