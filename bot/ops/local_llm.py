@@ -533,9 +533,12 @@ class LocalCluster:
         return elapsed
 
     def _model_listed(self) -> bool:
+        """The controller lists the model, and the worker answers on its own port: it registers with
+        the controller before its HTTP server listens, and a request in between is refused."""
         answer = post_json(self.controller_url + "/list_models")
         models = answer.get("models") if answer else None
-        return isinstance(models, list) and MODEL_NAME in models
+        listed = isinstance(models, list) and MODEL_NAME in models
+        return listed and post_json(self.worker_url + "/worker_get_status") is not None
 
     def _rss_text(self) -> str:
         rss = rss_mb(self.worker.pid) if self.worker else None

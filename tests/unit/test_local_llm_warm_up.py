@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.ops.local_llm import LocalCluster, LocalLLMError, first_token, prefetch
-from testing.fakes.fastchat import FakeWorker
+from bot.ops.local_llm import MODEL_NAME, LocalCluster, LocalLLMError, first_token, prefetch
+from bot.ops.processes import free_port
+from testing.fakes.fastchat import FakeController, FakeWorker
 
 
 def cluster_of(worker: FakeWorker, data_dir: Path) -> LocalCluster:
@@ -61,3 +62,16 @@ def test_prefetch_is_only_a_hint(tmp_path: Path) -> None:
     weights.write_bytes(b"\0" * 4096)
     prefetch(weights)
     prefetch(tmp_path / "missing.safetensors")  # no file: nothing to read ahead, no error
+
+
+def test_the_worker_is_ready_when_listed_and_listening(tmp_path: Path) -> None:
+    """FastChat's worker registers with the controller before its HTTP server listens: listed alone,
+    a request to it (the warm-up's) was refused — seen on a fresh clone's `make run` test."""
+    with FakeController() as controller, FakeWorker(models=(MODEL_NAME,)) as worker:
+        cluster = cluster_of(worker, tmp_path)
+        cluster.controller_port = int(controller.url.rsplit(":", 1)[1])
+        assert not cluster._model_listed()  # not registered yet
+        controller.register(worker)
+        assert cluster._model_listed()
+        cluster.worker_port = free_port()  # registered, nothing listening there yet
+        assert not cluster._model_listed()
