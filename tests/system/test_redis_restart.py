@@ -16,6 +16,7 @@ from bot import texts
 from bot.ops.processes import free_port
 from bot.ops.redis_server import RedisServer
 from testing.fakes.openai_server import FakeOpenAI
+from testing.patience import wait_for
 from testing.reading import read_answer
 from tests.conftest import Bot
 
@@ -28,13 +29,6 @@ def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
     `make_bot`, it stops after the bot and its job worker (whose acks would wait for it forever)."""
     with RedisServer(tmp_path / "redis", port=free_port(), persist=True) as server:
         yield server
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.mark.slow
@@ -50,14 +44,14 @@ def test_an_answer_interrupted_by_a_redis_restart_is_written_again(
     push = threading.Thread(target=sim.send_text, args=("user-1", "写一段长回答"))
     push.start()
     try:
-        wait_until(lambda: len(fake_openai.chat_requests()) == 1, timeout=30)
+        wait_for(lambda: len(fake_openai.chat_requests()) == 1, what="the first LLM call")
         time.sleep(1.0)  # mid-stream, the question's records on disk (AOF, fsync every second)
         persistent_redis.stop()
         time.sleep(2.0)  # Redis away: the run that was writing fails at its next write
         persistent_redis.start()
     finally:
         push.join(timeout=60)
-    wait_until(lambda: len(fake_openai.chat_requests()) == 2, timeout=60)  # the retried job
+    wait_for(lambda: len(fake_openai.chat_requests()) == 2, what="the retried job")
     reading = read_answer(bot.simulator(), "user-1", "继续")  # the question's push got no answer
     assert reading.late and reading.problems == []
     assert texts.LLM_FAILED not in reading.text and texts.LLM_CUT_SHORT not in reading.text
