@@ -106,6 +106,10 @@ class View:
         }
 
 
+#: the live poll's `v` (an answer's version) is at most this many digits; longer is not a version
+MAX_VERSION_DIGITS = 18
+
+
 def answer_pages(
     settings: Settings, answers: AnswerStore, store: PageStore, mask: Callable[[str], str]
 ) -> Blueprint:
@@ -160,7 +164,9 @@ def answer_pages(
         with the answer, so a version still there is an answer still there)."""
         seen = request.args.get("v", "")
         answer_id = store.answer_of(token) if TOKEN_PATTERN.fullmatch(token) else None
-        if answer_id and seen.isdigit() and int(seen) and int(seen) == store.version(answer_id):
+        # ASCII digits, and not too many for int(): "²" is a digit to str.isdigit, 5,000 digits too many
+        known = seen.isascii() and seen.isdigit() and len(seen) <= MAX_VERSION_DIGITS
+        if answer_id and known and int(seen) and int(seen) == store.version(answer_id):
             return secured(Response(status=204))
         answer, record = find(token)
         return secured(jsonify(view(answer, record).live()))

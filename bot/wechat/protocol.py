@@ -34,6 +34,8 @@ _CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 #: is off by well under a second, a minute leaves room for a drifting one. More would stretch how long
 #: one signed query string is accepted (timestamp + WECHAT_TIMESTAMP_TOLERANCE) beyond the window.
 MAX_FUTURE_SKEW = 60
+#: a timestamp of more digits than this is no Unix time (ten digits until the year 2286)
+MAX_TIMESTAMP_DIGITS = 12
 
 
 class ProtocolError(Exception):
@@ -96,10 +98,11 @@ class WeChatProtocol:
 
     def _check_timestamp(self, timestamp: str) -> None:
         """Accepted from MAX_FUTURE_SKEW before the timestamp to WECHAT_TIMESTAMP_TOLERANCE after it."""
-        try:
-            age = self.clock() - int(timestamp)
-        except ValueError:
-            raise ProtocolError(403, "timestamp is not a number") from None
+        # ASCII digits of a sane length: int() takes "²"-free digits of any length, and a float of
+        # hundreds of digits overflows (a signed request with such a timestamp was a 500)
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > MAX_TIMESTAMP_DIGITS:
+            raise ProtocolError(403, "timestamp is not a number")
+        age = self.clock() - int(timestamp)
         if age > self.tolerance:
             raise ProtocolError(
                 403,
@@ -172,6 +175,11 @@ class WeChatProtocol:
             raise ProtocolError(400, f"malformed XML: {type(exc).__name__}") from None
         if message is None or not message.source or not message.target:
             raise ProtocolError(400, "push without FromUserName/ToUserName")
+        try:  # wechatpy converts these when they are first read: a bad one must fail here, not later
+            getattr(message, "id", None)
+            getattr(message, "create_time", None)
+        except (ValueError, OverflowError, OSError):
+            raise ProtocolError(400, "malformed MsgId or CreateTime") from None
         return message
 
     def check_echo(self, args: dict[str, str]) -> str:

@@ -149,6 +149,19 @@ def test_unknown_malformed_and_expired_tokens_are_404(
     assert page.live(token).status_code == 404
 
 
+def test_a_live_poll_with_a_version_that_is_no_number_gets_the_state(
+    page_bot: Bot, fake_openai: FakeOpenAI
+) -> None:
+    """Not a 500: "²" is a digit to str.isdigit and not to int(), 5,000 digits are too many for int()."""
+    fake_openai.set_behavior(reply=LONG, chunk_size=200)
+    token = token_in(page_bot.simulator().send_text("user-1", "长").text)
+    assert token is not None
+    for version in ("²", "9" * 5000, "-1", "abc", ""):
+        response = requests.get(reader(page_bot).url(token) + "/live", params={"v": version}, timeout=10)
+        assert response.status_code == 200, version
+        assert "answer" in response.json()
+
+
 def test_markdown_in_an_answer_cannot_run_script_on_the_page(page_bot: Bot, fake_openai: FakeOpenAI) -> None:
     hostile = (
         "# 标题\n\n<script>alert(1)</script>\n\n<img src=x onerror=alert(2)>\n\n"

@@ -4,6 +4,7 @@ lives as long as its timestamp is accepted, and the guard fails closed when Redi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import requests
 
 from bot import texts
 from testing.fakes.openai_server import FakeOpenAI
+from testing.simulator import sign
 from tests.conftest import AES_KEY, Bot
 
 NOW = 1_800_000_000.0
@@ -113,3 +115,46 @@ def test_a_non_ascii_bearer_token_is_refused_not_a_500(make_bot: Callable[..., B
     for header in ("Bearer 令牌".encode(), "Bearer é".encode("latin-1"), b"Bearer s3cret\xff"):
         assert requests.get(url, headers={"Authorization": header}, timeout=5).status_code == 403
     assert requests.get(url, headers={"Authorization": "Bearer s3cret"}, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("MsgId", "abc"),
+        ("MsgId", "1.5"),
+        ("MsgId", "9" * 5000),
+        ("CreateTime", "abc"),
+        ("CreateTime", "9" * 30),
+    ],
+)
+def test_a_signed_push_with_a_number_that_is_none_is_refused_not_a_500(
+    bot: Bot, fake_openai: FakeOpenAI, field: str, value: str
+) -> None:
+    """wechatpy converts MsgId and CreateTime when they are first read: the webhook reads them while it
+    parses, and refuses the push (400) instead of failing later with a 500."""
+    sim = bot.simulator()
+    xml = re.sub(f"<{field}>[^<]*</{field}>", f"<{field}>{value}</{field}>", sim.text_xml("user-1", "hi"))
+    assert f"<{field}>{value}</{field}>" in xml
+    response = sim.post_raw(xml.encode(), params={"openid": "user-1"})
+    assert response.status_code == 400 and "malformed MsgId or CreateTime" in response.text
+    assert fake_openai.chat_requests() == []
+
+
+def test_a_template_events_msgid_that_is_no_number_is_refused_not_a_500(bot: Bot) -> None:
+    sim = bot.simulator()
+    xml = (
+        f"<xml><ToUserName><![CDATA[{sim.account_id}]]></ToUserName><FromUserName><![CDATA[user-1]]>"
+        f"</FromUserName><CreateTime>{int(sim.clock())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event><MsgID>abc</MsgID>"
+        "<Status><![CDATA[success]]></Status></xml>"
+    )
+    assert sim.post_raw(xml.encode(), params={"openid": "user-1"}).status_code == 400
+
+
+@pytest.mark.parametrize("timestamp", ["9" * 400, "-" + "9" * 400, "１７９６１４８６０３", "²"])
+def test_a_signed_timestamp_that_is_no_unix_time_is_refused_not_a_500(bot: Bot, timestamp: str) -> None:
+    """Signed with the right token, so it reaches the timestamp check: a float of 400 digits overflowed."""
+    sim = bot.simulator()
+    params = {"signature": sign(sim.token, timestamp, "12345"), "timestamp": timestamp, "nonce": "12345"}
+    response = requests.get(bot.url, params=params | {"echostr": "e"}, timeout=10)
+    assert response.status_code == 403 and "timestamp is not a number" in response.text
