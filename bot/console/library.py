@@ -56,8 +56,11 @@ log = logging.getLogger(__name__)
 #: a document whose text is longer than this is refused by the console (it goes in with make kb-add):
 #: about 1,000 passages, a few seconds of indexing
 UPLOAD_MAX_CHARS = 300_000
+#: an upload is read in the request: a file that takes longer (pages of drawing, a million empty
+#: paragraphs) is refused, before nginx's 30 s proxy timeout gives the admin a 504 and the thread goes on
+UPLOAD_MAX_SECONDS = 20.0
 #: the HTTP status of a refused file, by the reader's reason (any other: 422, unprocessable)
-REFUSAL_STATUS = {"kind": 415, "too_long": 413}
+REFUSAL_STATUS = {"kind": 415, "too_long": 413, "too_slow": 413}
 #: what a multipart body holds besides the file (boundaries, headers, the CSRF field)
 FORM_OVERHEAD_BYTES = 64 * 1024
 #: passages shown for a question in the search box
@@ -177,7 +180,7 @@ def upload_name(filename: str) -> str:
 def index_upload(runtime: Runtime, name: str, data: bytes) -> tuple[DocumentRecord, bool]:
     """Read the file as `make kb-add` does and index it; Refused with the reason when it cannot be."""
     try:
-        document = read_data(name, data, max_chars=UPLOAD_MAX_CHARS)
+        document = read_data(name, data, max_chars=UPLOAD_MAX_CHARS, max_seconds=UPLOAD_MAX_SECONDS)
     except UnreadableFile as exc:
         log.info("console upload refused: %s", exc)
         raise Refused(unreadable_message(name, exc), REFUSAL_STATUS.get(exc.reason, 422)) from None
@@ -193,7 +196,12 @@ def unreadable_message(name: str, exc: UnreadableFile) -> Message:
     """What the page says of a refused file: by the reader's one-word reason (wrong kind, content not
     what the name says, zip bomb, encrypted, no text, damaged)."""
     kind = SUFFIXES.get(PurePosixPath(name).suffix.lower(), "")
-    values = {"name": name, "kind": kind.upper(), "limit": f"{UPLOAD_MAX_CHARS:,}"}
+    values = {
+        "name": name,
+        "kind": kind.upper(),
+        "limit": f"{UPLOAD_MAX_CHARS:,}",
+        "seconds": f"{UPLOAD_MAX_SECONDS:.0f}",
+    }
     return Message(f"file_{exc.reason}", values, error=True)
 
 

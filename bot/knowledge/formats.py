@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import logging
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,18 +76,21 @@ def read_file(path: Path) -> Document:
     return read_data(path.name, data)
 
 
-def read_data(name: str, data: bytes, max_chars: int | None = None) -> Document:
+def read_data(
+    name: str, data: bytes, max_chars: int | None = None, max_seconds: float | None = None
+) -> Document:
     """The content of a file called `name` (what make kb-add reads, what the console receives), as a
     Document keyed by that name. Screened first (bot/knowledge/screening.py): a file whose content
     is not what its name says, or a zip bomb named .docx, never reaches a reader. With `max_chars`, a
     file with more text is refused ("too_long") as soon as a reader has read that much: PDF pages and
-    DOCX paragraphs are the slow part, and they stop there."""
+    DOCX paragraphs are the slow part, and they stop there. With `max_seconds`, one that takes longer
+    ("too_slow"), checked after each piece read (a PDF page may take seconds)."""
     kind = kind_of(name)
     refusal = screen(kind, data)
     if refusal is not None:
         raise UnreadableFile(f"{name}: {refusal.message}", refusal.reason)
     try:
-        title, blocks, url = _READERS[kind](data, TextBudget(name, max_chars))
+        title, blocks, url = _READERS[kind](data, TextBudget(name, max_chars, max_seconds))
     except UnreadableFile:
         raise
     except Exception as exc:  # a reader's bug or a parser's surprise: the file is refused, not a 500
@@ -110,16 +115,32 @@ def kind_of(name: str) -> str:
 
 
 class TextBudget:
-    """How much text a reader may still read (unlimited with `limit` None)."""
+    """How much text a reader may still read (unlimited with `limit` None), and for how long (`seconds`,
+    unlimited with None). Every piece read (a PDF page, a paragraph) costs at least one character: a
+    file of a million empty paragraphs or pages of text-free drawing has no text to stop at, and its
+    reading took minutes."""
 
-    def __init__(self, name: str, limit: int | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        limit: int | None,
+        seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name, self.limit, self.spent = name, limit, 0
+        self.seconds, self.clock = seconds, clock
+        self.deadline = None if seconds is None else clock() + seconds
 
     def spend(self, text: str) -> None:
-        self.spent += len(text)
+        self.spent += max(len(text), 1)
         if self.limit is not None and self.spent > self.limit:
             raise UnreadableFile(
                 f"{self.name}: more than {self.limit:,} characters of text (split it)", "too_long"
+            )
+        if self.deadline is not None and self.clock() > self.deadline:
+            raise UnreadableFile(
+                f"{self.name}: not read within {self.seconds:.0f} s (split it, or add it with make kb-add)",
+                "too_slow",
             )
 
 
@@ -141,6 +162,10 @@ def _text(data: bytes, budget: TextBudget) -> tuple[str, list[Block], str]:
 
 
 def _html(data: bytes, budget: TextBudget) -> tuple[str, list[Block], str]:
+    # parsed whole before any text is counted: more tags than the budget has characters is refused first
+    # (10 MB of empty <p></p> took 46 s and 700 MB to parse; a saved article has tens of thousands)
+    if budget.limit is not None and data.count(b"<") > budget.limit:
+        raise UnreadableFile(f"{budget.name}: more than {budget.limit:,} tags (split it)", "too_long")
     title, blocks, url = html_blocks(data)  # markup is most of a saved page: its text is what counts
     for block in blocks:
         budget.spend(block.text)

@@ -203,6 +203,17 @@ def test_a_file_over_the_limit_gets_413_with_a_sentence(make_bot: Callable[..., 
     assert stored(bot) == (0, [])
 
 
+def test_a_document_that_takes_too_long_to_read_is_refused(
+    client: FlaskClient, csrf: str, console_bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read in the request: pages of drawing without text, a million empty paragraphs took minutes."""
+    monkeypatch.setattr(library, "UPLOAD_MAX_SECONDS", 0.0)  # any reading takes longer than that
+    response = upload(client, csrf, "slow.txt", "一段文字。".encode())
+    said = "「slow.txt」的内容太复杂，0 秒内没能读完，未加入"
+    assert response.status_code == 413 and said in text_of(response.get_data(as_text=True))
+    assert stored(console_bot) == (0, [])
+
+
 def test_a_document_with_too_much_text_is_refused(
     client: FlaskClient, csrf: str, console_bot: Bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:

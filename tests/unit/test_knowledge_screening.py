@@ -13,7 +13,7 @@ import docx
 import pytest
 
 from bot.knowledge import screening
-from bot.knowledge.formats import UnreadableFile, read_data, read_file
+from bot.knowledge.formats import TextBudget, UnreadableFile, read_data, read_file
 from testing.knowledge import Spec, write
 
 SPEC = Spec("季度策略", [("观点", ["看好高股息板块，建议超配公用事业与银行。"])])
@@ -142,3 +142,28 @@ def test_a_reader_stops_as_soon_as_the_text_is_over_the_budget(
         read_data("long.pdf", path.read_bytes(), max_chars=1000)
     assert caught.value.reason == "too_long"
     assert total > 1000 and 0 < len(read) < pages_in_all
+
+
+def test_the_budget_has_a_deadline_and_every_piece_costs_a_character() -> None:
+    now = [100.0]
+    budget = TextBudget("slow.pdf", None, seconds=20.0, clock=lambda: now[0])
+    budget.spend("第一页")
+    now[0] += 20.5
+    with pytest.raises(UnreadableFile, match="not read within 20 s") as caught:
+        budget.spend("")  # a page without text still counts: the clock is looked at
+    assert caught.value.reason == "too_slow"
+    empty = TextBudget("empty.docx", 3)
+    for _ in range(3):
+        empty.spend("")
+    with pytest.raises(UnreadableFile, match="more than 3 characters"):
+        empty.spend("")  # a million empty paragraphs end at the limit, not after minutes
+
+
+def test_html_with_more_tags_than_the_budget_is_refused_before_it_is_parsed() -> None:
+    """10 MB of empty tags took 46 s and 700 MB to parse, all before any text was counted."""
+    markup = b"<html><body>" + b"<p></p>" * 200_000 + b"</body></html>"
+    with pytest.raises(UnreadableFile, match="more than 300,000 tags") as caught:
+        read_data("tags.html", markup, max_chars=300_000)
+    assert caught.value.reason == "too_long"
+    page = "<html><head><title>短文</title></head><body><p>红利策略。</p></body></html>".encode()
+    assert read_data("ok.html", page, max_chars=300_000).title == "短文"
