@@ -98,8 +98,8 @@ class WeChatProtocol:
 
     def _check_timestamp(self, timestamp: str) -> None:
         """Accepted from MAX_FUTURE_SKEW before the timestamp to WECHAT_TIMESTAMP_TOLERANCE after it."""
-        # ASCII digits of a sane length: int() takes "²"-free digits of any length, and a float of
-        # hundreds of digits overflows (a signed request with such a timestamp was a 500)
+        # ASCII digits of a sane length: a signed timestamp of hundreds of digits passed int() and then
+        # overflowed the float of its age (a 500)
         if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > MAX_TIMESTAMP_DIGITS:
             raise ProtocolError(403, "timestamp is not a number")
         age = self.clock() - int(timestamp)
