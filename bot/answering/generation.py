@@ -109,7 +109,7 @@ class AnswerJob:
         except Exception as exc:  # expected failures and bugs alike: the user is never left waiting
             if not isinstance(exc, EXPECTED):
                 log.exception("answer %s: unexpected error", answer.id)
-            outcome = self._fail(answer, kind, splitter, exc, lease, writing)
+            outcome = self._fail(answer, kind, splitter, resume, exc, lease, writing)
         self._deliver_active(answer)
         return outcome
 
@@ -287,9 +287,17 @@ class AnswerJob:
         return max(time.time() - answer.created - writing.thinking_seconds, 0.0)
 
     def _fail(
-        self, answer: Answer, kind: Kind, splitter: PageSplitter, exc: Exception, lease: str, writing: Writing
+        self,
+        answer: Answer,
+        kind: Kind,
+        splitter: PageSplitter,
+        resume: Resume,
+        exc: Exception,
+        lease: str,
+        writing: Writing,
     ) -> Outcome:
-        partial = splitter.feed(writing.finish())  # what was written, its last Markdown block too
+        # what was written, its last Markdown block too; in a run written again, not what the user has
+        partial = splitter.feed(resume.feed(writing.finish()) + resume.abandon())
         partial += splitter.finish() if splitter.rest.strip() else []
         written = _pages_so_far(answer, splitter) > len(partial) or any(page.strip() for page in partial)
         failure = describe(exc, written)

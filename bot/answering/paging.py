@@ -113,6 +113,14 @@ class Resume:
     def finish(self) -> str:
         return "" if self.buffer is None else self._release()
 
+    def abandon(self) -> str:
+        """The run stops before its end (it failed): what it still holds back, unless that only repeats
+        what the user has read (then the failure's note follows the pages they have)."""
+        if self.buffer is not None and self.seen.startswith(self.buffer):
+            self.buffer = None
+            return ""
+        return self.finish()
+
     def _release(self) -> str:
         text, self.buffer = self.buffer or "", None
         return text[len(self.seen) :] if text.startswith(self.seen) else self.note + text

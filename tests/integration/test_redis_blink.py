@@ -45,3 +45,28 @@ def test_the_answer_is_written_again_and_read_whole(
     assert reading.text.replace("\n", "") == LONG.replace("\n", "")  # every page, once
     assert len(calls) >= 2 and len(fake_openai.chat_requests()) == 2  # the failed run, and the retry
     assert bot.runtime.metrics.counter("job_failures") == {}
+
+
+def test_a_rewritten_answer_that_fails_does_not_repeat_the_page_already_read(
+    bot: Bot, fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run's end is lost to Redis after page 1 went out; the run written again breaks off
+    while it is still repeating page 1: the user reads page 1 once, then the note that it broke off."""
+    fake_openai.set_behavior(reply=LONG, chunk_size=200)
+    real = AnswerStore.finish
+    runs: list[str] = []
+
+    def first_end_lost(self: AnswerStore, *args: Any, **kwargs: Any) -> Any:
+        runs.append("finish")
+        if len(runs) == 1:
+            fake_openai.set_behavior(fail_after_chunks=3)  # the next run: 400 characters, then cut
+            raise redis.exceptions.ConnectionError("Connection refused (a restart)")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnswerStore, "finish", first_end_lost)
+    reading = read_answer(bot.simulator(), "user-1", "长问题")
+    assert reading.problems == []
+    assert len(fake_openai.chat_requests()) == 2 and len(runs) == 2
+    assert reading.text.endswith(texts.LLM_CUT_SHORT)
+    read = reading.text.removesuffix(texts.LLM_CUT_SHORT).replace("\n", "")
+    assert read and LONG.replace("\n", "").startswith(read)  # page 1 once, nothing of it again

@@ -91,6 +91,18 @@ def test_resume_with_a_shorter_new_answer_says_so() -> None:
     assert resume.finish() == "[again]Hello"
 
 
+def test_a_run_that_fails_while_repeating_what_the_user_has_adds_nothing() -> None:
+    resume = Resume(seen="Hello world", note="[again]")
+    assert resume.feed("Hello") == "" and resume.abandon() == ""
+    assert resume.feed(" there") == " there"  # nothing is held back any more
+
+
+def test_a_run_that_fails_after_it_differed_keeps_its_new_text() -> None:
+    resume = Resume(seen="Hello world", note="[again]")
+    assert resume.feed("Help") == "[again]Help" and resume.abandon() == ""
+    assert Resume().abandon() == ""
+
+
 def test_resume_without_seen_text_passes_everything() -> None:
     resume = Resume()
     assert resume.feed("abc") == "abc" and resume.finish() == ""
