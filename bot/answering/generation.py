@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 Outcome = Literal["done", "failed", "gone", "busy", "lost", "delivered"]
 #: Redis could not be reached: the job is retried rather than the answer failed
 REDIS_GONE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: between the words a model wrote before its tool calls and those of the next round
+ROUND_BREAK = "\n\n"
 
 
 class AnswerJob:
@@ -227,12 +229,17 @@ class AnswerJob:
                         pages = splitter.feed(resume.feed(writing.take(piece)))
                         self._publish(answer, pages, lease, writing, splitter)
                 parts += said
-                said = []  # in parts now: an error after this round must not count it twice
+                # in parts now: an error after this round must not count it twice
+                words, said = "".join(said), []
                 if calls is None or final or prompt.tools is None:  # calls not offered are not run
                     break
                 results = self._call_tools(prompt.tools, calls)
-                messages += tool_messages("".join(said), calls, results)
+                messages += tool_messages(words, calls, results)  # the model sees what it already said
                 used += results
+                if words.strip():  # the next round's words start a paragraph of their own
+                    parts.append(ROUND_BREAK)
+                    pages = splitter.feed(resume.feed(writing.take(ROUND_BREAK)))
+                    self._publish(answer, pages, lease, writing, splitter)
             if not "".join(parts).strip():
                 raise LLMError("failed", "the model returned an empty answer")
         except LLMError as exc:

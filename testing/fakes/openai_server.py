@@ -68,7 +68,8 @@ class Behavior:
     for another model gets a 400, as from a model that takes no images. `tool_script`: a model that calls
     functions: when a request offers `tools` (and not `tool_choice: none`), the calls it returns are
     streamed as `tool_calls` deltas (the arguments in pieces, parallel calls interleaved), finishing with
-    `tool_calls`; an empty list, or a request without tools, gets the reply in words.
+    `tool_calls`; an empty list, or a request without tools, gets the reply in words. `tool_preamble`: words
+    the model streams before its calls (「我先算一下。」).
     """
 
     reply: Reply | None = None
@@ -94,6 +95,7 @@ class Behavior:
     hold_after_chunks: int | None = None
     vision_models: tuple[str, ...] = ()
     tool_script: ToolScript | None = None
+    tool_preamble: str = ""
 
 
 @dataclass(frozen=True)
@@ -270,7 +272,7 @@ class FakeOpenAI(FakeServer):
             return
         calls = self._tool_calls(behavior, data, messages)
         if calls and data.get("stream"):
-            self._stream_tool_calls(handler, model, calls)
+            self._stream_tool_calls(handler, model, calls, behavior.tool_preamble)
             return
         reply = behavior.reply or echo
         text = reply(messages) if callable(reply) else reply
@@ -291,9 +293,11 @@ class FakeOpenAI(FakeServer):
         offered = bool(data.get("tools")) and data.get("tool_choice") != "none"
         return behavior.tool_script(messages) if offered and behavior.tool_script is not None else []
 
-    def _stream_tool_calls(self, handler: FakeHandler, model: str, calls: list[FakeCall]) -> None:
-        """The calls as a server streams them: each call's id and name first, then its arguments in
-        pieces of 3 characters, the calls' pieces interleaved (parallel calls)."""
+    def _stream_tool_calls(
+        self, handler: FakeHandler, model: str, calls: list[FakeCall], preamble: str = ""
+    ) -> None:
+        """The calls as a server streams them: the preamble's words, then each call's id and name, then
+        its arguments in pieces of 3 characters, the calls' pieces interleaved (parallel calls)."""
         base = {
             "id": f"chatcmpl-{secrets.token_hex(12)}",
             "object": "chat.completion.chunk",
@@ -307,6 +311,7 @@ class FakeOpenAI(FakeServer):
             }
 
         events = [chunk({"role": "assistant", "content": None})]
+        events += [chunk({"content": preamble[i : i + 4]}) for i in range(0, len(preamble), 4)]
         for index, (name, _) in enumerate(calls):
             function = {"name": name, "arguments": ""}
             call = {

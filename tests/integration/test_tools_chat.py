@@ -291,3 +291,18 @@ def test_no_tool_round_starts_after_the_answers_time_budget(
         assert 100.0 * len(fake_openai.chat_requests()) > TOOL_BUDGET_SECONDS
     finally:
         runtime.close()
+
+
+def test_words_before_a_call_are_sent_back_with_it_and_kept_apart(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    """A model that says something before it calls a tool: the next request carries those words (else the
+    model may say them again), and the follower reads them as a paragraph before the answer."""
+    fake_openai.set_behavior(
+        tool_script=calls_once(("calculator", '{"expression": "1+1"}')),
+        tool_preamble="好的，我先用计算器算一下。",
+        reply=answer_with_results,
+    )
+    reading = read_answer(bot.simulator(), "user-1", "1+1 等于几？")
+    assert reading.text == "好的，我先用计算器算一下。\n\n结果：1+1 = 2"
+    [_, second] = fake_openai.chat_requests()
+    assert second["messages"][-2]["content"] == "好的，我先用计算器算一下。"
+    assert second["messages"][-2]["tool_calls"]
