@@ -12,12 +12,18 @@ complete lines received so far and emits every block but the last, which may sti
 that continues, a list that gets more items, a table more rows, an open code fence). Of that last block
 it emits the lines that are final already: the items of a list but its last, the rows of a table but its
 last, the lines of a code block, and — once a paragraph is long (HOLD_CHARS) — its lines but the last.
-The text emitted is the same as converting the whole answer at once (tested), except in a case models
-do not write: inline marks that span the lines of a paragraph longer than HOLD_CHARS.
+The lines of a long paragraph that went out are dropped from the source, so that no line read later
+(a setext heading's underline, the closing `$$` of a formula) can make them read differently: what went
+out stays as it was. A line that opens a formula or a link's bracket that no later line has closed yet is
+not final, nor is any line after it. The text emitted is the same as converting the whole answer at once
+(tested), except where a line written later changes how earlier lines of a long paragraph read (inline
+marks spanning them, an underline making the paragraph a heading): those lines keep the reading they
+went out with.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -47,6 +53,10 @@ RICH = frozenset({"fence", "code_block", "table", "math_block", "math_block_labe
 ALWAYS_SEALED = frozenset({"heading", "hr"})
 #: blocks a blank line ends (a fence only once closed: an open one runs to the end of the text so far)
 SEALED_BY_BLANK = frozenset({"paragraph", "table", "blockquote", "fence", "math_block", "math_block_label"})
+#: stands in the source for the lines of a paragraph that are out (a character no model writes)
+OUT_LINE = "\ue000"
+#: a setext heading's underline
+_UNDERLINE = re.compile(r" {0,3}(-+|=+)[ \t]*")
 #: after a link's address: a space, unless the address ends the line or blank space follows
 _URL_END = "\x00"
 
@@ -86,6 +96,7 @@ class ChatStream:
         self.rich = False
         self.env: dict[str, Any] = {}  # link reference definitions, kept across parses
         self.cut_tried = 0  # len(pending) when a long paragraph was last looked at
+        self.paragraph_out = False  # the open block is a paragraph, some of it out
 
     def feed(self, text: str) -> str:
         """Add generated text; return the chat text that became final (often "")."""
@@ -94,6 +105,8 @@ class ChatStream:
         text = text.replace("\x00", "").replace("\r", "")
         self.pending += text
         out = ""
+        if self.paragraph_out and "\n" in text:
+            self.pending = _no_underline(self.pending)
         if "\n" in text:
             out = self._emit(self.pending[: self.pending.rfind("\n") + 1], final=False)
         if len(self.pending) > HOLD_CHARS and len(self.pending) - self.cut_tried >= CUT_EVERY:
@@ -117,11 +130,13 @@ class ChatStream:
             start = self.open_done if index == 0 else 0
             upto = len("\n".join(block.lines[: block.final])) if is_open and block.final else 0
             out.append(self._out(text, start, upto if is_open else len(text)))
+            if is_open and self._drop_lines_out(source, node, block, max(start, upto)):
+                continue
             if is_open:
                 self._keep_from(source, node, done=max(start, upto))
         if final or not nodes or _sealed(nodes[-1], complete_lines):
             self.pending = self.pending[len(source) :]
-            self.open_done = 0
+            self.open_done, self.paragraph_out = 0, False
         return "".join(out)
 
     def _out(self, text: str, start: int, upto: int) -> str:
@@ -134,6 +149,24 @@ class ChatStream:
         self.started = True
         return piece
 
+    def _drop_lines_out(self, source: str, node: SyntaxTreeNode, block: Block, done: int) -> bool:
+        """The open block is a top-level paragraph whose first lines are out: in the source, those lines
+        become one line of OUT_LINE (out already), so that nothing written later changes how they read,
+        while the lines after them still continue a paragraph. False when that is not the case (the
+        block is kept whole)."""
+        raw = _paragraph_lines(node)
+        if node.type != "paragraph" or not block.final or raw is None or node.map is None:
+            return False
+        out_lines = "\n".join(block.lines[: block.final])
+        if done < len(out_lines):
+            return False
+        first_kept = node.map[0] + block.final
+        kept = self.pending[sum(len(line) + 1 for line in source.split("\n")[:first_kept]) :]
+        self.pending = OUT_LINE + "\n" + kept
+        self.open_done = len(OUT_LINE) + done - len(out_lines)
+        self.paragraph_out = True
+        return True
+
     def _keep_from(self, source: str, node: SyntaxTreeNode, *, done: int) -> None:
         """Drop the source before the open block (its blocks are out), keep the rest."""
         first_line = node.map[0] if node.map else 0
@@ -141,6 +174,7 @@ class ChatStream:
         same_block = offset == 0
         self.pending = self.pending[offset:]
         self.open_done = max(done, self.open_done) if same_block else done
+        self.paragraph_out = node.type == "paragraph" and self.open_done > 0
 
     def _cut_long_paragraph(self) -> str:
         """A paragraph longer than HOLD_CHARS still being written (a model may write hundreds of
@@ -148,6 +182,8 @@ class ChatStream:
         to a few characters from its end) goes out, when no mark (bold, code, a link…) is open there."""
         self.cut_tried = len(self.pending)
         source = self.pending
+        if len(source) - source.rfind("\n") - 1 <= HOLD_CHARS:
+            return ""  # its last line is short: the lines before it go out as they are final
         nodes = list(SyntaxTreeNode(parser().parse(source, dict(self.env))).children)
         if len(nodes) != 1 or nodes[0].type != "paragraph":
             return ""
@@ -162,17 +198,18 @@ class ChatStream:
             if not whole.startswith(text) or len(text) <= self.open_done:
                 return ""
             piece = self._out(whole, self.open_done, len(text))
-            self.open_done = len(text)
+            self.open_done, self.paragraph_out = len(text), True
             return piece
         return ""
 
 
 def _cut_points(source: str) -> Iterator[int]:
     """Where the text written so far may be cut, latest first: after a sentence break when one is near
-    the end, else anywhere (chat text is paged later, at its own breaks); never in the last few
-    characters, which may be the start of a mark."""
+    the end, else anywhere (chat text is paged later, at its own breaks); only in the last line (the
+    lines before it go out when they are final, and a short last line may yet begin a table or underline
+    a heading); never in the last few characters, which may be the start of a mark."""
     last = len(source) - CUT_MARGIN
-    earliest = max(last - CUT_EVERY * 2, 1)
+    earliest = max(last - CUT_EVERY * 2, source.rfind("\n") + 1, 1)
     breaks = [at for at in range(last, earliest, -1) if source[at - 1] in BREAKS]
     yield from breaks
     yield from range(last, earliest, -1)
@@ -180,12 +217,17 @@ def _cut_points(source: str) -> Iterator[int]:
 
 def _marks_closed(text: str) -> bool:
     """No inline mark left open in `text` (as far as counting can tell): cutting there shows no `**`."""
-    if any(text.count(mark) % 2 for mark in ("**", "__", "~~", "`", "$")):
+    if any(text.count(mark) % 2 for mark in ("**", "__", "~~", "`", "$$", "$")):
         return False
-    if text.replace("**", "").count("*") % 2 or text.endswith("\\"):
+    if text.replace("**", "").count("*") % 2 or text.endswith(("\\", "!", "]")):
+        return False  # after `!` may come an image's `[`, after `]` a link's `(`
+    if text.count("\\(") != text.count("\\)") or text.count("\\[") != text.count("\\]"):
         return False
     links = "[" in text or "](" in text
     if links and (text.count("[") != text.count("]") or text.count("(") != text.count(")")):
+        return False
+    target = text.rfind("](")  # the last link's address: closed after it, whatever came before
+    if target >= 0 and text.count("(", target) > text.count(")", target):
         return False
     return text.count("<") == text.count(">")
 
@@ -199,6 +241,45 @@ def _sealed(node: SyntaxTreeNode, complete_lines: int) -> bool:
     return node.type in SEALED_BY_BLANK and followed
 
 
+def _no_underline(source: str) -> str:
+    """A paragraph some of which is out cannot become a setext heading: a `---` or `===` line under it
+    gets a blank line before it (a rule, or text), so that what went out keeps its reading."""
+    lines = source.split("\n")
+    for index, line in enumerate(lines[1:-1], 1):  # the last line is not complete yet
+        if not line.strip():
+            break  # the paragraph ended
+        if _UNDERLINE.fullmatch(line):
+            return "\n".join([*lines[:index], "", *lines[index:]])
+    return source
+
+
+def _paragraph_lines(node: SyntaxTreeNode) -> list[str] | None:
+    """A paragraph's source lines (without its container's marks), when they are its chat lines one for
+    one (no mark spanning lines joined two of them); else None."""
+    inline = node.children[0] if node.children else None
+    if inline is None or inline.type != "inline":
+        return None
+    raw = inline.content.split("\n")
+    return raw if len(raw) == inline_text(node).count("\n") + 1 else None
+
+
+def _open_from(lines: list[str]) -> int:
+    """The first line from which a formula (`$$`, `\\[`) or a link's `[` is open, no later line closing
+    it; len(lines) when none is: what follows may turn those lines into a formula or a link."""
+    opened: dict[str, int] = {}
+    for index, line in enumerate(lines):
+        for _ in range(line.count("$$")):
+            if opened.pop("$$", None) is None:
+                opened["$$"] = index
+        for mark, opens, closes in (("\\[", "\\[", "\\]"), ("[", "[", "]")):
+            depth = line.count(opens) - line.count(closes)
+            if depth > 0:
+                opened.setdefault(mark, index)
+            elif depth < 0 or (mark in opened and line.rfind(closes) > line.rfind(opens)):
+                opened.pop(mark, None)
+    return min(opened.values(), default=len(lines))
+
+
 # --- blocks ---------------------------------------------------------------------------------------
 
 
@@ -207,7 +288,9 @@ def render_block(node: SyntaxTreeNode, depth: int = 0) -> Block:
     kind = node.type
     if kind == "paragraph":
         lines = [line.rstrip() for line in inline_text(node).split("\n")]
-        return Block(lines, len(lines) - 1 if sum(map(len, lines)) > HOLD_CHARS else 0)
+        final = len(lines) - 1 if sum(map(len, lines)) > HOLD_CHARS else 0
+        raw = _paragraph_lines(node)
+        return Block(lines, min(final, _open_from(raw)) if raw is not None else 0)
     if kind == "heading":
         text = " ".join(inline_text(node).split())
         level = int(node.tag[1:]) if node.tag[1:].isdigit() else 1

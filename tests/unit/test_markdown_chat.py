@@ -163,6 +163,36 @@ def test_streaming_gives_exactly_the_whole_conversion_however_the_text_arrives(
     assert streamed(sample, sizes) == to_chat(sample)
 
 
+#: a paragraph long enough that its lines go out before it ends
+LONG_PARAGRAPH = "根据题意，我们需要先求出两个变量之间的关系，然后代入已知条件进行计算，最后得到结果。" * 3
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 40])
+@pytest.mark.parametrize(
+    "after",
+    [
+        "\n$$\nx = \\frac{-b \\pm \\sqrt{b^2-4ac}}{2a}\n$$\n所以答案是 2。",  # a formula without a blank line
+        "\n公式如下：\n\\[\nx^2 + y^2\n\\]\n后文",
+        "\n见[一个很长的链接文字，\n跨了一行](https://a.example/p)。",
+        "1) 项\n2. 步骤二\n   继续说明\n" + LONG_PARAGRAPH,  # lines that only continue the paragraph
+        "如下图所示![系统架构图](https://example.com/images/arch.png)图中展示了整体结构。",
+        "，注意 a) 先安装，搜索入口在[百度](https://www.baidu.com/s?wd=python&ie=utf-8)里面可以找到更多资料",
+    ],
+    ids=["display-math", "bracket-math", "link-across-lines", "continuation", "image", "link-after-paren"],
+)
+def test_what_follows_a_long_paragraph_reads_as_in_the_whole_conversion(after: str, size: int) -> None:
+    source = LONG_PARAGRAPH + after
+    assert streamed(source, [size]) == to_chat(source)
+
+
+def test_an_underline_under_a_paragraph_partly_out_is_a_rule_and_loses_nothing() -> None:
+    """Converted whole, the underline makes the paragraph a heading; streamed, its first lines are out
+    already, and it stays a paragraph followed by a rule (the lines that went out are never changed)."""
+    lines = ["很长的一行。" * 10] * 4
+    text = streamed("\n".join(lines) + "\n小结\n---\n正文", [3])
+    assert text == "\n".join([*lines, "小结"]) + "\n\n" + texts.CHAT_RULE + "\n\n正文"
+
+
 def test_streamed_text_comes_out_block_by_block_before_the_end() -> None:
     stream = ChatStream()
     assert stream.feed("# 标题\n\n第一段") == "【标题】"  # a heading is over with its line
