@@ -12,13 +12,13 @@ complete lines received so far and emits every block but the last, which may sti
 that continues, a list that gets more items, a table more rows, an open code fence). Of that last block
 it emits the lines that are final already: the items of a list but its last, the rows of a table but its
 last, the lines of a code block, and — once a paragraph is long (HOLD_CHARS) — its lines but the last.
-The lines of a long paragraph that went out are dropped from the source, so that no line read later
-(a setext heading's underline, the closing `$$` of a formula) can make them read differently: what went
-out stays as it was. A line that opens a formula or a link's bracket that no later line has closed yet is
-not final, nor is any line after it. The text emitted is the same as converting the whole answer at once
-(tested), except where a line written later changes how earlier lines of a long paragraph read (inline
-marks spanning them, an underline making the paragraph a heading): those lines keep the reading they
-went out with.
+The lines of a long paragraph that went out are replaced in the source by one placeholder line
+(OUT_LINE), so that no line read later can make them read differently, while the lines after them still
+continue a paragraph; an underline under such a paragraph reads as a rule, not as its heading's. A line
+that opens a formula or a link's bracket that no later line has closed yet is not final, nor is any line
+after it. The text emitted is the same as converting the whole answer at once (tested), except where a
+line written later changes how earlier lines of a long paragraph read (inline marks spanning them, an
+underline making the paragraph a heading): those lines keep the reading they went out with.
 """
 
 from __future__ import annotations
