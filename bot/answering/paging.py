@@ -7,6 +7,7 @@ can go out while the model is still writing page 2, and nothing is lost or repea
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from bot import texts
@@ -14,6 +15,8 @@ from bot.replies import QUESTION_PREVIEW_CHARS, truncate_utf8, utf8_len
 
 #: cut after the last of these found in the second half of a page's window, best first
 _BREAKS = ("\n", "。！？!?；;", "，,、 ")
+#: a web address: its `?`, `!` and `;` are no place to cut (it runs to a space or a CJK character)
+_URL = re.compile(r"(?:https?|ftp)://[^\s\u2e80-\u9fff\u3000-\u303f\uff00-\uffef]+")
 
 
 def decoration_reserve() -> int:
@@ -25,14 +28,23 @@ def decoration_reserve() -> int:
 
 
 def page_end(text: str, budget: int) -> int:
-    """Where (in characters) a page of at most `budget` bytes taken from `text` ends."""
+    """Where (in characters) a page of at most `budget` bytes taken from `text` ends: after the last
+    break of the best kind in the second half of its window, never inside a web address; without one,
+    before an address the window ends in, or at the window's end. Only the window decides."""
     window = truncate_utf8(text, budget)
     if len(window) == len(text):
         return len(text)
+    half = len(window) // 2
+    addresses = [match.span() for match in _URL.finditer(window)]
     for breaks in _BREAKS:
         position = max(window.rfind(mark) for mark in breaks)
-        if position >= len(window) // 2:
+        while position >= half and any(start <= position < end for start, end in addresses):
+            position = max(window.rfind(mark, 0, position) for mark in breaks)
+        if position >= half:
             return position + 1
+    last = addresses[-1] if addresses else None
+    if last is not None and last[1] == len(window) and last[0] >= half:
+        return last[0]  # the address may go on past the window: it starts the next page whole
     return max(len(window), 1)
 
 

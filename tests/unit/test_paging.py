@@ -46,7 +46,8 @@ def test_pages_fit_and_lose_nothing(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(20))
 def test_streamed_pages_equal_pages_of_the_whole(seed: int) -> None:
     rng = random.Random(seed)
-    text = "".join(rng.choice(["字", "x", " ", "。", "\n", "🙂"]) for _ in range(2500))
+    pieces = ["字", "x", " ", "。", "\n", "🙂", "，", "https://a.example/s?q=1&x=y;z!"]
+    text = "".join(rng.choice(pieces) for _ in range(2500))
     splitter = PageSplitter(300)
     streamed: list[str] = []
     position = 0
@@ -62,6 +63,23 @@ def test_streamed_pages_equal_pages_of_the_whole(seed: int) -> None:
 def test_cut_prefers_a_line_break_in_the_second_half() -> None:
     text = "a" * 60 + "\n" + "b" * 100
     assert page_end(text, 80) == 61
+
+
+def test_a_page_is_not_cut_inside_a_web_address() -> None:
+    """Its `?` is later than every comma, yet the page ends after a comma and the address stays whole."""
+    url = "https://www.baidu.com/s?wd=python&ie=utf-8"
+    text = (
+        "关于这个问题，" * 60 + "可以参考官方搜索 " + url + " 获得更多结果，" + "然后继续阅读相关资料，" * 40
+    )
+    pages = split_pages(text, 1600)
+    assert "".join(pages) == text and any(url in page for page in pages)
+    assert pages[0].endswith("，")
+
+
+def test_without_a_break_a_page_ends_before_the_address_it_would_cut() -> None:
+    url = "https://example.com/" + "a" * 40
+    assert page_end("字" * 30 + url + "b" * 40, 120) == 30
+    assert page_end("字" * 5 + url + url, 60) == 50  # an address from the first half on: the byte limit
 
 
 def test_cut_falls_back_to_the_byte_limit() -> None:
