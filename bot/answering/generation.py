@@ -119,16 +119,26 @@ class AnswerJob:
         """A previous run died: keep the pages the user already has, write the rest again."""
         keep = self._pages_seen(answer)
         log.warning("answer %s: previous run died; regenerating (keeping %s pages)", answer.id, keep)
-        seen = "".join(self.answers.page(answer, index) or "" for index in range(keep))
+        seen = "".join(self._as_written(answer, index) for index in range(keep))
         self.answers.restart(answer, keep)
         fresh = self.answers.get(answer.id)
         return (fresh or answer), Resume(seen, texts.REGENERATED_NOTE)
 
     def _pages_seen(self, answer: Answer) -> int:
-        if answer.delivery == "active":
-            return self.answers.sent_count(answer.id)
-        current = self.answers.current_target(answer.openid)
-        return current.page if current is not None and current.answer.id == answer.id else 0
+        """Pages the user has: read with 继续, or (active) accepted by WeChat's customer service."""
+        read = self.answers.cursor(answer)
+        return max(self.answers.sent_count(answer.id), read) if answer.delivery == "active" else read
+
+    def _as_written(self, answer: Answer, index: int) -> str:
+        """A stored page as the model's text made it: page 1 without its answer page's link, which the
+        new run's text does not have (its sensitive words stay masked: Resume reads a mask as any text)."""
+        page = self.answers.page(answer, index) or ""
+        links = self.runtime.page_links
+        url = links.url(answer.id) if index == 0 and links.enabled else None
+        if url is not None:
+            for note in (links.full_note(url), links.formatted_note(url)):
+                page = page.removesuffix(note)
+        return page
 
     def _produce(
         self, answer: Answer, kind: Kind, splitter: PageSplitter, resume: Resume, lease: str, writing: Writing

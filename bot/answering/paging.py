@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 
 from bot import texts
+from bot.media.moderation import MASKED
 from bot.replies import QUESTION_PREVIEW_CHARS, truncate_utf8, utf8_len
 
 #: cut after the last of these found in the second half of a page's window, best first
@@ -106,19 +107,21 @@ def split_pages(text: str, budget: int) -> list[str]:
 class Resume:
     """A rewritten answer after its first run died: the pages the user already read (`seen`) are not
     sent again when the new run starts with the same text; when it does not, the new text follows a
-    note saying that the answer was written again."""
+    note saying that the answer was written again. A masked character of `seen` (a sensitive word's
+    MASKED) matches any character: the new run's text is compared before its words are masked."""
 
     def __init__(self, seen: str = "", note: str = "") -> None:
         self.seen = seen
         self.note = note
         self.buffer: str | None = "" if seen else None
+        self.checked = 0  # characters of the buffer known to repeat `seen`
 
     def feed(self, piece: str) -> str:
         """The part of `piece` (with what was held back) that is new to the user."""
         if self.buffer is None:
             return piece
         self.buffer += piece
-        if len(self.buffer) < len(self.seen) and self.seen.startswith(self.buffer):
+        if len(self.buffer) < len(self.seen) and self._repeats(self.buffer):
             return ""  # still repeating what the user has: hold it back
         return self._release()
 
@@ -128,11 +131,24 @@ class Resume:
     def abandon(self) -> str:
         """The run stops before its end (it failed): what it still holds back, unless that only repeats
         what the user has read (then the failure's note follows the pages they have)."""
-        if self.buffer is not None and self.seen.startswith(self.buffer):
+        if self.buffer is not None and len(self.buffer) <= len(self.seen) and self._repeats(self.buffer):
             self.buffer = None
             return ""
         return self.finish()
 
     def _release(self) -> str:
         text, self.buffer = self.buffer or "", None
-        return text[len(self.seen) :] if text.startswith(self.seen) else self.note + text
+        whole = len(text) >= len(self.seen) and self._repeats(text)
+        return text[len(self.seen) :] if whole else self.note + text
+
+    def _repeats(self, text: str) -> bool:
+        """`text` repeats `seen` as far as both go (its characters checked before are not checked again)."""
+        end = min(len(text), len(self.seen))
+        start = min(self.checked, end)
+        if text[start:end] != self.seen[start:end] and not all(
+            new == old or old == MASKED
+            for new, old in zip(text[start:end], self.seen[start:end], strict=True)
+        ):
+            return False
+        self.checked = end
+        return True

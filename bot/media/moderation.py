@@ -30,6 +30,10 @@ def load_words(settings: Settings) -> list[str]:
     return sorted(set(words), key=len, reverse=True)
 
 
+#: what each character of a sensitive word becomes
+MASKED = "*"
+
+
 @dataclass(frozen=True)
 class WordList:
     """Sensitive words, compiled once per list."""
@@ -49,7 +53,7 @@ class WordList:
         pattern = self.pattern
         if pattern is None:
             return text
-        return pattern.sub(lambda found: "*" * len(found.group(0)), text)
+        return pattern.sub(lambda found: MASKED * len(found.group(0)), text)
 
 
 class Moderator:

@@ -98,3 +98,30 @@ def test_expired_token_is_refreshed_once_and_shared(
     bot.simulator().send_text("user-3", "c")
     wait_for(lambda: len(fake_wechat.sent_texts("user-3")) == 1)
     assert fake_wechat.token_fetches == 2
+
+
+def test_a_run_written_again_goes_on_after_the_pages_read_with_continue(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    """Customer service sent its quota, the user read two more pages with 继续, then the worker died: the
+    new run keeps every page the user has, not only those customer service sent (it kept 5 of 7, and the
+    user's next 继续 landed in the middle of the new text, the 重新生成 note unseen)."""
+    first = "".join(f"第{i}句。" for i in range(300))
+    second = first[: first.index("第40句")] + "".join(f"第{i}句（重写）。" for i in range(40, 300))
+    bot = make_bot(wechat_reply_mode="active", wechat_max_reply_bytes=600)
+    fake_openai.set_behavior(reply=first, chunk_size=40, hold_after_chunks=30)  # about 2/3, then it stalls
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "q").acknowledged
+    wait_for(lambda: len(fake_wechat.sent_texts("user-1")) == bot.runtime.settings.wechat_cs_quota)
+    read = [sim.send_text("user-1", "继续").text or "" for _ in range(2)]
+    target = bot.runtime.answers.current_target("user-1")
+    assert target is not None
+    answer_id = target.answer.id
+    bot.runtime.answers.redis.delete(keys.answer_lease(answer_id))  # killed: its lease ran out
+    fake_openai.set_behavior(reply=second, chunk_size=40, hold_after_chunks=None)
+    bot.ext["jobs"].enqueue(answer_id)  # Dramatiq redelivers the job
+    wait_for(lambda: getattr(bot.runtime.answers.get(answer_id), "status", "") == "done")
+    following = sim.send_text("user-1", "继续").text or ""
+    assert texts.REGENERATED_NOTE in following  # the new text differs from what was read: it says so
+    assert not any(f"{s}。" in following for s in read[-1].split("。") if s.startswith("第"))
+    fake_openai.release()
