@@ -63,7 +63,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     }
 
     if settings.public_base_url:  # answer pages at /a/<token> (nginx passes /a/ to the bot)
-        mask = lambda text: runtime.moderator.mask(text)  # noqa: E731 (the moderator is built on first use)
+        mask = lambda text: runtime.moderator.mask_markdown(text)  # noqa: E731 (the moderator is built on first use)
         app.register_blueprint(answer_pages(settings, runtime.answers, runtime.pages, mask))
         # the operator console at /console/ (its login links need PUBLIC_BASE_URL too)
         app.register_blueprint(console_blueprint(settings, runtime))

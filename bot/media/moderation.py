@@ -32,6 +32,10 @@ def load_words(settings: Settings) -> list[str]:
 
 #: what each character of a sensitive word becomes
 MASKED = "*"
+#: the same in Markdown (the answer page's source), where `*` is a mark
+MASKED_IN_MARKDOWN = "＊"
+#: inline marks that may stand between the characters of a word in Markdown (`**某某**公司`)
+_INLINE_MARKS = frozenset("*_~`")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,23 @@ class WordList:
         if pattern is None:
             return text
         return pattern.sub(lambda found: MASKED * len(found.group(0)), text)
+
+    def mask_markdown(self, source: str) -> str:
+        """`source` (Markdown) with every character of its sensitive words masked, also where inline
+        marks stand between them (`**某某**公司`): the page then hides what the chat hides, and the marks
+        stay marks. The mask is no Markdown mark itself (`*` would turn the text around it bold)."""
+        pattern = self.pattern
+        if pattern is None:
+            return source
+        hidden = {index for found in pattern.finditer(source) for index in range(*found.span())}
+        kept = [index for index, char in enumerate(source) if char not in _INLINE_MARKS]
+        plain = "".join(source[index] for index in kept)
+        hidden.update(
+            index for found in pattern.finditer(plain) for index in kept[found.start() : found.end()]
+        )
+        if not hidden:
+            return source
+        return "".join(MASKED_IN_MARKDOWN if index in hidden else char for index, char in enumerate(source))
 
 
 class Moderator:
@@ -112,3 +133,6 @@ class Moderator:
 
     def mask(self, text: str) -> str:
         return self._words().mask(text)
+
+    def mask_markdown(self, source: str) -> str:
+        return self._words().mask_markdown(source)

@@ -295,3 +295,23 @@ def test_the_knowledge_bases_sources_are_listed_on_the_page(
     assert "内部文件.pdf" in live["sources"] and "坏链接" in live["sources"]
     html = page.page(token).text
     assert texts.PAGE_SOURCES in html and "行业轮动月报" in html
+
+
+def test_the_page_hides_the_sensitive_words_the_chat_hides(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """Also inside marks (`**某某**公司`), and a masked word turns no text bold (`*` is a mark)."""
+    bot = make_bot(public_base_url=PUBLIC_BASE, sensitive_words=["某某公司", "坏词"])
+    answer = "这家**某某**公司的产品。坏词很多，另一个坏词也是。\n\n```\n代码里的坏词\n```\n" + LONG
+    fake_openai.set_behavior(reply=answer, chunk_size=60)
+    first = bot.simulator().send_text("user-1", "介绍一下")
+    while first.text == texts.STILL_WORKING or first.text is None:
+        first = bot.simulator().send_text("user-1", "继续")
+    assert first.text is not None and "某某" not in first.text and "坏词" not in first.text
+    token = token_in(first.text)
+    assert token is not None
+    wait_for(lambda: reader(bot).state(token)["done"], "the page")
+    html = reader(bot).page(token).text
+    shown = visible_text(html)
+    assert "某某" not in shown and "公司" not in shown.split("的产品")[0] and "坏词" not in shown
+    assert "很多，另一个" in shown and "<strong>很多" not in html  # the words hidden, nothing made bold
