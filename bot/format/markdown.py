@@ -14,6 +14,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
+from markdown_it.rules_block import reference as reference_rule
 from markdown_it.rules_inline import StateInline
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 
@@ -38,7 +39,23 @@ def make_parser(
         md.enable("linkify")
     dollarmath_plugin(md, allow_space=False, allow_digits=False, double_inline=True, renderer=math)
     bracket_math_plugin(md)
+    footnotes_as_text(md)
     return md
+
+
+def footnotes_as_text(md: MarkdownIt) -> None:
+    """A footnote (`[^1]: 参见《物理学史》第3章。`) stays text. CommonMark has no footnotes: it read the line
+    as a link reference definition (Chinese text has no space to end its address), so the footnote's
+    text vanished and its mark became a link to it, percent-encoded. Now the definition is a paragraph
+    and the mark `[^1]` stays as written, in chat and on the page."""
+    original = reference_rule
+
+    def reference(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+        if state.src.startswith("[^", state.bMarks[start] + state.tShift[start]):
+            return False
+        return original(state, start, end, silent)
+
+    md.block.ruler.at("reference", reference)
 
 
 def bracket_math_plugin(md: MarkdownIt) -> None:

@@ -227,3 +227,15 @@ def test_pages_cut_from_the_stream_are_the_pages_of_the_whole_and_never_split_a_
     assert all(utf8_len(page) <= budget for page in pages)
     assert all(page.encode("utf-8").decode("utf-8") == page for page in pages)
     assert "".join(pages) == to_chat(source)
+
+
+@pytest.mark.parametrize("size", [1, 2, 50])
+def test_a_footnote_keeps_its_text(size: int) -> None:
+    """CommonMark read `[^1]: …` as a link reference definition: the note vanished, its mark a link."""
+    source = "爱因斯坦提出了相对论[^1]。\n\n[^1]: 参见《物理学史》第3章。\n"
+    assert (
+        streamed(source, [size])
+        == to_chat(source)
+        == "爱因斯坦提出了相对论[^1]。\n\n[^1]: 参见《物理学史》第3章。"
+    )
+    assert to_chat("见[链接][ref]。\n\n[ref]: https://r.example\n") == "见链接 https://r.example。"

@@ -85,3 +85,8 @@ def test_plain_text_is_only_text() -> None:
         text_to_html("问<b>题</b>\n第二行\n\n第二段")
         == "<p>问&lt;b&gt;题&lt;/b&gt;<br>第二行</p><p>第二段</p>"
     )
+
+
+def test_a_footnote_is_shown_as_written_not_as_a_link_to_its_text() -> None:
+    html = to_html("相对论[^1]。\n\n[^1]: 参见《物理学史》第3章。\n")
+    assert "参见《物理学史》第3章。" in html and "<a" not in html and "%E5" not in html
