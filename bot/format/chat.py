@@ -63,7 +63,10 @@ _URL_END = "\x00"
 
 @cache
 def parser() -> MarkdownIt:
-    return make_parser()
+    """The dialect without link reference definitions: models write them after the text that uses them
+    (`见[1]` … `[1]: https://…`), where a stream has sent that text already; read as definitions, their
+    addresses vanished. They stay lines of text, and `[1]` stays as written."""
+    return make_parser().disable("reference")
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ class ChatStream:
         self.open_done = 0  # characters of the open block's chat text already emitted
         self.started = False  # some text is out: the next block begins with a blank line
         self.rich = False
-        self.env: dict[str, Any] = {}  # link reference definitions, kept across parses
+        self.env: dict[str, Any] = {}  # what a parse keeps for the next (markdown-it's environment)
         self.cut_tried = 0  # len(pending) when a long paragraph was last looked at
         self.paragraph_out = False  # the open block is a paragraph, some of it out
 

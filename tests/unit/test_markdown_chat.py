@@ -238,4 +238,10 @@ def test_a_footnote_keeps_its_text(size: int) -> None:
         == to_chat(source)
         == "爱因斯坦提出了相对论[^1]。\n\n[^1]: 参见《物理学史》第3章。"
     )
-    assert to_chat("见[链接][ref]。\n\n[ref]: https://r.example\n") == "见链接 https://r.example。"
+
+
+@pytest.mark.parametrize("size", [1, 2, 50])
+def test_a_reference_link_defined_after_its_use_keeps_its_address(size: int) -> None:
+    """Models cite like this; a stream has sent `[1]` before its definition comes, which then vanished."""
+    source = "据报道[1]，结果如下。\n\n[1]: https://news.example/a?id=1\n"
+    assert streamed(source, [size]) == to_chat(source) == source.strip()
