@@ -7,6 +7,8 @@ sees e.g. ``WECHAT_AES_KEY: must be exactly 43 characters`` instead of a stack t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 from functools import cache
 from pathlib import Path
@@ -16,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from redis.connection import parse_url
 
 #: the project's `.env`, read wherever the process starts; never one in the working directory, which
 #: anyone who can write there could plant (the environment still wins over the file)
@@ -30,17 +33,24 @@ PUBLIC_BASE_URL_MAX = 100
 #: consulting (advice, choices), computing (numbers to work out), retrieval (what the
 #: knowledge base answers), analysis (summing up or analysing a long text)
 EXPERT_TASKS = ("咨询", "计算", "检索", "分析")
+#: the levels LOG_LEVEL accepts (any case); deploy/gunicorn.conf.py keeps a copy
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
 
 
+def split_list(text: str) -> list[str]:
+    """`a, b,,c` → ["a", "b", "c"]; a full-width ，typed with a Chinese input method counts too."""
+    return [item.strip() for item in text.replace("，", ",").split(",") if item.strip()]
+
+
 def parse_experts(text: str) -> dict[str, str]:
     """`咨询:fin-consult,计算:fin-calc` → {task: model}; full-width ，and ：typed with a Chinese input
     method count too. ValueError (the message shows the expected form) on a malformed pair or a task
     named twice."""
-    pairs = [part.strip() for part in text.replace("，", ",").split(",") if part.strip()]
+    pairs = split_list(text)
     found: dict[str, str] = {}
     for pair in pairs:
         task, colon, model = pair.replace("：", ":").partition(":")
@@ -256,19 +266,33 @@ class Settings(BaseSettings):
     #: bearer token for /metrics; without it /metrics answers only direct loopback requests
     metrics_token: str = ""
 
-    @field_validator("wechat_admin_openids", "sensitive_words", mode="before")
+    @field_validator("wechat_admin_openids", "sensitive_words", "allowed_models", mode="before")
     @classmethod
-    def _split_openids(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
+    def _split_lists(cls, value: Any) -> Any:
+        return split_list(value) if isinstance(value, str) else value
+
+    @field_validator("sensitive_words_file")
+    @classmethod
+    def _check_words_file(cls, value: str) -> str:
+        """Read at startup, not at the first question: a file that is missing or not UTF-8 text would
+        make every answer fail."""
+        if not value:
+            return value
+        try:
+            Path(value).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{value} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
         return value
 
-    @field_validator("allowed_models", mode="before")
+    @field_validator("log_level")
     @classmethod
-    def _split_models(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
-        return value
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a level (one of {', '.join(LOG_LEVELS)})")
+        return level
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -293,8 +317,20 @@ class Settings(BaseSettings):
     @field_validator("wechat_aes_key", "wechat_aes_key_previous")
     @classmethod
     def _check_aes_key(cls, value: str) -> str:
-        if value and len(value) != 43:
+        """43 base64 characters that make a 32-byte AES key (wechatpy asserts it in every worker)."""
+        if not value:
+            return value
+        if len(value) != 43:
             raise ValueError(f"must be exactly 43 characters (got {len(value)})")
+        try:
+            key = base64.b64decode(value + "=", validate=True)
+        except binascii.Error:
+            key = b""
+        if len(key) != 32:
+            raise ValueError(
+                "must be base64 (letters, digits, + and /): copy the EncodingAESKey from "
+                "公众号后台 → 基本配置"
+            )
         return value
 
     @field_validator("timezone")
@@ -311,7 +347,6 @@ class Settings(BaseSettings):
     @field_validator(
         "wechat_api_base",
         "openai_base_url",
-        "redis_url",
         "fastchat_controller_url",
         "expert_classifier_base_url",
     )
@@ -320,6 +355,24 @@ class Settings(BaseSettings):
         if value and "://" not in value:
             raise ValueError(f"must be a URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        """What redis-py refuses only at the first connection: the scheme, the port, the database number
+        (the message leaves out the URL: it may carry a password)."""
+        value = value.rstrip("/")
+        if not value:
+            return value
+        try:
+            parse_url(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, e.g. redis://127.0.0.1:6379/0") from None
+        parts = urlsplit(value)
+        database = parts.path.strip("/")
+        if parts.scheme != "unix" and database and not database.isdigit():
+            raise ValueError(f"the database after the last / must be a number, got {database!r}")
+        return value
 
     @field_validator("public_base_url")
     @classmethod

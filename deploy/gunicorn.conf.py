@@ -41,7 +41,11 @@ access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 # gunicorn's error log (master and workers) and access log go through the root logger's one handler,
 # the app's (bot/logs.py), to stderr: every line in LOG_FORMAT (`text` or `json`), each event once.
 # In each worker, create_app's configure_logging replaces that handler with an identical one.
-_log_level = os.environ.get("LOG_LEVEL", "INFO").upper()
+# A level logging does not know would end the master with a traceback before any worker could say
+# what is wrong: INFO here, and the workers' settings (bot/config.py) stop them naming LOG_LEVEL.
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # bot.config.LOG_LEVELS
+_log_level = os.environ.get("LOG_LEVEL", "INFO").strip().upper()
+_log_level = _log_level if _log_level in _LOG_LEVELS else "INFO"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

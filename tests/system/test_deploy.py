@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bot.answering.jobs import worker_command
-from bot.config import Settings, load_settings
+from bot.config import LOG_LEVELS, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -788,6 +788,29 @@ def gunicorn_setting(name: str) -> Any:
 def test_gunicorn_outlives_wechat_attempts() -> None:
     assert gunicorn_setting("worker_class") == "gthread"
     assert gunicorn_setting("timeout") > default("wechat_attempt_timeout") + default("wechat_reply_margin")
+
+
+#: the log levels deploy/gunicorn.conf.py gives gunicorn's logging, configured as its master does
+GUNICORN_LEVELS = """
+import logging.config, runpy
+config = runpy.run_path("deploy/gunicorn.conf.py")
+logging.config.dictConfig(config["logconfig_dict"])
+levels = config["logconfig_dict"]
+print(levels["root"]["level"], levels["loggers"]["gunicorn.error"]["level"])
+"""
+
+
+@pytest.mark.parametrize(("given", "used"), [("verbose", "INFO"), (" debug", "DEBUG"), ("", "INFO")])
+def test_gunicorn_takes_a_log_level_logging_knows(given: str, used: str, tmp_path: Path) -> None:
+    """LOG_LEVEL=verbose ended gunicorn's master with `ValueError: Unknown level` before a worker could
+    say what is wrong; the workers' settings stop them naming LOG_LEVEL (tests/unit/test_config.py)."""
+    env = {**os.environ, "LOG_LEVEL": given, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", GUNICORN_LEVELS], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [used, used]
+    assert gunicorn_setting("_LOG_LEVELS") == LOG_LEVELS
 
 
 def test_ensure_test_tools_script_is_valid_bash() -> None:

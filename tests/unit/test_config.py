@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -84,3 +85,67 @@ def test_a_env_file_in_the_working_directory_is_not_read(
     settings = load_settings(**{**BASE, "wechat_token": "mine"})
     assert settings.wechat_token == "mine" and settings.openai_base_url == DEFAULT_OPENAI_BASE_URL
     assert Settings.model_config["env_file"] == str(Path(__file__).resolve().parents[2] / ".env")
+
+
+def test_a_sensitive_words_file_that_cannot_be_read_stops_startup(tmp_path: Path) -> None:
+    """Read at startup: a missing file used to fail every question (and the console's settings page)."""
+    missing = tmp_path / "words.txt"
+    with pytest.raises(
+        ConfigError, match=f"SENSITIVE_WORDS_FILE: cannot read {re.escape(str(missing))}: No such file"
+    ):
+        load_settings(**BASE, sensitive_words_file=str(missing))
+    with pytest.raises(ConfigError, match=r"SENSITIVE_WORDS_FILE: cannot read .*: Is a directory"):
+        load_settings(**BASE, sensitive_words_file=str(tmp_path))
+    missing.write_bytes("赌博\n".encode("gbk"))
+    with pytest.raises(ConfigError, match=r"SENSITIVE_WORDS_FILE: .* is not UTF-8 text"):
+        load_settings(**BASE, sensitive_words_file=str(missing))
+    missing.write_text("赌博\n", encoding="utf-8")
+    assert load_settings(**BASE, sensitive_words_file=str(missing)).sensitive_words_file == str(missing)
+
+
+def test_log_level_is_one_logging_knows_in_any_case() -> None:
+    with pytest.raises(ConfigError, match=r"LOG_LEVEL: 'verbose' is not a level \(one of DEBUG, INFO,"):
+        load_settings(**BASE, log_level="verbose")
+    assert load_settings(**BASE, log_level=" debug").log_level == "DEBUG"
+
+
+@pytest.mark.parametrize("field", ["wechat_aes_key", "wechat_aes_key_previous"])
+def test_an_aes_key_of_43_characters_must_be_base64(field: str) -> None:
+    """wechatpy asserts a 32-byte key in every worker: a bare AssertionError killed them."""
+    bad = "abcdefghijklmnopqrstuvwxyz0123456789!!!!!!!"
+    assert len(bad) == 43
+    with pytest.raises(ConfigError, match=f"{field.upper()}: must be base64"):
+        load_settings(**BASE, wechat_appid="wx1", **{field: bad})
+    good = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    assert getattr(load_settings(**BASE, wechat_appid="wx1", **{field: good}), field) == good
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://127.0.0.1:16399", "must specify one of the following schemes"),
+        ("redis://127.0.0.1:99999/0", "Port out of range"),
+        ("redis://127.0.0.1:6379/zero", "the database after the last / must be a number"),
+    ],
+)
+def test_a_redis_url_redis_cannot_use_is_named(url: str, said: str) -> None:
+    with pytest.raises(ConfigError, match=f"REDIS_URL: .*{said}"):
+        load_settings(**{**BASE, "redis_url": url})
+
+
+def test_the_redis_url_message_leaves_out_its_password() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(**{**BASE, "redis_url": "http://:secret-pw@127.0.0.1:6379/0"})
+    assert "secret-pw" not in str(raised.value)
+
+
+@pytest.mark.parametrize("url", ["rediss://cache.example:6380/1", "unix:///run/redis.sock?db=2", "redis://h"])
+def test_redis_urls_of_every_scheme_are_accepted(url: str) -> None:
+    assert load_settings(**{**BASE, "redis_url": url}).redis_url == url
+
+
+@pytest.mark.parametrize("name", ["WECHAT_ADMIN_OPENIDS", "SENSITIVE_WORDS"])
+def test_lists_split_at_a_full_width_comma_too(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Chinese input method types ，: 赌博，色情 is two words, not one."""
+    monkeypatch.setenv(name, "赌博，色情, a")
+    assert getattr(load_settings(**BASE), name.lower()) == ["赌博", "色情", "a"]
