@@ -430,7 +430,10 @@ class Settings(BaseSettings):
             )
 
     def _missing_openai_key(self) -> str:
-        """Name the real cause: whether OPENAI_BASE_URL was set to api.openai.com or left to default."""
+        """Name the real cause: a FastChat controller named without LLM_BACKEND=fastchat, or whether
+        OPENAI_BASE_URL was set to api.openai.com or left to default."""
+        if self.fastchat_controller_url:
+            return "FASTCHAT_CONTROLLER_URL is set but LLM_BACKEND is openai: set LLM_BACKEND=fastchat"
         url = DEFAULT_OPENAI_BASE_URL
         if "openai_base_url" in self.model_fields_set:
             cause = f"OPENAI_BASE_URL is set to {url}, which needs a key"

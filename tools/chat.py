@@ -110,7 +110,8 @@ def llm_note(env: Mapping[str, str]) -> str | None:
         f"no LLM configured: `make run` answers with its first-run model, {MODEL_TITLE} on the CPU:",
         f"a small model, answers capped at {cap} tokens, for seeing the pipeline work.",
         "For your followers set OPENAI_API_KEY (with OPENAI_BASE_URL for another OpenAI-compatible",
-        "server) or FASTCHAT_CONTROLLER_URL and FASTCHAT_MODEL in .env, and restart `make run`",
+        "server) or LLM_BACKEND=fastchat, FASTCHAT_CONTROLLER_URL and FASTCHAT_MODEL in .env, and",
+        "restart `make run`",
     ]
     return "\n   ".join(lines)
 

@@ -128,13 +128,15 @@ def say(text: str) -> None:
 
 
 def wanted(env: Mapping[str, str]) -> bool:
-    """True when no LLM is configured: no OpenAI key or server, no FastChat controller.
+    """True when no LLM is configured: no OpenAI key or server, no FastChat controller, and LLM_BACKEND
+    unset or the example's `openai`.
 
-    `make run` then starts the local cluster instead of refusing to start.
+    `make run` then starts the local cluster instead of refusing to start. LLM_BACKEND=fastchat is a
+    choice of the operator's: without FASTCHAT_CONTROLLER_URL the settings say that it is missing.
     """
     configured = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "FASTCHAT_CONTROLLER_URL")
     backend = env.get("LLM_BACKEND", "").strip().lower()
-    return backend in ("", "openai", "fastchat") and not any(env.get(name, "").strip() for name in configured)
+    return backend in ("", "openai") and not any(env.get(name, "").strip() for name in configured)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

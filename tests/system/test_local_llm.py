@@ -60,7 +60,8 @@ NOT_ANSWERS = (
 # ---- fast checks (no venv needed) -----------------------------------------------------------------
 def test_local_llm_is_wanted_only_when_no_llm_is_configured() -> None:
     assert wanted({})
-    assert wanted({"LLM_BACKEND": "fastchat", "WECHAT_TOKEN": "t"})
+    assert wanted({"LLM_BACKEND": "openai", "WECHAT_TOKEN": "t"})  # deploy/.env.example's
+    assert not wanted({"LLM_BACKEND": "fastchat"})  # chosen: its controller is missing, not the model
     assert not wanted({"OPENAI_API_KEY": "sk-x"})
     assert not wanted({"OPENAI_BASE_URL": "http://127.0.0.1:9/v1"})
     assert not wanted({"FASTCHAT_CONTROLLER_URL": "http://gpu-box:21001"})

@@ -144,6 +144,19 @@ def test_redis_urls_of_every_scheme_are_accepted(url: str) -> None:
     assert load_settings(**{**BASE, "redis_url": url}).redis_url == url
 
 
+def test_a_fastchat_controller_without_the_fastchat_backend_names_llm_backend() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(**{**BASE, "openai_api_key": ""}, fastchat_controller_url="http://127.0.0.1:21001")
+    message = str(raised.value)
+    assert "FASTCHAT_CONTROLLER_URL is set but LLM_BACKEND is openai: set LLM_BACKEND=fastchat" in message
+    assert "OPENAI_API_KEY: missing" not in message
+
+
+def test_the_fastchat_backend_without_a_controller_names_it() -> None:
+    with pytest.raises(ConfigError, match="FASTCHAT_CONTROLLER_URL: required with LLM_BACKEND=fastchat"):
+        load_settings(**BASE, llm_backend="fastchat")
+
+
 @pytest.mark.parametrize("name", ["WECHAT_ADMIN_OPENIDS", "SENSITIVE_WORDS"])
 def test_lists_split_at_a_full_width_comma_too(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Chinese input method types ，: 赌博，色情 is two words, not one."""

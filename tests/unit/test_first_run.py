@@ -91,3 +91,25 @@ def test_api_openai_com_without_a_key_says_what_is_missing_and_how_to_go_offline
     assert f"OPENAI_BASE_URL is set to {DEFAULT_OPENAI_BASE_URL}" in message
     assert "or set OPENAI_BASE_URL" not in message
     assert "leave OPENAI_API_KEY, OPENAI_BASE_URL and FASTCHAT_CONTROLLER_URL empty" in message
+
+
+def test_the_fastchat_backend_chosen_without_a_controller_names_it_not_the_local_model(
+    project_env: Path,
+) -> None:
+    """LLM_BACKEND=fastchat is the operator's choice: the missing controller is said, no model starts."""
+    set_line(project_env, "LLM_BACKEND", "fastchat")
+    assert not wanted(bootstrap.environment(project_env))
+    with pytest.raises(ConfigError, match="FASTCHAT_CONTROLLER_URL: required with LLM_BACKEND=fastchat"):
+        bootstrap.settings(project_env, offline_llm=True)
+
+
+def test_a_controller_without_the_fastchat_backend_says_to_set_it(project_env: Path) -> None:
+    """The example's LLM_BACKEND=openai left as it is: the message named OPENAI_API_KEY, the wrong cause."""
+    set_line(project_env, "FASTCHAT_CONTROLLER_URL", "http://127.0.0.1:21001")
+    with pytest.raises(ConfigError) as raised:
+        bootstrap.settings(project_env, offline_llm=True)
+    message = str(raised.value)
+    assert "FASTCHAT_CONTROLLER_URL is set but LLM_BACKEND is openai: set LLM_BACKEND=fastchat" in message
+    assert "OPENAI_API_KEY" not in message
+    set_line(project_env, "LLM_BACKEND", "fastchat")
+    assert bootstrap.settings(project_env, offline_llm=True).llm_backend == "fastchat"
