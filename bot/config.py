@@ -414,7 +414,19 @@ class Settings(BaseSettings):
         if self.llm_backend == "fastchat":
             self._check_conv_template()
         self._check_expert_classifier()
+        self._check_embedding_model()
         return self
+
+    def _check_embedding_model(self) -> None:
+        """Embeddings are asked of EMBEDDING_BASE_URL, else OPENAI_BASE_URL: api.openai.com needs a key."""
+        if not self.embedding_model:
+            return
+        url = self.embedding_base_url or self.openai_base_url
+        if url == DEFAULT_OPENAI_BASE_URL and not (self.embedding_api_key or self.openai_api_key):
+            raise ValueError(
+                "EMBEDDING_MODEL: is called through the OpenAI API: set EMBEDDING_BASE_URL (or "
+                "OPENAI_BASE_URL) to the server of your embedding model, or OPENAI_API_KEY"
+            )
 
     def _check_expert_classifier(self) -> None:
         """The classifier only chooses among EXPERTS, and is called through the OpenAI API."""

@@ -29,10 +29,11 @@ class EmbeddingError(Exception):
 class Embedder:
     def __init__(self, settings: Settings) -> None:
         self.model = settings.embedding_model
+        self.base_url = settings.embedding_base_url or settings.openai_base_url
         timeout = openai.Timeout(settings.embedding_timeout, connect=min(settings.embedding_timeout, 5.0))
         self.client = openai.OpenAI(
             api_key=settings.embedding_api_key or settings.openai_api_key or "EMPTY",
-            base_url=settings.embedding_base_url or settings.openai_base_url,
+            base_url=self.base_url,
             timeout=timeout,
             max_retries=1,
         )
@@ -59,7 +60,8 @@ class Embedder:
             ordered = sorted(result.data, key=lambda item: item.index)
             matrix = np.asarray([item.embedding for item in ordered], dtype=np.float32)
         except (openai.OpenAIError, ValueError, TypeError) as exc:
-            raise EmbeddingError(f"{type(exc).__name__}: {exc}") from exc
+            where = f"EMBEDDING_MODEL {self.model!r} at {self.base_url}: check EMBEDDING_BASE_URL"
+            raise EmbeddingError(f"{type(exc).__name__}: {exc} ({where})") from exc
         if matrix.ndim != 2 or len(matrix) != len(texts):
             raise EmbeddingError(f"expected {len(texts)} vectors, got {matrix.shape}")
         return normalise(matrix)

@@ -157,6 +157,22 @@ def test_the_fastchat_backend_without_a_controller_names_it() -> None:
         load_settings(**BASE, llm_backend="fastchat")
 
 
+def test_an_embedding_model_needs_a_server_to_ask() -> None:
+    """With LLM_BACKEND=fastchat and no OpenAI settings, embeddings went to api.openai.com without a key."""
+    fastchat = {"llm_backend": "fastchat", "fastchat_controller_url": "http://127.0.0.1:21001"}
+    no_openai = {**BASE, "openai_api_key": "", **fastchat}
+    with pytest.raises(
+        ConfigError, match="EMBEDDING_MODEL: is called through the OpenAI API: set EMBEDDING_BASE_URL"
+    ):
+        load_settings(**no_openai, embedding_model="bge-m3")
+    served = load_settings(
+        **no_openai, embedding_model="bge-m3", embedding_base_url="http://127.0.0.1:8002/v1"
+    )
+    assert served.embedding_base_url == "http://127.0.0.1:8002/v1"
+    assert load_settings(**BASE, **fastchat, embedding_model="text-embedding-3-small").openai_api_key == "k"
+    assert load_settings(**no_openai, embedding_model="e", openai_base_url="http://127.0.0.1:8001/v1")
+
+
 @pytest.mark.parametrize("name", ["WECHAT_ADMIN_OPENIDS", "SENSITIVE_WORDS"])
 def test_lists_split_at_a_full_width_comma_too(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A Chinese input method types ，: 赌博，色情 is two words, not one."""

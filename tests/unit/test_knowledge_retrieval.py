@@ -221,6 +221,8 @@ def test_without_the_embedding_server_questions_are_ranked_by_bm25_alone(
         hits = kb.retrieve("行业轮动模型推荐哪些行业")
     assert hits and hits[0].similarity is None
     assert "BM25 alone" in caplog.text
+    where = f"EMBEDDING_MODEL 'fake-embed' at {fake_embeddings.base_url}: check EMBEDDING_BASE_URL"
+    assert where in caplog.text  # which server failed, and the setting that names it
 
 
 def test_vectors_of_another_model_are_not_used(make_kb: MakeKB, fake_embeddings: FakeEmbeddings) -> None:
