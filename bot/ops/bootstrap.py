@@ -4,21 +4,24 @@ One way for all of them, so that they cannot disagree about which `.env` counts 
 meant: the project's own `.env` (never one in the working directory; the environment wins over it),
 DATA_DIR relative to the project directory, and — when REDIS_URL is unset — the embedded Redis that
 `make run` starts and notes in DATA_DIR/redis/url (the URL carries its password; the file is 0600).
-A bad setting ends the tool with a message that names it, like the bot's own startup.
+A bad setting ends the tool with a message that names it, like the bot's own startup, and so does a
+Redis that does not answer when the tool needs it (the words of `make check`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import redis
 from dotenv import dotenv_values, load_dotenv
 
 from bot.config import PROJECT_ENV_FILE, ConfigError, Settings, load_settings
-from bot.ops.redis_server import embedded_url
+from bot.ops.redis_server import embedded_url, url_file
 
 PROJECT_ROOT = PROJECT_ENV_FILE.parent
 #: stands in for REDIS_URL while it is validated and the embedded Redis is not up (never connected to)
@@ -89,10 +92,57 @@ def load(doing: str, running_redis: bool = False, offline_llm: bool = False) -> 
     "cannot <doing>: <the setting and what is wrong>"."""
     load_env()
     try:
-        return settings(running_redis=running_redis, offline_llm=offline_llm)
+        loaded = settings(running_redis=running_redis, offline_llm=offline_llm)
     except ConfigError as exc:
         print(f"cannot {doing}: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    if running_redis:
+        require_redis(loaded, doing)
+    return loaded
+
+
+def require_redis(loaded: Settings, doing: str) -> None:
+    """For a tool that needs Redis now: exit 1 with "cannot <doing>: <what does not answer and why>"
+    unless its Redis answers PING (a `make run` killed outright leaves a stale URL behind)."""
+    embedded = not environment().get("REDIS_URL", "").strip()
+    problem = redis_problem(loaded.redis_url, embedded, Path(loaded.data_dir))
+    if problem is not None:
+        print(f"cannot {doing}: {problem[0]}: {problem[1]}", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+
+
+def redis_problem(url: str, embedded: bool, data_dir: Path) -> tuple[str, str] | None:
+    """None when the Redis at `url` answers PING; else (the setting or "embedded Redis", what is wrong),
+    in the words `make check` uses too. `embedded`: the URL is the one `make run` noted in DATA_DIR."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        return _unanswered(url, embedded, data_dir, exc)
+    finally:
+        client.close()
+    return None
+
+
+def shown_url(url: str) -> str:
+    """A Redis URL fit to print: its password masked."""
+    return re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)
+
+
+def _unanswered(
+    url: str, embedded: bool, data_dir: Path, exc: redis.exceptions.RedisError
+) -> tuple[str, str]:
+    shown = shown_url(url)
+    if embedded:
+        where = url_file(data_dir)
+        return "embedded Redis", f"{shown}, noted in {where}, does not answer ({exc}): is `make run` running?"
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        hint = " (check the password in REDIS_URL)"
+    elif isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        hint = " (is redis-server running there?)"
+    else:  # the server answered: e.g. "DB index is out of range"
+        hint = ""
+    return "REDIS_URL", f"cannot use {shown}: {exc}{hint}"
 
 
 def _offline_overrides(env: Mapping[str, str]) -> dict[str, str]:

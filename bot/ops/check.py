@@ -55,38 +55,39 @@ class Report:
 
 
 def check_redis(settings: Settings, report: Report) -> None:
-    url, what = settings.redis_url, "REDIS_URL"
+    url, embedded = settings.redis_url, False
     if not url:
         report.warn("REDIS_URL", "unset: `make run` starts an embedded Redis; set it for production")
         try:  # the embedded Redis of a running `make run`, found the way `make admin-code` finds it
-            url, what = embedded_url(Path(settings.data_dir)) or "", "embedded Redis"
+            url, embedded = embedded_url(Path(settings.data_dir)) or "", True
         except OSError as exc:
             report.fail("embedded Redis", f"cannot read its URL ({exc}): run this as the user of `make run`")
             return
         if not url:
             return
+    problem = bootstrap.redis_problem(url, embedded, Path(settings.data_dir))
+    if problem is not None:  # a `make run` killed outright leaves its note behind: only a warning
+        (report.warn if embedded else report.fail)(*problem)
+        return
+    check_persistence(url, "embedded Redis" if embedded else "Redis", report)
+
+
+def check_persistence(url: str, what: str, report: Report) -> None:
+    """AOF or RDB on, read with CONFIG GET (which a managed Redis may disable)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
-    shown = re.sub(r"://([^:@/]*):[^@/]*@", r"://\1:***@", url)  # never print a password
     try:
-        client.ping()
         appendonly = client.config_get("appendonly").get("appendonly", "no")
         save = client.config_get("save").get("save", "")
     except redis.exceptions.ResponseError:
-        report.ok("Redis", f"answers at {shown} (persistence not readable: CONFIG disabled)")
+        report.ok(what, f"answers at {bootstrap.shown_url(url)} (persistence not readable: CONFIG disabled)")
         return
-    except redis.exceptions.RedisError as exc:
-        if what == "REDIS_URL":
-            report.fail("REDIS_URL", f"cannot use {shown}: {exc} (is redis-server running there?)")
-        else:  # a `make run` killed outright leaves its note behind
-            report.warn("embedded Redis", f"{shown} does not answer ({exc}): is `make run` running?")
+    except redis.exceptions.RedisError as exc:  # it answered PING a moment ago
+        report.fail(what, f"answered PING, then: {exc}")
         return
     finally:
         client.close()
     if appendonly == "yes" or save:
-        report.ok(
-            "Redis" if what == "REDIS_URL" else what,
-            f"answers; persistence appendonly={appendonly} save={save!r}",
-        )
+        report.ok(what, f"answers; persistence appendonly={appendonly} save={save!r}")
     else:
         report.warn("Redis", "persistence is off: pending answers are lost on restart (set appendonly yes)")
 

@@ -6,6 +6,7 @@ import contextlib
 import gc
 import io
 import socket
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ import pytest
 from bot.config import PROJECT_ENV_FILE
 from bot.ops.check import mask, run_checks
 from bot.ops.processes import free_port
+from bot.ops.redis_server import url_file
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from tests.conftest import AES_KEY, TOKEN
@@ -80,6 +82,29 @@ def test_ip_whitelist_explains_with_the_servers_ip(
 def test_unreachable_redis_is_named(base_config: dict[str, Any]) -> None:
     code, text = check(base_config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     assert code == 1 and "[FAIL] REDIS_URL" in text
+
+
+def test_a_redis_that_refuses_the_database_is_named_not_passed(base_config: dict[str, Any]) -> None:
+    """PING's own error (SELECT 99 of 16 databases) was read as "CONFIG disabled" and passed."""
+    url = base_config["redis_url"].rsplit("/", 1)[0] + "/99"
+    code, text = check(base_config, redis_url=url)
+    assert code == 1, text
+    assert f"[FAIL] REDIS_URL: cannot use {url}: DB index is out of range" in text
+    assert "CONFIG disabled" not in text
+
+
+def test_a_stale_embedded_redis_is_a_warning_naming_its_note(
+    base_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `make run` killed outright leaves data/redis/url behind: the password is not printed."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    noted = url_file(tmp_path)
+    noted.parent.mkdir()
+    noted.write_text(f"redis://:secret-pw@127.0.0.1:{free_port()}/0\n")
+    _code, text = check(base_config, redis_url="", data_dir=str(tmp_path))
+    assert "[warn] embedded Redis: redis://:***@127.0.0.1:" in text
+    assert f"noted in {noted}, does not answer" in text and "is `make run` running?" in text
+    assert "secret-pw" not in text
 
 
 def test_redis_without_persistence_is_a_warning(base_config: dict[str, Any]) -> None:

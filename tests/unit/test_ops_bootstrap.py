@@ -10,6 +10,7 @@ import pytest
 
 from bot.config import ConfigError, Settings
 from bot.ops import bootstrap
+from bot.ops.processes import free_port
 from bot.ops.redis_server import url_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,3 +88,51 @@ def test_a_bad_setting_ends_a_tool_with_a_message_naming_it(tmp_path: Path) -> N
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.startswith("cannot make a code: invalid configuration: TIMEZONE:"), result.stderr
+
+
+TOOLS = [
+    ("bot.ops.admin_code", [], "make a code"),
+    ("bot.ops.console_link", [], "make a console link"),
+    ("bot.ops.kb", ["list"], "use the knowledge base"),
+]
+
+
+def run_tool(
+    module: str, args: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "WECHAT_TOKEN": "t",
+        "OPENAI_API_KEY": "k",
+        "PUBLIC_BASE_URL": "https://b.example",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env={**base, **env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("module", "args", "doing"), TOOLS)
+def test_a_tool_whose_redis_does_not_answer_says_so(
+    module: str, args: list[str], doing: str, tmp_path: Path
+) -> None:
+    """They ended with a redis ConnectionError traceback; `make check`'s words now."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_tool(module, args, {"REDIS_URL": url}, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"cannot {doing}: REDIS_URL: cannot use {url}: "), result.stderr
+    assert "(is redis-server running there?)" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("module", "args", "doing"), TOOLS)
+def test_a_tool_with_the_stale_note_of_a_killed_make_run_says_so(
+    module: str, args: list[str], doing: str, tmp_path: Path
+) -> None:
+    noted = url_file(tmp_path / "data")
+    noted.parent.mkdir(parents=True)
+    noted.write_text(f"redis://:secret-pw@127.0.0.1:{free_port()}/0\n")
+    result = run_tool(module, args, {"DATA_DIR": str(tmp_path / "data")}, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"cannot {doing}: embedded Redis: redis://:***@127.0.0.1:"), result.stderr
+    assert f"noted in {noted}, does not answer" in result.stderr
+    assert result.stderr.rstrip().endswith("is `make run` running?") and "secret-pw" not in result.stderr
