@@ -88,6 +88,8 @@ class RedisServer:
         self.port = port
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        #: the password's config file is there to remove (a start that failed before may never write it)
+        self._config_written = False
 
     @property
     def log_path(self) -> Path:
@@ -144,6 +146,7 @@ class RedisServer:
     def _launch(self, binary: str) -> None:
         if self.password:  # each launch: stop() removes it
             write_private(self.config_path, f"requirepass {self.password}\n")
+            self._config_written = True
         self._log = os.fdopen(
             os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_FILE), "ab"
         )
@@ -189,8 +192,9 @@ class RedisServer:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self.password:
+        if self._config_written:
             self.config_path.unlink(missing_ok=True)  # the password dies with the server
+            self._config_written = False
 
     def __enter__(self) -> Self:
         return self.start()

@@ -25,12 +25,16 @@ from bot.logs import configure_logging
 from bot.ops import bootstrap
 from bot.ops.local_llm import LocalCluster, LocalLLMError
 from bot.ops.processes import die_with_parent, stop_group
-from bot.ops.redis_server import RedisServer, new_password, note_url, url_file
+from bot.ops.redis_server import RedisServer, make_private, new_password, note_url, url_file
 
 log = logging.getLogger("bot.run")
 ROOT = bootstrap.PROJECT_ROOT
 #: web and job workers get this long to finish what is in flight (gunicorn's graceful_timeout is 20 s)
 STOP_TIMEOUT = 30.0
+
+
+class LaunchError(Exception):
+    """Something `make run` needs cannot be made; the message names the setting."""
 
 
 def _web_command() -> list[str]:
@@ -50,6 +54,12 @@ class Launcher:
     def start(self) -> None:
         if not self.settings.redis_url:
             redis_dir = self.data_dir / "redis"
+            try:
+                make_private(redis_dir)
+            except OSError as exc:
+                raise LaunchError(
+                    f"DATA_DIR={self.data_dir}: cannot create {redis_dir} ({exc.strerror or exc})"
+                ) from None
             self.redis = RedisServer(redis_dir, persist=True, with_parent=True, password=new_password())
             self.redis.start()
             os.environ["REDIS_URL"] = self.redis.url  # the children's environment: this user's only
@@ -122,6 +132,9 @@ def main() -> int:
         return launcher.watch()
     except LocalLLMError as exc:
         log.error("cannot start the local LLM: %s", exc)
+        return 1
+    except LaunchError as exc:
+        log.error("cannot start: %s", exc)
         return 1
     finally:
         launcher.stop()

@@ -125,3 +125,16 @@ def test_make_run_logs_every_line_in_the_chosen_format(tmp_path: Path, fake_open
     messages = [record["message"] for record in records if record["logger"] == "bot.run"]
     assert any(message.startswith("embedded Redis at 127.0.0.1:") for message in messages)
     assert any(message.startswith("bot running: http://") for message in messages)
+
+
+def test_a_data_dir_that_cannot_be_made_is_named(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """A DATA_DIR that is a file: a sentence naming it, not two tracebacks."""
+    (tmp_path / "a-file").write_text("")
+    env = launcher_env(tmp_path, free_port(), fake_openai) | {"DATA_DIR": str(tmp_path / "a-file")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.ops.run"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    said = f"cannot start: DATA_DIR={tmp_path / 'a-file'}: cannot create {tmp_path / 'a-file' / 'redis'}"
+    assert f"{said} (Not a directory)" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr

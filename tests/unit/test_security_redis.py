@@ -129,3 +129,12 @@ def test_a_port_race_retry_keeps_the_password(tmp_path: Path, monkeypatch: pytes
             assert server.port != taken.getsockname()[1]
             with redis.Redis.from_url(server.url) as client:
                 assert client.ping()
+
+
+def test_a_server_that_could_not_make_its_directory_stops_quietly(tmp_path: Path) -> None:
+    """stop() after a failed start (DATA_DIR a file): its own traceback used to hide the first one."""
+    (tmp_path / "a-file").write_text("")
+    server = RedisServer(tmp_path / "a-file" / "redis", password=new_password())
+    with pytest.raises(NotADirectoryError):
+        server.start()
+    server.stop()
