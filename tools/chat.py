@@ -207,7 +207,8 @@ def describe_custom(data: dict[str, Any]) -> str:
 def describe_reply(delivery: Delivery) -> str | None:
     """What the user's WeChat shows for a push's answer; None when it shows nothing."""
     if delivery.user_sees_failure:
-        return f"{FAILURE_NOTICE}   ← WeChat's notice: no attempt got a valid answer"
+        reason = failure_reason(delivery)
+        return f"{FAILURE_NOTICE}   ← WeChat's notice: no attempt got a valid answer ({reason})"
     reply = delivery.reply
     if reply is None:
         return None
@@ -220,11 +221,31 @@ def describe_reply(delivery: Delivery) -> str | None:
     return f"[{kind} reply]"
 
 
+def failure_reason(delivery: Delivery) -> str:
+    """Why WeChat's last attempt did not count: the bot's status and what it said (403: bad signature),
+    a timeout, or a reply WeChat would not show."""
+    last = delivery.attempts[-1]
+    if isinstance(last.status, int) and last.status != 200:
+        said = " ".join(last.body.decode(errors="replace").split())[:200]
+        return f"HTTP {last.status}: {said}" if said else f"HTTP {last.status}"
+    return last.problem or "no valid answer"
+
+
+def unreachable(delivery: Delivery) -> str | None:
+    """The connection error, when no attempt reached the bot at all (nothing listens at the URL)."""
+    if delivery.attempts and all(attempt.status == "error" for attempt in delivery.attempts):
+        return (delivery.attempts[-1].problem or "").removeprefix("connection error: ")
+    return None
+
+
 def timing_note(delivery: Delivery) -> str | None:
     """Say so when WeChat had to retry: that is the 5-second logic at work."""
-    if len(delivery.attempts) <= 1:
+    count = len(delivery.attempts)
+    if count <= 1:
         return None
-    return f"answered on WeChat's attempt {len(delivery.attempts)}, after {delivery.elapsed:.1f} s"
+    if delivery.user_sees_failure:
+        return f"WeChat tried {count} times, for {delivery.elapsed:.1f} s"
+    return f"answered on WeChat's attempt {count}, after {delivery.elapsed:.1f} s"
 
 
 # ---- the conversation -------------------------------------------------------------------------------
@@ -267,11 +288,13 @@ class Chat:
         self.screen.note(f"now chatting as {name}")
 
     def send(self, text: str) -> None:
-        try:
-            xml = self.simulator.text_xml(self.user, text, msg_id=self.msg_ids())
-            delivery = self.simulator.push(xml)
-        except OSError as exc:
-            self.screen.note(f"cannot reach {self.settings.url}: {exc}")
+        xml = self.simulator.text_xml(self.user, text, msg_id=self.msg_ids())
+        delivery = self.simulator.push(xml)  # a connection error is an attempt's problem, not raised
+        refused = unreachable(delivery)
+        if refused is not None:
+            self.screen.note(
+                f"cannot reach {self.settings.url} ({refused}): is `make run` running (HOST/PORT)?"
+            )
             return
         shown = describe_reply(delivery)
         if shown is not None:

@@ -11,14 +11,17 @@ from bot.ops.local_llm import LOCAL_MAX_TOKENS, MODEL_TITLE
 from bot.ops.redis_server import free_port
 from testing.fakes.openai_server import FakeOpenAI
 from tests.conftest import AES_KEY, APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, Bot
+from tools.chat import FAILURE_NOTICE
 
 
-def run_chat(bot: Bot, lines: list[str], *extra: str, **env: str) -> str:
-    """Run the tool with only the settings it needs (no .env, no LLM key) and return its output."""
+def run_chat(bot: Bot | str, lines: list[str], *extra: str, **env: str) -> str:
+    """Run the tool with only the settings it needs (no .env, no LLM key) against a bot or a URL, and
+    return its output."""
+    url = bot if isinstance(bot, str) else bot.url
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("WECHAT_", "OPENAI_", "FASTCHAT_"))}
     clean |= {"WECHAT_TOKEN": TOKEN, "WECHAT_APPID": APPID, "WECHAT_ATTEMPT_TIMEOUT": str(ATTEMPT_TIMEOUT)}
     result = subprocess.run(
-        [sys.executable, "-m", "tools.chat", "--url", bot.url, "--env-file", os.devnull, *extra],
+        [sys.executable, "-m", "tools.chat", "--url", url, "--env-file", os.devnull, *extra],
         input="".join(line + "\n" for line in lines),
         capture_output=True,
         text=True,
@@ -92,3 +95,23 @@ def test_the_banner_names_the_first_run_model_when_no_llm_is_configured(make_bot
     assert "capped at 48 tokens" in run_chat(bot, ["/quit"], LLM_MAX_TOKENS="48")
     for configured in ({"OPENAI_API_KEY": "sk-x"}, {"FASTCHAT_CONTROLLER_URL": "http://gpu-box:21001"}):
         assert "first-run model" not in run_chat(bot, ["/quit"], **configured)
+
+
+def test_a_bot_that_is_not_running_is_said_so() -> None:
+    """WeChat's failure notice and "answered on attempt 3" hid that nothing listened at the URL."""
+    url = f"http://127.0.0.1:{free_port()}/wechat"
+    out = run_chat(url, ["hello"])
+    assert (
+        f"  (cannot reach {url} (ConnectionRefusedError(111, 'Connection refused')): is `make run` running"
+        in out
+    )
+    assert "(HOST/PORT)?)" in out and FAILURE_NOTICE not in out and "attempt" not in out
+
+
+def test_a_refused_push_shows_the_bots_status_and_reason(make_bot: Callable[..., Bot]) -> None:
+    """A Token that is not the bot's: its 403 and sentence, not only WeChat's notice."""
+    out = run_chat(make_bot(), ["hello"], WECHAT_TOKEN="not-the-token")
+    reply = next(line for line in out.splitlines() if line.startswith("bot> "))
+    assert reply.startswith(f"bot> {FAILURE_NOTICE}   ← WeChat's notice: no attempt got a valid answer")
+    assert "(HTTP 403: bad signature (is WECHAT_TOKEN the Token of 公众号后台?))" in reply
+    assert "answered on" not in out and "WeChat tried 3 times" in out
