@@ -146,7 +146,7 @@ class OpenAIBackend:
         except (openai.APIConnectionError, httpx2.TransportError) as exc:
             raise LLMError("unavailable", f"OpenAI unreachable: {exc}") from exc
         except openai.APIStatusError as exc:
-            raise LLMError("failed", self._status_detail(exc, body["model"])) from exc
+            raise LLMError("failed", self._status_detail(exc, body["model"]), exc.status_code) from exc
         except openai.OpenAIError as exc:
             raise LLMError("failed", f"OpenAI error: {exc}") from exc
 
@@ -177,7 +177,8 @@ class OpenAIBackend:
             quick = self.client.with_options(timeout=LIST_TIMEOUT, max_retries=0)
             return sorted(model.id for model in quick.models.list())
         except openai.OpenAIError as exc:
-            raise LLMError("unavailable", f"cannot list models: {exc}") from exc
+            status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+            raise LLMError("unavailable", f"cannot list models: {exc}", status) from exc
 
     def close(self) -> None:
         self.client.close()

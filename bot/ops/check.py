@@ -153,10 +153,11 @@ def check_llm(settings: Settings, report: Report) -> None:
     )
     model = settings.fastchat_model if settings.llm_backend == "fastchat" else settings.openai_model
     with closing(make_backend(settings)) as backend:
+        listing: LLMError | None = None
         try:
             models = backend.models()
         except LLMError as exc:
-            models = []
+            models, listing = [], exc
             report.warn(what, f"cannot list models ({exc.detail}); trying a completion anyway")
         if models and model not in models:
             report.warn(what, f"model {model!r} is not among {models[:8]}")
@@ -167,7 +168,7 @@ def check_llm(settings: Settings, report: Report) -> None:
                 first = next(pieces, "")  # a reasoning model's thinking counts: it answered
                 first = first if isinstance(first, str) else first.text
         except LLMError as exc:
-            report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc)}")
+            report.fail(what, f"a test completion with {model!r} failed: {llm_hint(exc, listing)}")
             return
     report.ok("LLM", f"{settings.llm_backend} answered with {model!r} ({first[:20]!r}…)")
 
@@ -179,11 +180,15 @@ def check_experts(settings: Settings, models: list[str], report: Report) -> None
         report.warn("EXPERTS", f"not served, their questions go to the default model: {', '.join(missing)}")
 
 
-def llm_hint(exc: LLMError) -> str:
+def llm_hint(exc: LLMError, listing: LLMError | None = None) -> str:
+    """What to check, by the completion's status and kind: never by its text, which holds the URL (a port
+    such as 14010 read as a 401). `listing`: how listing the models failed, if it did."""
     detail = exc.detail
-    if "401" in detail or "Incorrect API key" in detail or "invalid_api_key" in detail:
+    if exc.status == 401:
         return f"{detail} → check OPENAI_API_KEY"
-    if "404" in detail or ("model" in detail.lower() and "not" in detail.lower()):
+    if exc.status == 404 and listing is not None and listing.status == 404:
+        return f"{detail} → /models is not found either: does OPENAI_BASE_URL end in /v1?"
+    if exc.status == 404:
         return f"{detail} → check OPENAI_MODEL / FASTCHAT_MODEL"
     if exc.kind in ("unavailable", "timeout"):
         return f"{detail} → is the server at OPENAI_BASE_URL / FASTCHAT_CONTROLLER_URL running and reachable?"

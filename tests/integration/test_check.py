@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from bot.config import PROJECT_ENV_FILE
-from bot.ops.check import mask, run_checks
+from bot.llm import LLMError
+from bot.ops.check import llm_hint, mask, run_checks
 from bot.ops.processes import free_port
 from bot.ops.redis_server import url_file
 from testing.fakes.openai_server import FakeOpenAI
@@ -133,6 +134,33 @@ def test_bad_api_key_is_named(base_config: dict[str, Any], fake_openai: FakeOpen
     fake_openai.set_behavior(api_key="the-right-key")
     code, text = check(base_config)
     assert code == 1 and "OPENAI_API_KEY" in text
+
+
+def test_a_base_url_without_v1_is_asked_about(base_config: dict[str, Any], fake_openai: FakeOpenAI) -> None:
+    """/models and /chat/completions both 404: the model name is not what is wrong."""
+    code, text = check(base_config, openai_base_url=fake_openai.url)
+    assert code == 1, text
+    assert "→ /models is not found either: does OPENAI_BASE_URL end in /v1?" in text
+    assert "check OPENAI_MODEL" not in text
+
+
+def test_a_model_the_server_does_not_have_is_named(
+    base_config: dict[str, Any], fake_openai: FakeOpenAI
+) -> None:
+    """/models answers, the completion is 404 (the model does not exist): the model is named."""
+    fake_openai.set_behavior(fail_status=404, scope=("/v1/chat/completions",))
+    code, text = check(base_config, openai_model="no-such-model")
+    assert code == 1 and "→ check OPENAI_MODEL / FASTCHAT_MODEL" in text, text
+    assert "end in /v1" not in text
+
+
+def test_the_hint_follows_the_status_not_the_numbers_in_the_url() -> None:
+    """A server at port 14010 that fails with 500: its URL holds "401", its key is not the fault."""
+    url = "http://127.0.0.1:14010/v1/chat/completions"
+    failed = LLMError("failed", f"OpenAI error 500 for model 'm' at {url}: boom", 500)
+    assert llm_hint(failed) == failed.detail
+    refused = LLMError("failed", f"OpenAI error 401 for model 'm' at {url}: no", 401)
+    assert llm_hint(refused).endswith("→ check OPENAI_API_KEY")
 
 
 def test_unreachable_llm_is_named(base_config: dict[str, Any]) -> None:
