@@ -16,6 +16,10 @@ from bot.replies import QUESTION_PREVIEW_CHARS, truncate_utf8, utf8_len
 
 #: cut after the last of these found in the second half of a page's window, best first
 _BREAKS = ("\n", "。！？!?；;", "，,、 ")
+#: code points that join the one before them into one symbol
+_JOINS_BEFORE = frozenset("\u200d\ufe0f\u20e3") | {chr(code) for code in range(0x1F3FB, 0x1F400)}
+#: regional indicators: a flag is two of them
+_FLAG_LETTERS = frozenset(chr(code) for code in range(0x1F1E6, 0x1F200))
 #: a web address: its `?`, `!` and `;` are no place to cut (it runs to a space or a CJK character)
 _URL = re.compile(r"(?:https?|ftp)://[^\s\u2e80-\u9fff\u3000-\u303f\uff00-\uffef]+")
 
@@ -46,7 +50,23 @@ def page_end(text: str, budget: int) -> int:
     last = addresses[-1] if addresses else None
     if last is not None and last[1] == len(window) and last[0] >= half:
         return last[0]  # the address may go on past the window: it starts the next page whole
-    return max(len(window), 1)
+    return _symbol_start(text, max(len(window), 1), half)
+
+
+def _symbol_start(text: str, end: int, earliest: int) -> int:
+    """`end`, moved back (not before `earliest`) so that it does not split one symbol of several code
+    points: an emoji's ZWJ sequence, its variation selector or skin tone, a keycap, a flag's pair.
+    Hand-written: Python has no grapheme clusters, and these are the ones chat text has."""
+    while end > earliest and end < len(text):
+        before, after = text[end - 1], text[end]
+        flags = 0
+        while end - flags > 0 and text[end - flags - 1] in _FLAG_LETTERS:
+            flags += 1
+        split_flag = after in _FLAG_LETTERS and flags % 2 == 1
+        if before != "\u200d" and after not in _JOINS_BEFORE and not split_flag:
+            break
+        end -= 1
+    return end
 
 
 class PageSplitter:

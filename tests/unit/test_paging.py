@@ -138,3 +138,11 @@ def test_a_masked_word_is_never_split_across_pages() -> None:
         pages += splitter.finish()
         assert "".join(pages) == text.replace(word, "****")
         assert all(word[:2] not in page for page in pages)
+
+
+@pytest.mark.parametrize("symbol", ["👨\u200d👩\u200d👧", "1\ufe0f\u20e3", "👍🏽", "🇨🇳"])
+def test_without_a_break_a_page_does_not_split_a_symbol(symbol: str) -> None:
+    text = symbol * 400
+    pages = split_pages(text, 100)
+    assert "".join(pages) == text
+    assert all(page == symbol * (len(page) // len(symbol)) for page in pages)
