@@ -7,7 +7,9 @@ testing.waiter.FakeWaiter (woken by the bot's real Redis notices), the LLM a
 testing.chat_backend.ScriptedBackend, and the job queue runs each job in-process as a task of the
 clock. WeChat's side is played here with WeChat's real timing: attempt 1 when the message is sent,
 each further attempt when the previous one has had `wechat_attempt_timeout` (5 s) without a valid
-answer, 3 attempts in all; a reply counts only if it reaches WeChat in time.
+answer, 3 attempts in all; a reply counts only if it reaches WeChat in time. With
+WECHAT_REPLY_MODE=active, WeChat's customer-service API is `scene.cs` (CustomerService), which
+records the messages it accepted and refuses the ones it is told to.
 
     scene.backend.answer("hello", "echo: hello", after=4.3)
     push = scene.say("user-1", "hello")          # question at t=0
@@ -35,6 +37,7 @@ from bot.delivery.passive import PassiveDelivery
 from bot.delivery.waiter import ReadyWaiter
 from bot.runtime import Runtime
 from bot.webhook import Inbound, Webhook
+from bot.wechat.api import WeChatAPIError
 from bot.wechat.protocol import WeChatProtocol
 from handlers.router import Router
 from testing.chat_backend import ScriptedBackend
@@ -128,6 +131,51 @@ class Push:
         return self.delivery.user_sees_failure
 
 
+@dataclass
+class Sent:
+    """A customer-service message WeChat accepted."""
+
+    openid: str
+    text: str
+    at: float
+
+
+class CustomerService:
+    """Stands in for the WeChat API of the active sender (WECHAT_REPLY_MODE=active): customer-service
+    sends, which take no fake time, and the typing indicator. Records what WeChat accepted; refuses
+    the sends it was told to refuse (`refuse`), numbered per user from 1 as WeChat received them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.sent: list[Sent] = []
+        self.received: dict[str, int] = {}
+        self._refusals: dict[tuple[str, int], WeChatAPIError] = {}
+
+    def refuse(self, openid: str, *numbers: int, errcode: int | None = 45047) -> None:
+        """Refuse the sends `numbers` to `openid` with `errcode` (None: the call fails on the network)."""
+        errmsg = "response out of limit" if errcode else "connection reset"
+        for number in numbers:
+            self._refusals[(openid, number)] = WeChatAPIError(errcode, errmsg)
+
+    def texts(self, openid: str) -> list[str]:
+        return [sent.text for sent in self.sent if sent.openid == openid]
+
+    def send_text(self, openid: str, content: str) -> None:
+        number = self.received[openid] = self.received.get(openid, 0) + 1
+        if (refusal := self._refusals.get((openid, number))) is not None:
+            raise refusal
+        self.sent.append(Sent(openid, content, self.clock.now))
+
+    def send_image(self, openid: str, media_id: str) -> None:
+        self.send_text(openid, f"[image {media_id}]")
+
+    def typing(self, openid: str, typing: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class SceneJobs:
     """Stands in for bot.answering.jobs.Jobs for questions (meeting minutes and broadcasts are not part
     of a delivery scene): what the router queues runs in-process, as a task of the clock — at once (an
@@ -183,6 +231,8 @@ class Scene:
         self.clock = FakeClock()
         self.backend = ScriptedBackend(self.clock)
         self.jobs = SceneJobs(self, auto=auto_jobs)
+        #: WeChat's customer-service API, for active delivery (WECHAT_REPLY_MODE=active)
+        self.cs = CustomerService(self.clock)
         self._runtimes: list[Runtime] = []
         self.bus = ReadyBus(self.clock, settings.redis_url)
         try:
@@ -207,6 +257,9 @@ class Scene:
         client = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
         runtime = Runtime(self.settings, client)
         runtime.__dict__["backend"] = self.backend  # a cached_property: the fake stands in for it
+        if self.settings.wechat_reply_mode == "active":
+            runtime.__dict__["wechat"] = self.cs
+            runtime.sender.sleep = self.clock.sleep
         self._runtimes.append(runtime)
         return runtime
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from bot import texts
 from bot.config import Settings
@@ -40,6 +41,8 @@ class ActiveSender:
         self.api = api
         self.state = state
         self.quota = quota
+        #: waits between tries of a failed send (a test's fake clock stands in)
+        self.sleep: Callable[[float], None] = time.sleep
 
     def typing(self, openid: str) -> None:
         try:
@@ -85,7 +88,7 @@ class ActiveSender:
                     self._fall_back(answer, index, exc)
                     return False
                 log.warning("customer-service send failed (%s); retrying", exc)
-                time.sleep(0.5 * attempt)
+                self.sleep(0.5 * attempt)
                 continue
             with self.answers.user_lock(answer.openid):
                 self.answers.confirm_sent(answer.id, index)
