@@ -105,7 +105,7 @@ class ActiveSender:
             self.api.send_text(openid, page)
 
     def _fall_back(self, answer: Answer, index: int, exc: WeChatAPIError) -> None:
-        """Give the unsent page back and let the user's next message fetch it."""
+        """Give the unsent page back and let the user's next message fetch it, and the rest after it."""
         reason = f"cs_refused:{exc.errcode}" if exc.errcode else f"cs_failed:{exc.errmsg[:60]}"
         self.metrics.undelivered(
             answer.id, answer.openid, f"{reason} (page {index + 1}; waits for next message)"
@@ -116,7 +116,6 @@ class ActiveSender:
         with self.answers.user_lock(answer.openid):
             self.answers.set_sent(answer.id, index)
             self.answers.stop_sending(answer.id)
-            if index == 0:
-                self.answers.owe(answer.id, answer.openid)
-            else:
-                self.answers.set_delivery(answer.id, "passive")
+            # from page `index` on, whichever page it is: the pages sent may not have said that more
+            # follows (only the quota-th says so), and a later question must not take the rest's place
+            self.answers.owe(answer.id, answer.openid, start=index)

@@ -119,7 +119,7 @@ class PassiveDelivery:
                 return found.reply
             if found.target is None or not found.ready:
                 return None
-            if (text := self._deliver(found, push_key, Plan("fetch"), attempt=1)) is not None:
+            if (text := self._deliver(found, push_key, Plan("fetch"), attempt=1, asked=True)) is not None:
                 return text
         return None
 
@@ -144,13 +144,17 @@ class PassiveDelivery:
                 return text
         return None  # it kept changing under us: the waiting loop looks again
 
-    def _deliver(self, found: Peek, push_key: str, plan: Plan, attempt: int) -> str | None:
-        """The page `found`, composed and claimed; None when another delivery claimed it first."""
+    def _deliver(
+        self, found: Peek, push_key: str, plan: Plan, attempt: int, *, asked: bool = False
+    ) -> str | None:
+        """The page `found`, composed and claimed; None when another delivery claimed it first. `asked`:
+        the push is a question (active mode: its own answer goes out as customer-service messages)."""
         target = found.target
         assert target is not None
         if found.page is None:
             return self._record(push_key, texts.NOTHING_MORE)
-        text = compose(target, found.page, late=target.answer.owner != push_key)
+        continues = plan.kind == "fetch" and not asked and target.reading  # 继续 on the answer being read
+        text = compose(target, found.page, late=target.answer.owner != push_key and not continues)
         release = ""
         if plan.kind == "ask" and plan.answer_id != target.answer.id:
             release = plan.answer_id
@@ -218,7 +222,9 @@ def compose(target: Target, page: str, *, late: bool) -> str:
     if image_media_id(page) is not None:
         return page
     text = page.strip("\n") if target.page else page.rstrip("\n")
-    if late and target.page == 0 and target.from_owed:
+    # the heading goes on the first page that reaches the user late: page 0, or the page the
+    # customer-service API stopped at
+    if late and target.from_owed and target.page == target.answer.late_from:
         text = texts.LATE_ANSWER_PREFIX.format(question=preview(target.answer.question)) + text
     if target.answer.more_after(target.page):
         text += texts.MORE_HINT

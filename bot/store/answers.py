@@ -46,14 +46,17 @@ return 1
 
 #: What a push may deliver now, read in one step (the Python of `next_target` and `page`, which say
 #: why): the push's reply if it has one; else the oldest ready owed answer it may deliver, else the
-#: oldest one to wait for, else (with include_current) the current answer's next page. On the way it
-#: drops expired ids from the owed list and fails answers abandoned for ABANDONED_AFTER, as
-#: `next_target` does. Nothing is delivered here: `CLAIM` does that, if nothing changed meanwhile.
+#: oldest one to wait for, else (with include_current) the current answer's next page. An owed answer's
+#: page is its `owed_from` (0 when it has none). On the way it drops expired ids from the owed list, and
+#: answers owed from a page past their end (nothing left), and fails answers abandoned for
+#: ABANDONED_AFTER, as `next_target` does.
+#: Nothing is delivered here: `CLAIM` does that, if nothing changed meanwhile.
 #: KEYS: the push's record, the owed list, the current hash, the user lock. ARGV: push key, now,
 #: include_current (1/0), OWED_SCAN, ABANDONED_AFTER, the failure text, the answer key's prefix, the
 #: suffixes of its pages, lease, sent and sending keys. Returns {"reply", text}, {"busy"} (the user
 #: lock is held: its holder is changing what the user is owed), {"none"}, or {"ready" | "wait", id,
-#: page index, from owed (1/0), page count, page text or false, the answer's fields...}.
+#: page index, from owed (1/0), page count, page text or false, the answer is the current one (1/0), the
+#: answer's fields...}.
 PEEK = """
 local reply = redis.call('HGET', KEYS[1], 'reply')
 if reply then return {'reply', reply} end
@@ -68,6 +71,12 @@ local function load(id)
     return a
 end
 local function finished(a) return a.status == 'done' or a.status == 'failed' end
+local function from(a) return tonumber(a.owed_from or '0') end
+local function spent(a)
+    local i = from(a)
+    local note = a.status == 'failed' and i == a.count and (a.error or '') ~= ''
+    return finished(a) and i >= a.count and not note
+end
 local eligible, ready
 for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)) do
     local a = load(id)
@@ -79,14 +88,19 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)) do
             redis.call('HSET', ARGV[7] .. id, 'status', 'failed', 'error', ARGV[6])
             a = load(id)
         end
-        eligible = eligible or a
-        if a.count > 0 or finished(a) then
-            ready = a
-            break
+        if a.owed_from and spent(a) then
+            redis.call('LREM', KEYS[2], 0, id)
+        else
+            eligible = eligible or a
+            if a.count > from(a) or finished(a) then
+                ready = a
+                break
+            end
         end
     end
 end
 local target, index, owed = ready or eligible, 0, 1
+if target then index = from(target) end
 if not target then
     if ARGV[3] ~= '1' then return {'none'} end
     local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
@@ -107,18 +121,26 @@ if index < target.count then
 elseif target.status == 'failed' and index == target.count and (target.error or '') ~= '' then
     page = target.error
 end
-return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, page, unpack(target.fields)}
+local reading = owed == 0 or redis.call('HGET', KEYS[3], 'answer') == target.id
+return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, page, reading and 1 or 0,
+        unpack(target.fields)}
 """
 
 #: Deliver what PEEK found, if it is still what this push may deliver: record the push's reply and move
 #: past the page (off the owed list; the current answer's cursor forward, never back), and release the
 #: push's own answer when it delivers another one (with its notice). One step, so that of any number of
 #: deliveries that peeked the same page exactly one claims it; the others peek again.
+#: An answer the customer-service API stopped part-way (`owe(start=...)`, it has `owed_from`) stays on
+#: the owed list, `owed_from` moved past the page, while more follows the page: each later message
+#: (继续 or a new question) takes its next page, before anything else — a question answered through the
+#: customer-service API meanwhile (it becomes the current answer) does not take its place. It moves the
+#: current answer's cursor only when it is the current answer (never makes itself current: the current
+#: answer's own rest stays readable after it).
 #: KEYS: the push's record, the owed list, the current hash, the user lock, the answer, the answer to
 #: release (the answer again when none). ARGV: reply text, answer id, page index, from owed (1/0), the
 #: answer's restarts when peeked, ttl, release (1/0), the user's ready channel, the answer's sent and
-#: sending keys. Returns {"ok"}, {"reply", text} (another delivery of the push answered it), {"busy"} or
-#: {"changed"}.
+#: sending keys, more follows the page (1/0). Returns {"ok"}, {"reply", text} (another delivery of the
+#: push answered it), {"busy"} or {"changed"}.
 CLAIM = """
 local reply = redis.call('HGET', KEYS[1], 'reply')
 if reply then return {'reply', reply} end
@@ -128,8 +150,12 @@ local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
 local cursor = 0
 if state[1] == ARGV[2] then cursor = tonumber(state[2] or '0') end
 local index = tonumber(ARGV[3])
+local resumed = false
 if ARGV[4] == '1' then
     if not redis.call('LPOS', KEYS[2], ARGV[2]) then return {'changed'} end
+    local from = redis.call('HGET', KEYS[5], 'owed_from')
+    if tonumber(from or '0') ~= index then return {'changed'} end
+    resumed = from ~= false
 else
     if state[1] ~= ARGV[2] then return {'changed'} end
     local next = cursor
@@ -140,9 +166,18 @@ else
     if next ~= index then return {'changed'} end
 end
 redis.call('HSET', KEYS[1], 'reply', ARGV[1])
-if ARGV[4] == '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
-redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', math.max(index + 1, cursor))
-redis.call('EXPIRE', KEYS[3], ARGV[6])
+if resumed then
+    redis.call('HSET', KEYS[5], 'owed_from', index + 1)
+    if ARGV[11] ~= '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
+    if state[1] == ARGV[2] then
+        redis.call('HSET', KEYS[3], 'cursor', math.max(index + 1, cursor))
+        redis.call('EXPIRE', KEYS[3], ARGV[6])
+    end
+else
+    if ARGV[4] == '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
+    redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', math.max(index + 1, cursor))
+    redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
 if ARGV[7] == '1' then
     redis.call('HSET', KEYS[6], 'reserved_until', 0)
     redis.call('PUBLISH', ARGV[8], '1')
@@ -150,7 +185,7 @@ end
 return {'ok'}
 """
 #: CLAIM, then another store's work when the claim succeeds (`OnFirst`: its function's source follows
-#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 10): e.g. the pages_delivered metric, counted in
+#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 11): e.g. the pages_delivered metric, counted in
 #: the claim's round trip instead of one of its own before the reply goes out.
 CLAIM_THEN = (
     "local function claim(KEYS, ARGV)\n"
@@ -159,7 +194,7 @@ CLAIM_THEN = (
     + """if result[1] == 'ok' then
     local k, a = {}, {}
     for i = 7, #KEYS do k[#k + 1] = KEYS[i] end
-    for i = 11, #ARGV do a[#a + 1] = ARGV[i] end
+    for i = 12, #ARGV do a[#a + 1] = ARGV[i] end
     %s(k, a)
 end
 return result
@@ -201,6 +236,11 @@ class Answer:
     kind: str  # text | voice
     media_id: str
     created: float
+    #: for an answer the customer-service API stopped part-way (`AnswerStore.owe`): the page the next
+    #: message delivers from the owed list (None for any other answer: its first page)
+    owed_from: int | None = None
+    #: the first page that reaches the user late, which carries the late-answer heading
+    late_from: int = 0
 
     @property
     def finished(self) -> bool:
@@ -218,6 +258,15 @@ class Answer:
             return True
         return self.status == "failed" and index + 1 == self.page_count and bool(self.error)
 
+    @property
+    def owed_page(self) -> int:
+        """The page a message delivers when it takes this answer from the owed list."""
+        return self.owed_from or 0
+
+    def spent(self) -> bool:
+        """Owed part-way from a page past its end: nothing is left to deliver from the owed list."""
+        return self.owed_from is not None and not self.more_after(self.owed_from - 1)
+
     def eligible_for(self, push_key: str, now: float) -> bool:
         """May this push deliver the answer? Its own push always; others once it is released."""
         return self.owner == push_key or self.reserved_until < now
@@ -230,6 +279,8 @@ class Target:
     answer: Answer
     page: int
     from_owed: bool
+    #: the answer is the one being read (the current answer): its page continues what the user just read
+    reading: bool = False
 
 
 @dataclass(frozen=True)
@@ -445,16 +496,17 @@ class AnswerStore:
             return Peek(reply=str(found[1]))
         if found[0] == "none":
             return Peek()
-        answer_id, index, owed, count, page = (
+        answer_id, index, owed, count, page, reading = (
             str(found[1]),
             int(found[2]),
             found[3] == 1,
             int(found[4]),
             found[5],
+            found[6] == 1,
         )
-        fields = dict(zip(found[6::2], found[7::2], strict=True))
+        fields = dict(zip(found[7::2], found[8::2], strict=True))
         answer = _answer_of(answer_id, fields, count)
-        target = Target(answer, index, from_owed=owed)
+        target = Target(answer, index, from_owed=owed, reading=reading)
         text = None if page is None else str(page)
         return Peek(target=target, ready=found[0] == "ready", page=text, restarts=answer.restarts)
 
@@ -473,7 +525,11 @@ class AnswerStore:
         names += [keys.user_lock(answer.openid), keys.answer(answer.id), keys.answer(release or answer.id)]
         args: list[EncodableT] = [text, answer.id, target.page, int(target.from_owed), peeked.restarts]
         args += [self.ttl, int(bool(release)), keys.ready_channel(answer.openid)]
-        args += [keys.answer_sent(answer.id), keys.answer_sending(answer.id)]
+        args += [
+            keys.answer_sent(answer.id),
+            keys.answer_sending(answer.id),
+            int(answer.more_after(target.page)),
+        ]
         script = self._claim
         if then is not None:
             script = self._claim_script(then)
@@ -506,9 +562,11 @@ class AnswerStore:
         """The oldest *ready* owed answer this push may deliver, else the oldest one to wait for, else
         (for 继续) the current answer's next page. A ready answer never waits behind a slow one."""
         eligible = self._eligible_owed(openid, push_key)
-        ready = [answer for answer in eligible if answer.page_ready(0)]
+        ready = [answer for answer in eligible if answer.page_ready(answer.owed_page)]
         if ready or eligible:
-            return Target((ready or eligible)[0], 0, from_owed=True)
+            first = (ready or eligible)[0]
+            reading = self.redis.hget(keys.current(openid), "answer") == first.id
+            return Target(first, first.owed_page, from_owed=True, reading=reading)
         return self.current_target(openid) if include_current else None
 
     def _eligible_owed(self, openid: str, push_key: str) -> list[Answer]:
@@ -520,7 +578,11 @@ class AnswerStore:
             if answer is None:  # expired
                 self.redis.lrem(keys.owed(openid), 0, answer_id)
             elif answer.eligible_for(push_key, now):
-                found.append(self._fail_if_abandoned(answer, now))
+                answer = self._fail_if_abandoned(answer, now)
+                if answer.spent():  # owed part-way, and read to its end
+                    self.redis.lrem(keys.owed(openid), 0, answer_id)
+                else:
+                    found.append(answer)
         return found
 
     def _fail_if_abandoned(self, answer: Answer, now: float) -> Answer:
@@ -542,7 +604,7 @@ class AnswerStore:
         cursor = int(state.get("cursor", 0))
         if answer.delivery == "active":  # pages being sent right now are not for 继续
             cursor = max(cursor, self._shown_or_showing(answer.id))
-        return Target(answer, cursor, from_owed=False)
+        return Target(answer, cursor, from_owed=False, reading=True)
 
     def mark_delivered(self, target: Target, pages: int = 1) -> None:
         """Advance past `pages` pages of the target (call under the user lock)."""
@@ -560,13 +622,20 @@ class AnswerStore:
         state = self.redis.hgetall(keys.current(answer.openid))
         return int(state.get("cursor", 0)) if state.get("answer") == answer.id else 0
 
-    def set_delivery(self, answer_id: str, delivery: str) -> None:
-        self.redis.hset(keys.answer(answer_id), "delivery", delivery)
-
-    def owe(self, answer_id: str, openid: str) -> None:
-        """Put an answer (back) on the user's owed list, free for the next message to fetch."""
+    def owe(self, answer_id: str, openid: str, *, start: int) -> None:
+        """Put an answer the customer-service API stopped at page `start` (back) on the user's owed list,
+        free for the next message to fetch: from page `start`, with the late-answer heading. It stays
+        owed, page after page, until the page with nothing after it (CLAIM): the user, who may not have
+        been told that more follows, gets the rest on their next messages and 继续, in order, whatever
+        they ask meanwhile."""
         pipe = self.redis.pipeline()
-        pipe.hset(keys.answer(answer_id), mapping={"reserved_until": 0, "delivery": "passive"})
+        fields: dict[FieldT, EncodableT] = {
+            "reserved_until": 0,
+            "delivery": "passive",
+            "owed_from": start,
+            "late_from": start,
+        }
+        pipe.hset(keys.answer(answer_id), mapping=fields)
         pipe.rpush(keys.owed(openid), answer_id)
         pipe.expire(keys.owed(openid), self.ttl)
         pipe.execute()
@@ -588,6 +657,8 @@ def _answer_of(answer_id: str, fields: dict[str, str], page_count: int) -> Answe
         kind=fields.get("kind", "text"),
         media_id=fields.get("media_id", ""),
         created=float(fields.get("created", 0)),
+        owed_from=int(fields["owed_from"]) if "owed_from" in fields else None,
+        late_from=int(fields.get("late_from", 0)),
     )
 
 

@@ -71,7 +71,8 @@ SENDING_TTL = 30
 
 
 def owed(openid: str) -> str:
-    """List of answer ids whose first page has not reached the user yet, oldest first."""
+    """List of answer ids whose first page has not reached the user yet, oldest first (and answers the
+    customer-service API stopped part-way, until their last page has: their hash's `owed_from`)."""
     return f"{PREFIX}:user:{openid}:owed"
 
 

@@ -84,6 +84,42 @@ def test_quota_refusal_keeps_the_answer_for_the_next_message(
     wait_for(lambda: fake_wechat.sent_texts("user-1") == ["echo: q2"])
 
 
+def test_a_refusal_after_page_one_keeps_the_rest_for_the_next_message(
+    make_bot: Callable[..., Bot],
+    fake_openai: FakeOpenAI,
+    fake_wechat: FakeWeChatAPI,
+    redis_client: redis.Redis,
+) -> None:
+    """WeChat sends page 1, then refuses page 2 (45047): page 1 said nothing of more pages, so the next
+    question brings page 2, headed as a late answer, and 继续 the rest — each page once, in order."""
+    bot = active_bot(make_bot)
+    # the stream holds after 1,000 characters (about 1.5 pages): page 1 goes out, page 2 is not full yet
+    fake_openai.set_behavior(reply=LONG, chunk_size=200, hold_after_chunks=6)
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "long").acknowledged
+    fake_openai.wait_holding()
+    wait_for(lambda: fake_wechat.sent_texts("user-1"), what="page 1 through customer service")
+    (page1,) = fake_wechat.sent_texts("user-1")
+    assert not page1.endswith(texts.MORE_HINT)
+    fake_wechat.fail_sends(45047, times=1)
+    fake_openai.release()
+    wait_for(lambda: redis_client.lrange(keys.owed("user-1"), 0, -1), what="the rest owed to the user")
+    assert fake_wechat.sent_texts("user-1") == [page1]
+    fake_openai.set_behavior(reply="short answer to q2")
+    follow = sim.send_text("user-1", "q2")
+    late = texts.LATE_ANSWER_PREFIX.format(question="long")
+    assert follow.text is not None and follow.text.startswith(late) and follow.text.endswith(texts.MORE_HINT)
+    wait_for(lambda: fake_wechat.sent_texts("user-1") == [page1, "short answer to q2"], what="q2's answer")
+    rest = [follow.text]
+    while rest[-1].endswith(texts.MORE_HINT):
+        rest.append(sim.send_text("user-1", "继续").text or "")
+    pages = [page.removesuffix(texts.MORE_HINT) for page in [page1, *rest]]
+    assert "".join(pages).removeprefix(page1).startswith(late)
+    read = "".join(pages).replace(late, "", 1)
+    assert read.replace("\n", "") == LONG.replace("\n", "")
+    assert sim.send_text("user-1", "继续").text == texts.NOTHING_MORE
+
+
 def test_expired_token_is_refreshed_once_and_shared(
     make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
 ) -> None:

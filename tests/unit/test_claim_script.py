@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import redis
 
+from bot.store import keys
 from bot.store.answers import AnswerStore, Peek
 from bot.store.metrics import Metrics
 from bot.store.pushes import PushLog
@@ -164,3 +165,32 @@ def test_peek_picks_what_next_target_picks(redis_client: redis.Redis) -> None:
     waiting = store.peek(USER, "push-2", include_current=False)
     assert waiting.target is not None and waiting.target.answer.id == slow and not waiting.ready
     assert waiting == Peek(target=waiting.target, ready=False, page=None, restarts=0)
+
+
+def test_an_answer_owed_part_way_is_claimed_page_by_page_from_its_start(redis_client: redis.Redis) -> None:
+    """The customer-service API stopped an answer at page 2 (`owe(start=1)`): messages take its pages from
+    there, one each, two that found the same page never both get it; the answer being read (another
+    one, sent through customer service meanwhile) stays the current answer, and the owed one leaves the
+    list after its last page."""
+    store = AnswerStore(redis_client, ttl=3600)
+    answer_id = answered(store, ["page 1", "page 2", "page 3"], owner="asker", released=False)
+    redis_client.lrem(keys.owed(USER), 0, answer_id)  # an active answer is not owed when asked
+    other = answered(store, ["other"])
+    taken = store.peek(USER, "push-0", include_current=False)
+    assert taken.target is not None and taken.target.answer.id == other
+    assert store.claim("push-0", taken, "other") is not None  # the answer being read now
+    store.owe(answer_id, USER, start=1)
+    found = [store.peek(USER, push, include_current=True) for push in ("push-1", "push-2")]
+    for peeked in found:
+        assert peeked.target is not None and peeked.target.answer.id == answer_id
+        assert (peeked.target.page, peeked.target.from_owed, peeked.page) == (1, True, "page 2")
+    target = store.next_target(USER, "push-1", include_current=True)
+    assert target is not None and (target.answer.id, target.page) == (answer_id, 1)
+    assert store.claim("push-1", found[0], "page 2") is not None
+    assert store.claim("push-2", found[1], "page 2") is None  # taken meanwhile: look again
+    again = store.peek(USER, "push-2", include_current=True)
+    assert again.target is not None and (again.target.page, again.page) == (2, "page 3")
+    assert store.claim("push-2", again, "page 3") is not None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == []
+    assert redis_client.hget(keys.current(USER), "answer") == other
+    assert store.peek(USER, "push-3", include_current=True).page is None  # `other` is read to its end
