@@ -125,8 +125,9 @@ class AnswerJob:
         return (fresh or answer), Resume(seen, texts.REGENERATED_NOTE)
 
     def _pages_seen(self, answer: Answer) -> int:
-        """Pages the user has: read with 继续, or (active) accepted by WeChat's customer service."""
-        read = self.answers.cursor(answer)
+        """Pages the user has: read with 继续 or taken from the owed list (an answer customer service
+        stopped part-way), or (active) accepted by WeChat's customer service."""
+        read = max(self.answers.cursor(answer), answer.owed_from or 0)
         return max(self.answers.sent_count(answer.id), read) if answer.delivery == "active" else read
 
     def _as_written(self, answer: Answer, index: int) -> str:

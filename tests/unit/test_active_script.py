@@ -13,6 +13,7 @@ import pytest
 
 from bot import texts
 from bot.replies import utf8_len
+from bot.store import keys
 from testing.scene import Push, Scene
 
 LONG = "".join(f"第{i}行：客服消息分页测试内容，用来测试回答被拒后剩下的页。\n" for i in range(300))
@@ -149,3 +150,31 @@ def test_a_refusal_while_the_answer_is_still_being_written_keeps_what_comes_afte
     assert call.outcome == "done"
     assert joined([page1, *rest]) == LONG.replace("\n", "")
     assert scene.cs.texts(USER)[0] == page1 and scene.cs.texts(USER).count(page1) == 1
+
+
+def test_a_run_written_again_after_a_refusal_keeps_the_pages_the_user_got(
+    make_scene: Callable[..., Scene],
+) -> None:
+    """The worker dies after the next message took the refused page from the owed list, and the new run
+    words the answer differently: it keeps the pages the user has (the owed list's page, not only those
+    customer service sent), and the next page says that the answer was written again."""
+    scene = active(make_scene)
+    scene.backend.hang("long", [(1.0, LONG[: len(LONG) // 2])])  # several pages, then it stalls
+    scene.cs.refuse(USER, 2)
+    assert scene.say(USER, "long").text is None
+    scene.run_until(lambda: scene.cs.received.get(USER, 0) == 2)
+    (page1,) = scene.cs.texts(USER)
+    answer_id = scene.jobs.enqueued[0]
+    scene.backend.answer("q2", "echo: q2", after=1.0)
+    follow = scene.say(USER, "q2")  # page 2, late
+    assert follow.text is not None and follow.text.startswith(late("long", ""))
+    scene.advance_to(scene.now + 5.0)
+    assert scene.cs.texts(USER) == [page1, "echo: q2"]  # q2's answer is the one being read now
+    scene.runtime.answers.redis.delete(keys.answer_lease(answer_id))  # killed: its lease ran out
+    reworded = LONG.replace("测试内容", "重写内容")
+    scene.backend.answer("long", reworded, after=1.0)  # the redelivered job
+    scene.run_job(answer_id)
+    scene.advance_to(scene.now + 5.0)
+    rest = read_on(scene, follow)
+    assert rest[1].startswith(texts.REGENERATED_NOTE.strip())
+    assert joined(rest[1:]).removeprefix(texts.REGENERATED_NOTE.strip()) == reworded.replace("\n", "")
