@@ -226,6 +226,7 @@ def compose(target: Target, page: str, *, late: bool) -> str:
     # customer-service API stopped at
     if late and target.from_owed and target.page == target.answer.late_from:
         text = texts.LATE_ANSWER_PREFIX.format(question=preview(target.answer.question)) + text
-    if target.answer.more_after(target.page):
+    # more follows: the answer's next page, or the rest of the answer the user was reading (`rest_after`)
+    if target.answer.more_after(target.page) or target.rest_after:
         text += texts.MORE_HINT
     return text

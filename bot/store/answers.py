@@ -1,7 +1,8 @@
 """Answers in Redis: their pages as they are generated, and what each user still has to receive.
 
 Per user there is an *owed* list (answers whose first page has not reached the user yet, oldest
-first) and a *current* answer with a cursor (the answer being read page by page with 继续).
+first; and answers stopped part-way, from the page they stopped at) and a *current* answer with a
+cursor (the answer being read page by page with 继续).
 Every change to them happens under the user's lock, so that one page is delivered exactly once
 whichever process or delivery path gets there first.
 """
@@ -44,20 +45,41 @@ redis.call('PUBLISH', ARGV[5], '1')
 return 1
 """
 
+#: Lua: has the answer being read (`id`, read up to `cursor`) pages its user has not got: a page past the
+#: cursor, its failure note, or pages still to be written? Only a passive answer not owed already: its
+#: rest is what a 继续 that takes an owed answer puts back on the owed list (CLAIM), instead of losing it
+#: when the owed answer becomes the one being read. An active answer's rest is its sender's.
+#: `prefix`, `pages`: the answer key's prefix and its pages' suffix; `owed`: the user's owed list.
+UNREAD_FUNCTION = """
+local function unread(prefix, pages, owed, id, cursor)
+    local a = redis.call('HMGET', prefix .. id, 'status', 'error', 'delivery')
+    if not a[1] or a[3] == 'active' then return false end
+    if redis.call('LPOS', owed, id) then return false end
+    local count = redis.call('LLEN', prefix .. id .. pages)
+    if cursor < count or (a[1] ~= 'done' and a[1] ~= 'failed') then return true end
+    return a[1] == 'failed' and cursor == count and (a[2] or '') ~= ''
+end
+"""
+
 #: What a push may deliver now, read in one step (the Python of `next_target` and `page`, which say
 #: why): the push's reply if it has one; else the oldest ready owed answer it may deliver, else the
 #: oldest one to wait for, else (with include_current) the current answer's next page. An owed answer's
 #: page is its `owed_from` (0 when it has none). On the way it drops expired ids from the owed list, and
 #: answers owed from a page past their end (nothing left), and fails answers abandoned for
 #: ABANDONED_AFTER, as `next_target` does.
+#: With include_current (a 继续): for an owed answer that would become the one being read (it has no
+#: `owed_from`), whether the answer being read has pages the user has not got (`unread`): the *rest
+#: after* its page, which CLAIM puts back on the owed list (and the reply says that more follows).
 #: Nothing is delivered here: `CLAIM` does that, if nothing changed meanwhile.
 #: KEYS: the push's record, the owed list, the current hash, the user lock. ARGV: push key, now,
 #: include_current (1/0), OWED_SCAN, ABANDONED_AFTER, the failure text, the answer key's prefix, the
 #: suffixes of its pages, lease, sent and sending keys. Returns {"reply", text}, {"busy"} (the user
 #: lock is held: its holder is changing what the user is owed), {"none"}, or {"ready" | "wait", id,
 #: page index, from owed (1/0), page count, page text or false, the answer is the current one (1/0), the
-#: answer's fields...}.
-PEEK = """
+#: rest after (1/0), the answer's fields...}.
+PEEK = (
+    UNREAD_FUNCTION
+    + """
 local reply = redis.call('HGET', KEYS[1], 'reply')
 if reply then return {'reply', reply} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
@@ -121,10 +143,14 @@ if index < target.count then
 elseif target.status == 'failed' and index == target.count and (target.error or '') ~= '' then
     page = target.error
 end
-local reading = owed == 0 or redis.call('HGET', KEYS[3], 'answer') == target.id
+local current = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
+local reading = owed == 0 or current[1] == target.id
+local rest = ARGV[3] == '1' and owed == 1 and not target.owed_from and current[1] and not reading
+        and unread(ARGV[7], ARGV[8], KEYS[2], current[1], tonumber(current[2] or '0'))
 return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, page, reading and 1 or 0,
-        unpack(target.fields)}
+        rest and 1 or 0, unpack(target.fields)}
 """
+)
 
 #: Deliver what PEEK found, if it is still what this push may deliver: record the push's reply and move
 #: past the page (off the owed list; the current answer's cursor forward, never back), and release the
@@ -136,12 +162,20 @@ return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, pa
 #: customer-service API meanwhile (it becomes the current answer) does not take its place. It moves the
 #: current answer's cursor only when it is the current answer (never makes itself current: the current
 #: answer's own rest stays readable after it).
+#: A 继续 that takes an owed answer which becomes the one being read, while the answer being read has
+#: unread pages (PEEK's *rest after*), puts that answer back at the head of the owed list, owed from its
+#: cursor with the late-answer heading there (`owed_from`, `late_from`, as `AnswerStore.owe`): the user
+#: asked for its next page, so it comes next, not never. A new question does not: its asker moved on.
+#: The claim fails ("changed") when it finds otherwise than PEEK did: the reply's more hint says so.
 #: KEYS: the push's record, the owed list, the current hash, the user lock, the answer, the answer to
 #: release (the answer again when none). ARGV: reply text, answer id, page index, from owed (1/0), the
 #: answer's restarts when peeked, ttl, release (1/0), the user's ready channel, the answer's sent and
-#: sending keys, more follows the page (1/0). Returns {"ok"}, {"reply", text} (another delivery of the
-#: push answered it), {"busy"} or {"changed"}.
-CLAIM = """
+#: sending keys, more follows the page (1/0), PEEK's rest after for a 继续 (1/0; '': not a 继续), the
+#: answer key's prefix, the suffix of its pages. Returns
+#: {"ok"}, {"reply", text} (another delivery of the push answered it), {"busy"} or {"changed"}.
+CLAIM = (
+    UNREAD_FUNCTION
+    + """
 local reply = redis.call('HGET', KEYS[1], 'reply')
 if reply then return {'reply', reply} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
@@ -165,7 +199,16 @@ else
     end
     if next ~= index then return {'changed'} end
 end
+local rest = ARGV[12] ~= '' and ARGV[4] == '1' and not resumed and state[1] and state[1] ~= ARGV[2]
+        and unread(ARGV[13], ARGV[14], KEYS[2], state[1], tonumber(state[2] or '0'))
+if ARGV[12] ~= '' and (rest and '1' or '0') ~= ARGV[12] then return {'changed'} end
 redis.call('HSET', KEYS[1], 'reply', ARGV[1])
+if rest then
+    local from = tonumber(state[2] or '0')
+    redis.call('HSET', ARGV[13] .. state[1], 'owed_from', from, 'late_from', from, 'reserved_until', 0)
+    redis.call('LPUSH', KEYS[2], state[1])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
 if resumed then
     redis.call('HSET', KEYS[5], 'owed_from', index + 1)
     if ARGV[11] ~= '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
@@ -184,8 +227,9 @@ if ARGV[7] == '1' then
 end
 return {'ok'}
 """
+)
 #: CLAIM, then another store's work when the claim succeeds (`OnFirst`: its function's source follows
-#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 11): e.g. the pages_delivered metric, counted in
+#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 14): e.g. the pages_delivered metric, counted in
 #: the claim's round trip instead of one of its own before the reply goes out.
 CLAIM_THEN = (
     "local function claim(KEYS, ARGV)\n"
@@ -194,7 +238,7 @@ CLAIM_THEN = (
     + """if result[1] == 'ok' then
     local k, a = {}, {}
     for i = 7, #KEYS do k[#k + 1] = KEYS[i] end
-    for i = 12, #ARGV do a[#a + 1] = ARGV[i] end
+    for i = 15, #ARGV do a[#a + 1] = ARGV[i] end
     %s(k, a)
 end
 return result
@@ -281,6 +325,10 @@ class Target:
     from_owed: bool
     #: the answer is the one being read (the current answer): its page continues what the user just read
     reading: bool = False
+    #: the answer being read, another one, has pages the user has not got, which follow this page: a 继续
+    #: that takes this answer from the owed list (making it the answer being read) puts them back on the
+    #: owed list (CLAIM)
+    rest_after: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,6 +341,8 @@ class Peek:
     ready: bool = False
     page: str | None = None
     restarts: int = 0
+    #: peeked for a 继续 (include_current): its claim may put the answer being read back on the owed list
+    fetch: bool = False
 
 
 @dataclass(frozen=True)
@@ -496,19 +546,21 @@ class AnswerStore:
             return Peek(reply=str(found[1]))
         if found[0] == "none":
             return Peek()
-        answer_id, index, owed, count, page, reading = (
+        answer_id, index, owed, count, page, reading, rest_after = (
             str(found[1]),
             int(found[2]),
             found[3] == 1,
             int(found[4]),
             found[5],
             found[6] == 1,
+            found[7] == 1,
         )
-        fields = dict(zip(found[7::2], found[8::2], strict=True))
+        fields = dict(zip(found[8::2], found[9::2], strict=True))
         answer = _answer_of(answer_id, fields, count)
-        target = Target(answer, index, from_owed=owed, reading=reading)
+        target = Target(answer, index, from_owed=owed, reading=reading, rest_after=rest_after)
         text = None if page is None else str(page)
-        return Peek(target=target, ready=found[0] == "ready", page=text, restarts=answer.restarts)
+        ready = found[0] == "ready"
+        return Peek(target=target, ready=ready, page=text, restarts=answer.restarts, fetch=include_current)
 
     def claim(
         self, push_key: str, peeked: Peek, text: str, *, release: str = "", then: OnFirst | None = None
@@ -517,7 +569,9 @@ class AnswerStore:
         push's to deliver: the reply recorded and the page passed, atomically (one of any number of
         concurrent claims of a page wins; None for the others: peek again). `release`: the push's own
         answer, released for a later message when the push delivers another one. `then`: another
-        store's work, done in the same step when this claim delivers the page."""
+        store's work, done in the same step when this claim delivers the page. A 继续 (`peeked.fetch`)
+        that makes an owed answer the one being read puts the answer being read back on the owed list
+        when it has pages the user has not got (`Target.rest_after`, checked again here)."""
         target = peeked.target
         assert target is not None
         answer = target.answer
@@ -529,6 +583,9 @@ class AnswerStore:
             keys.answer_sent(answer.id),
             keys.answer_sending(answer.id),
             int(answer.more_after(target.page)),
+            int(target.rest_after) if peeked.fetch else "",
+            keys.answer(""),
+            _PAGES_SUFFIX,
         ]
         script = self._claim
         if then is not None:
@@ -560,7 +617,8 @@ class AnswerStore:
 
     def next_target(self, openid: str, push_key: str, *, include_current: bool) -> Target | None:
         """The oldest *ready* owed answer this push may deliver, else the oldest one to wait for, else
-        (for 继续) the current answer's next page. A ready answer never waits behind a slow one."""
+        (for 继续) the current answer's next page. A ready answer never waits behind a slow one.
+        (`Target.rest_after` is PEEK's alone: False here.)"""
         eligible = self._eligible_owed(openid, push_key)
         ready = [answer for answer in eligible if answer.page_ready(answer.owed_page)]
         if ready or eligible:
@@ -675,3 +733,4 @@ _SUFFIXES = [
     _suffix(key_of)
     for key_of in (keys.answer_pages, keys.answer_lease, keys.answer_sent, keys.answer_sending)
 ]
+_PAGES_SUFFIX = _SUFFIXES[0]

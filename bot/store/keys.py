@@ -71,8 +71,9 @@ SENDING_TTL = 30
 
 
 def owed(openid: str) -> str:
-    """List of answer ids whose first page has not reached the user yet, oldest first (and answers the
-    customer-service API stopped part-way, until their last page has: their hash's `owed_from`)."""
+    """List of answer ids whose first page has not reached the user yet, oldest first (and answers stopped
+    part-way, until their last page has: their hash's `owed_from` — by the customer-service API, or the
+    answer being read when a 继续 took an owed answer; those go first)."""
     return f"{PREFIX}:user:{openid}:owed"
 
 

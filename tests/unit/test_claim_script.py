@@ -194,3 +194,118 @@ def test_an_answer_owed_part_way_is_claimed_page_by_page_from_its_start(redis_cl
     assert redis_client.lrange(keys.owed(USER), 0, -1) == []
     assert redis_client.hget(keys.current(USER), "answer") == other
     assert store.peek(USER, "push-3", include_current=True).page is None  # `other` is read to its end
+
+
+# --- a 继续 that takes an owed answer while the answer being read has pages left ----------------------
+def reading(
+    store: AnswerStore, pages: list[str], *, status: str = "done", error: str = "", asker: str = "asker"
+) -> str:
+    """An answer of USER whose first page they have read (the answer being read, cursor 1)."""
+    answer_id = store.create(USER, "long", owner=asker, reserved_for=0, delivery="passive")
+    answer = store.get(answer_id)
+    lease = store.take_lease(answer_id, 10_000)
+    assert answer is not None and lease is not None
+    if status in ("done", "failed"):
+        store.finish(answer, pages, status, error, lease=lease)
+    else:
+        store.add_pages(answer, pages, lease=lease)
+    found = store.peek(USER, asker, include_current=False)
+    assert found.target is not None and found.target.answer.id == answer_id
+    assert store.claim(asker, found, pages[0]) is not None
+    assert store.redis.hgetall(keys.current(USER)) == {"answer": answer_id, "cursor": "1"}
+    return answer_id
+
+
+def test_continue_that_takes_an_owed_answer_puts_the_rest_being_read_back_on_the_owed_list(
+    redis_client: redis.Redis,
+) -> None:
+    """The user reads page 1 of `long`, and a late answer is owed: 继续 takes the late one (it becomes
+    the answer being read), and `long` goes back on the owed list from page 2, with the late heading
+    there; the next 继续 reads it, page by page, then nothing is left."""
+    store = AnswerStore(redis_client, ttl=3600)
+    long = reading(store, ["page 1", "page 2", "page 3"])
+    late = answered(store, ["late answer"])
+    found = store.peek(USER, "push-1", include_current=True)
+    assert found.target is not None and found.target.answer.id == late and found.target.rest_after
+    assert store.claim("push-1", found, "late answer …") is not None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == [long]
+    assert redis_client.hget(keys.current(USER), "answer") == late
+    owed = store.get(long)
+    assert owed is not None and (owed.owed_from, owed.late_from, owed.reserved_until) == (1, 1, 0)
+    for push, page in (("push-2", "page 2"), ("push-3", "page 3")):
+        again = store.peek(USER, push, include_current=True)
+        assert again.target is not None and again.target.answer.id == long and again.target.from_owed
+        assert again.page == page and not again.target.rest_after
+        assert store.claim(push, again, page) is not None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == []
+    assert store.peek(USER, "push-4", include_current=True).page is None  # `late` is read to its end
+
+
+def test_a_new_question_that_takes_an_owed_answer_leaves_the_rest_being_read(
+    redis_client: redis.Redis,
+) -> None:
+    """A question (not 继续) that gets a late answer: its asker moved on, and the rest of the answer
+    they were reading is not forced on them later."""
+    store = AnswerStore(redis_client, ttl=3600)
+    reading(store, ["page 1", "page 2"])
+    late = answered(store, ["late answer"])
+    found = store.peek(USER, "question", include_current=False)
+    assert found.target is not None and found.target.answer.id == late and not found.target.rest_after
+    assert store.claim("question", found, "late answer + note") is not None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == []
+    assert redis_client.hget(keys.current(USER), "answer") == late
+
+
+def test_the_rest_of_an_answer_still_being_written_or_its_failure_note_is_kept_too(
+    redis_client: redis.Redis,
+) -> None:
+    """All pages read, but more is being written (or a failure note follows): that is kept as well; an
+    answer read to its end is not."""
+    store = AnswerStore(redis_client, ttl=3600)
+    cases = (("running", "", True), ("failed", "it failed", True), ("done", "", False))
+    for n, (status, error, kept) in enumerate(cases):
+        redis_client.delete(keys.owed(USER), keys.current(USER))
+        long = reading(store, ["page 1"], status=status, error=error, asker=f"asker-{n}")
+        answered(store, ["late answer"])
+        found = store.peek(USER, f"push-{n}", include_current=True)
+        assert found.target is not None and found.target.rest_after is kept
+        assert store.claim(f"push-{n}", found, "late answer") is not None
+        assert redis_client.lrange(keys.owed(USER), 0, -1) == ([long] if kept else [])
+        if status == "failed":  # what is kept of it is its note
+            note = store.peek(USER, "push-note", include_current=True)
+            assert note.target is not None and note.target.answer.id == long and note.page == "it failed"
+
+
+def test_two_continues_that_took_the_same_owed_answer_keep_the_rest_once(redis_client: redis.Redis) -> None:
+    """Two 继续 at once found the late answer: one takes it (and keeps the rest being read once), the
+    other, looking again, reads that rest's next page."""
+    store = AnswerStore(redis_client, ttl=3600)
+    long = reading(store, ["page 1", "page 2", "page 3"])
+    late = answered(store, ["late answer"])
+    found = [store.peek(USER, push, include_current=True) for push in ("push-1", "push-2")]
+    assert all(f.target is not None and f.target.answer.id == late and f.target.rest_after for f in found)
+    assert store.claim("push-1", found[0], "late answer") is not None
+    assert store.claim("push-2", found[1], "late answer") is None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == [long]
+    again = store.peek(USER, "push-2", include_current=True)
+    assert again.target is not None and (again.target.answer.id, again.page) == (long, "page 2")
+    assert store.claim("push-2", again, "page 2") is not None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == [long]  # page 3 follows
+
+
+def test_a_claim_that_would_keep_a_rest_read_meanwhile_looks_again(redis_client: redis.Redis) -> None:
+    """A 继续 peeked a rest to keep, and another 继续 read that rest before its claim: the claim fails
+    (its reply would say that more follows), and the next look keeps nothing."""
+    store = AnswerStore(redis_client, ttl=3600)
+    reading(store, ["page 1", "page 2"])
+    ahead = store.peek(USER, "push-2", include_current=True)  # nothing owed yet: the current page
+    assert ahead.target is not None and ahead.page == "page 2" and not ahead.target.from_owed
+    late = answered(store, ["late answer"])
+    found = store.peek(USER, "push-1", include_current=True)
+    assert found.target is not None and found.target.answer.id == late and found.target.rest_after
+    assert store.claim("push-2", ahead, "page 2") is not None  # the rest is read meanwhile
+    assert store.claim("push-1", found, "late answer + more hint") is None
+    again = store.peek(USER, "push-1", include_current=True)
+    assert again.target is not None and again.target.answer.id == late and not again.target.rest_after
+    assert store.claim("push-1", again, "late answer") is not None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == []
