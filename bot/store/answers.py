@@ -67,9 +67,10 @@ end
 #: page is its `owed_from` (0 when it has none). On the way it drops expired ids from the owed list, and
 #: answers owed from a page past their end (nothing left), and fails answers abandoned for
 #: ABANDONED_AFTER, as `next_target` does.
-#: With include_current (a 继续): for an owed answer that would become the one being read (it has no
-#: `owed_from`), whether the answer being read has pages the user has not got (`unread`): the *rest
-#: after* its page, which CLAIM puts back on the owed list (and the reply says that more follows).
+#: With include_current (a 继续): for an owed answer, whether the answer being read (another one) has
+#: pages the user has not got (`unread`), the *rest after* its page: the reply says that more follows,
+#: and CLAIM puts that rest back on the owed list when the owed answer becomes the one being read (it
+#: has no `owed_from`; one that has is read before the answer being read, which stays so).
 #: Nothing is delivered here: `CLAIM` does that, if nothing changed meanwhile.
 #: KEYS: the push's record, the owed list, the current hash, the user lock. ARGV: push key, now,
 #: include_current (1/0), OWED_SCAN, ABANDONED_AFTER, the failure text, the answer key's prefix, the
@@ -145,7 +146,7 @@ elseif target.status == 'failed' and index == target.count and (target.error or 
 end
 local current = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
 local reading = owed == 0 or current[1] == target.id
-local rest = ARGV[3] == '1' and owed == 1 and not target.owed_from and current[1] and not reading
+local rest = ARGV[3] == '1' and owed == 1 and current[1] and not reading
         and unread(ARGV[7], ARGV[8], KEYS[2], current[1], tonumber(current[2] or '0'))
 return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, page, reading and 1 or 0,
         rest and 1 or 0, unpack(target.fields)}
@@ -166,7 +167,8 @@ return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, pa
 #: unread pages (PEEK's *rest after*), puts that answer back at the head of the owed list, owed from its
 #: cursor with the late-answer heading there (`owed_from`, `late_from`, as `AnswerStore.owe`): the user
 #: asked for its next page, so it comes next, not never. A new question does not: its asker moved on.
-#: The claim fails ("changed") when it finds otherwise than PEEK did: the reply's more hint says so.
+#: A 继续's claim of an owed page fails ("changed") when it finds that rest otherwise than PEEK did: the
+#: reply's more hint says what it found.
 #: KEYS: the push's record, the owed list, the current hash, the user lock, the answer, the answer to
 #: release (the answer again when none). ARGV: reply text, answer id, page index, from owed (1/0), the
 #: answer's restarts when peeked, ttl, release (1/0), the user's ready channel, the answer's sent and
@@ -199,11 +201,11 @@ else
     end
     if next ~= index then return {'changed'} end
 end
-local rest = ARGV[12] ~= '' and ARGV[4] == '1' and not resumed and state[1] and state[1] ~= ARGV[2]
+local rest = ARGV[12] ~= '' and ARGV[4] == '1' and state[1] and state[1] ~= ARGV[2]
         and unread(ARGV[13], ARGV[14], KEYS[2], state[1], tonumber(state[2] or '0'))
 if ARGV[12] ~= '' and (rest and '1' or '0') ~= ARGV[12] then return {'changed'} end
 redis.call('HSET', KEYS[1], 'reply', ARGV[1])
-if rest then
+if rest and not resumed then
     local from = tonumber(state[2] or '0')
     redis.call('HSET', ARGV[13] .. state[1], 'owed_from', from, 'late_from', from, 'reserved_until', 0)
     redis.call('LPUSH', KEYS[2], state[1])
@@ -326,8 +328,8 @@ class Target:
     #: the answer is the one being read (the current answer): its page continues what the user just read
     reading: bool = False
     #: the answer being read, another one, has pages the user has not got, which follow this page: a 继续
-    #: that takes this answer from the owed list (making it the answer being read) puts them back on the
-    #: owed list (CLAIM)
+    #: that takes this answer from the owed list and makes it the answer being read puts them back on the
+    #: owed list (CLAIM); after an answer owed part-way they are read as the answer being read
     rest_after: bool = False
 
 

@@ -309,3 +309,23 @@ def test_a_claim_that_would_keep_a_rest_read_meanwhile_looks_again(redis_client:
     assert again.target is not None and again.target.answer.id == late and not again.target.rest_after
     assert store.claim("push-1", again, "late answer") is not None
     assert redis_client.lrange(keys.owed(USER), 0, -1) == []
+
+
+def test_after_an_answer_owed_part_way_the_rest_being_read_follows_as_it_is(
+    redis_client: redis.Redis,
+) -> None:
+    """An answer owed from a page (`owe`) is read before the rest of the answer being read, which stays the
+    answer being read (nothing goes back on the owed list); its last page says that more follows."""
+    store = AnswerStore(redis_client, ttl=3600)
+    stopped = answered(store, ["cs 1", "cs 2"], owner="asker-cs", released=False)
+    redis_client.lrem(keys.owed(USER), 0, stopped)
+    long = reading(store, ["page 1", "page 2"])
+    store.owe(stopped, USER, start=1)
+    found = store.peek(USER, "push-1", include_current=True)
+    assert found.target is not None and (found.target.answer.id, found.page) == (stopped, "cs 2")
+    assert found.target.rest_after and not found.target.answer.more_after(found.target.page)
+    assert store.claim("push-1", found, "cs 2 + more hint") is not None
+    assert redis_client.lrange(keys.owed(USER), 0, -1) == []
+    assert redis_client.hgetall(keys.current(USER)) == {"answer": long, "cursor": "1"}
+    again = store.peek(USER, "push-2", include_current=True)
+    assert again.target is not None and (again.target.answer.id, again.page) == (long, "page 2")

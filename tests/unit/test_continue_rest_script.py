@@ -118,3 +118,28 @@ def test_two_continues_at_once_read_each_page_once(make_scene: Callable[..., Sce
     assert other.startswith(late("q1", "第")) and other.endswith(texts.MORE_HINT)
     pages = read_to_the_end(scene)
     each_line_once([second.text or "", *both, *pages])
+
+
+def test_the_last_page_of_the_rest_says_more_follows_when_the_brought_answer_has_more(
+    make_scene: Callable[..., Scene],
+) -> None:
+    """继续 brought q2, itself several pages: q1's rest comes first, and its last page says that more
+    follows (q2's page 2), so that reading on while the hint says so reads both to their end."""
+    scene = make_scene()
+    other = "".join(f"第{i}段：第二个问题的长回答。\n" for i in range(60))
+    scene.backend.answer("q1", LONG, after=20.0)
+    scene.say(USER, "q1")
+    scene.advance_to(30.0)
+    scene.backend.answer("q2", other, after=1.0)
+    second = scene.say(USER, "q2")
+    pages = [second.text or ""]
+    while pages[-1].endswith((texts.MORE_HINT, texts.QUEUED_NOTE)):
+        pages.append(scene.say(USER, "继续").text or "")
+    assert scene.say(USER, "继续").text == texts.NOTHING_MORE
+    each_line_once(pages)
+    read = "".join(pages)
+    assert {i: read.count(f"第{i}段：") for i in range(60)} == dict.fromkeys(range(60), 1)
+    # q2's page 1, then q1 from where the user left it to its end, then q2's page 2 on
+    q1_end = next(n for n, page in enumerate(pages) if "第199行：" in page)
+    q2_on = next(n for n, page in enumerate(pages) if "第59段：" in page)
+    assert "第0段：" in pages[1] and q1_end < q2_on and pages[q1_end].endswith(texts.MORE_HINT)
