@@ -128,7 +128,8 @@ def answer_pages(
         text = live.text
         if not text and live.state == "queued" and answer.finished:  # written before pages existed
             text = "".join(answers.page(answer, index) or "" for index in range(answer.page_count))
-        state = live.state if live.state != "queued" or not answer.finished else answer.status
+        # an answer that ended outside its run (abandoned, or its run killed) left its record unfinished
+        state = answer.status if answer.finished and not live.finished else live.state
         show_reasoning = settings.show_reasoning == "page" and live.reasoning
         return View(
             question=Markup(text_to_html(question_of(answer))),
@@ -161,12 +162,13 @@ def answer_pages(
     @pages.get("/a/<token>/live")
     def live(token: str) -> Response:
         """The page's poll: 204 from two small reads while nothing changed (the live record expires
-        with the answer, so a version still there is an answer still there)."""
+        with the answer, so a version still there is an answer still there). An answer that failed
+        outside its run changed although its record did not: the poll tells it (and the page stops)."""
         seen = request.args.get("v", "")
         answer_id = store.answer_of(token) if TOKEN_PATTERN.fullmatch(token) else None
         # ASCII digits, and not too many for int(): "²" is a digit to str.isdigit, 5,000 digits too many
         known = seen.isascii() and seen.isdigit() and len(seen) <= MAX_VERSION_DIGITS
-        if answer_id and known and int(seen) and int(seen) == store.version(answer_id):
+        if answer_id and known and int(seen) and (int(seen), False) == store.progress(answer_id):
             return secured(Response(status=204))
         answer, record = find(token)
         return secured(jsonify(view(answer, record).live()))

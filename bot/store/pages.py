@@ -17,6 +17,7 @@ import redis
 from redis.typing import EncodableT
 
 from bot.store import keys
+from bot.store.answers import TERMINAL
 
 #: random bytes of a page token (144 bits; URL-safe base64 makes 24 characters)
 TOKEN_BYTES = 18
@@ -68,7 +69,7 @@ class LiveAnswer:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "failed")
+        return self.state in TERMINAL
 
 
 class PageStore:
@@ -116,9 +117,15 @@ class PageStore:
             version=int(data.get("version", 0)),
         )
 
-    def version(self, answer_id: str) -> int:
-        """How many times the live record was written (0: never): a poll that saw this one has it all."""
-        return int(self.redis.hget(keys.answer_live(answer_id), "version") or 0)
+    def progress(self, answer_id: str) -> tuple[int, bool]:
+        """What a page's poll needs, in one round trip: how many times the live record was written (0:
+        never; a poll that saw this one has it all), and whether the answer ended while its live record
+        still says it is being written (it failed outside its run: abandoned, or its run was killed)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(keys.answer_live(answer_id), ["version", "state"])
+        pipe.hget(keys.answer(answer_id), "status")
+        (version, state), status = pipe.execute()
+        return int(version or 0), status in TERMINAL and state not in TERMINAL
 
 
 def _encode(value: str | list[Source]) -> str:

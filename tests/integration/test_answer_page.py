@@ -315,3 +315,30 @@ def test_the_page_hides_the_sensitive_words_the_chat_hides(
     shown = visible_text(html)
     assert "某某" not in shown and "公司" not in shown.split("的产品")[0] and "坏词" not in shown
     assert "很多，另一个" in shown and "<strong>很多" not in html  # the words hidden, nothing made bold
+
+
+def test_an_answer_failed_outside_its_run_shows_failed_on_its_page_and_to_its_poll(page_bot: Bot) -> None:
+    """An abandoned answer (its job lost) or a run killed by its time limit leaves the live record at
+    `writing`: the page and a poll that has seen that record say the answer failed, not 正在写… forever."""
+    answers, pages = page_bot.runtime.answers, page_bot.runtime.pages
+    answer_id = answers.create("user-1", "一个问题", owner="push", reserved_for=0, delivery="passive")
+    token = pages.token_for(answer_id)
+    lease = answers.take_lease(answer_id, 30_000)
+    assert token is not None and lease is not None
+    pages.write(answer_id, lease, text="写了一半的回答", state="writing", reasoning="", error="")
+    answers.release_lease(answer_id, lease)  # the run is gone, its record still says "writing"
+    page = reader(page_bot)
+    written = page.state(token)
+    assert written["state"] == "writing" and page.live(token, written["v"]).status_code == 204
+
+    answer = answers.get(answer_id)
+    assert answer is not None
+    answers.set_status(answer, "failed", texts.LLM_TIMEOUT)  # as ABANDONED_AFTER does, on the next push
+    polled = page.live(token, written["v"])
+    assert polled.status_code == 200
+    told = polled.json()
+    assert (told["state"], told["status"], told["done"]) == ("failed", texts.PAGE_FAILED, True)
+    assert told["error"] == texts.LLM_TIMEOUT and "写了一半的回答" in told["answer"]
+    html = page.page(token).text
+    assert f'<span id="status" class="status status-failed">{texts.PAGE_FAILED}</span>' in html
+    assert 'data-state="failed"' in html and texts.PAGE_WRITING not in html and texts.LLM_TIMEOUT in html
