@@ -192,3 +192,31 @@ def test_the_page_reads_with_script_blocked(
     assert page.locator("table tbody tr").count() == 3
     assert page.locator('math[display="block"] mfrac').count() == 1
     assert page.locator("#status").inner_text() == texts.PAGE_DONE
+
+
+#: a small phone (iPhone SE, mini): the narrowest screen the page is laid out for
+NARROW = {"width": 375, "height": 667}
+LONG_INLINE = "$" + " + ".join(f"a_{{{n}}}" for n in range(1, 15)) + "$"
+
+
+def test_a_long_inline_formula_scrolls_in_its_own_box_on_a_small_phone(
+    page_bot: Bot, fake_openai: FakeOpenAI, phone: Callable[..., Any]
+) -> None:
+    """Only a block formula scrolled: a long inline one made the whole page wider than the phone."""
+    fake_openai.set_behavior(reply=f"行内公式 {LONG_INLINE} 结束，短的 $x^2$ 留在行里。")
+    reply = page_bot.simulator().send_text("user-1", "求和")
+    token = token_in(reply.text)
+    assert token is not None, reply.text
+    page = phone()
+    page.set_viewport_size(NARROW)
+    page.goto(reader(page_bot).url(token))
+    page.wait_for_selector('main[data-state="done"]')
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    long, short = page.locator(".math.inline").all()
+    assert long.evaluate("e => e.scrollWidth > e.clientWidth")  # the formula is all there, to scroll
+    assert long.bounding_box()["x"] + long.bounding_box()["width"] <= NARROW["width"]
+    # the short formula still sits on its line of text
+    line = page.locator(".answer p").bounding_box()
+    box = short.bounding_box()
+    assert line["y"] <= box["y"] and box["y"] + box["height"] <= line["y"] + line["height"]
+    assert page.problems == []
