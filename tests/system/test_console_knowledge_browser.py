@@ -65,3 +65,34 @@ def test_upload_a_document_through_the_form_and_find_it(
     fake_openai.set_behavior(reply="建议超配公用事业、银行和高速公路。")
     reply = console_bot.simulator().send_text("follower", QUESTION).text
     assert reply == "建议超配公用事业、银行和高速公路。\n\n来源：\n1. 红利策略季报"
+
+
+#: a small phone (iPhone SE, mini)
+NARROW = {"width": 375, "height": 667}
+LONG_NAME = "report_" + "x" * 80 + ".md"
+LONG_TITLE = "标题_" + "T" * 90
+LONG_URL = "https://example.com/" + "p" * 150
+
+
+def test_long_titles_file_names_and_links_stay_inside_a_small_phone(
+    console_bot: Bot, phone: Any, tmp_path: Path
+) -> None:
+    """Words without spaces (a file name, a title, a link in a passage) made the page 1628 px wide."""
+    base = console_bot.url.removesuffix("/wechat")
+    page = phone()
+    page.set_viewport_size(NARROW)
+    sign_in(page, base + login_path(console_bot.app, ADMIN))
+    document = tmp_path / LONG_NAME
+    document.write_text(f"# {LONG_TITLE}\n\n行业轮动模型推荐 {LONG_URL} 更多内容\n", encoding="utf-8")
+    page.goto(f"{base}/console/kb")
+    page.locator("section#upload input[type=file]").set_input_files(str(document))
+    page.locator("section#upload button[type=submit]").click()
+    page.wait_for_selector("p.notice")
+    assert LONG_TITLE in page.locator("p.notice").inner_text()
+    assert LONG_NAME in page.locator("ul.documents").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+
+    page.goto(f"{base}/console/kb?q=行业轮动模型推荐")
+    assert LONG_URL in page.locator("ol.results li").first.inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= NARROW["width"]
+    assert page.problems == []
