@@ -31,6 +31,9 @@ CHAR_WIDTH = 6.2
 #: a Chinese character is about as wide as the font is tall
 WIDE_CHAR_WIDTH = 11.0
 LEGEND_ROW = 16
+#: a ranked chart's labels: at most this wide, with this gap on their left and before their bar
+LABEL_MAX = 150.0
+LABEL_GAP = 4
 #: Okabe–Ito colours, told apart by colour-blind readers; the first is WeChat's green
 PALETTE = ("#07c160", "#0072b2", "#e69f00", "#cc79a7", "#56b4e9", "#009e73", "#7f7f7f")
 #: failures (the `alarm` series, the ranked bars) in shades of Okabe–Ito's vermilion
@@ -155,13 +158,16 @@ def ranked(
     row = 20
     height = TOP + max(1, len(items)) * row + 8
     top = max((value for _, value in items), default=0)
-    label_width = min(150.0, max((_text_width(label) for label, _ in items), default=0) + 6)
+    widest = max((_text_width(label) for label, _ in items), default=0)
+    # room for the widest label between the left edge and the bars (a longer one is cut to it)
+    label_width = min(LABEL_MAX, widest + 2 * LABEL_GAP)
     room = WIDTH - RIGHT - label_width - 48
     parts = []
     for i, (label, value) in enumerate(items):
         y = TOP + i * row
         length = max(1.0, room * value / top)
-        parts.append(_text(label_width - 4, y + 14, _clip(label, label_width - 8), anchor="end"))
+        label = _clip(label, label_width - 2 * LABEL_GAP)
+        parts.append(_text(label_width - LABEL_GAP, y + 14, label, anchor="end"))
         parts.append(_rect(label_width, y + 3, length, row - 6, colour, f"{label}: {_number(value)}{unit}"))
         parts.append(_text(label_width + length + 4, y + 14, f"{_number(value)}{unit}", anchor="start"))
     if not items:

@@ -146,3 +146,14 @@ def test_a_stack_has_a_legend_that_wraps_inside_the_chart() -> None:
 def test_quantiles_from_buckets(buckets: list[tuple[float, float]], q: float, expected: float | None) -> None:
     found = quantile(buckets, q)
     assert found == (None if expected is None else pytest.approx(expected))
+
+
+def test_a_ranked_chart_cuts_no_label_that_fits_and_cuts_one_too_long() -> None:
+    """The room for the labels was the widest label plus less than its margins: it was always cut."""
+    root = parse(charts.ranked("r", "t", [("超时", 3.0), ("调用失败", 1.0), ("HTTP 429", 2.0)]))
+    assert texts(root)[1::2] == ["超时", "HTTP 429", "调用失败"]  # the title, then each label and value
+    two = parse(charts.ranked("r", "t", [("超时", 3.0), ("调用失败", 1.0)]))
+    assert texts(two)[1::2] == ["超时", "调用失败"]
+    long = "模型服务返回了一个非常长的错误原因说明文字"
+    cut = texts(parse(charts.ranked("r", "t", [(long, 1.0)])))[1]
+    assert cut.endswith("…") and long.startswith(cut[:-1]) and len(cut) < len(long)
