@@ -133,7 +133,7 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
                 "console/settings.html",
                 when=when,
                 hide=hide,
-                fields=settings_form.current(runtime),
+                fields=settings_form.as_submitted(settings_form.current(runtime), name, request.form),
                 error=error,
                 failed=name,
                 done="",

@@ -7,7 +7,7 @@ Errors are codes; the page says them in Chinese (templates/console/settings.html
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from werkzeug.datastructures import MultiDict
@@ -78,6 +78,21 @@ def current(runtime: Runtime) -> list[Field]:
         )
         for name, kind in FIELDS.items()
     ]
+
+
+def as_submitted(fields: list[Field], name: str, form: MultiDict[str, str]) -> list[Field]:
+    """The page after `name` was refused: that field shows what the operator typed (or ticked), so that
+    they correct it rather than type it again; the others show their values in force."""
+    return [_submitted(field, form) if field.name == name else field for field in fields]
+
+
+def _submitted(field: Field, form: MultiDict[str, str]) -> Field:
+    if field.kind == "models":
+        chosen = form.getlist("model")
+        return replace(field, picked=tuple(m for i, m in enumerate(field.choices) if i == 0 or m in chosen))
+    if "value" not in form:  # an incomplete form: nothing typed to keep
+        return field
+    return replace(field, value=form.get("value", "").replace("\r\n", "\n"))
 
 
 def apply(runtime: Runtime, name: str, form: MultiDict[str, str]) -> tuple[str, str]:

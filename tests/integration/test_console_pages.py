@@ -211,6 +211,38 @@ def test_a_wrong_value_is_refused_and_changes_nothing(
     assert not any(command.startswith("console:settings") for _, command, _ in audited(console_bot))
 
 
+@pytest.mark.parametrize(
+    ("name", "typed", "shown"),
+    [
+        ("system_prompt", "新" * 4001, f">{'新' * 4001}</textarea>"),
+        ("daily_quota", "1e3", 'name="value" min="0" step="1" inputmode="numeric" value="1e3">'),
+        ("sensitive_words", "好词\r\n" + "x" * 51, ">好词\n" + "x" * 51 + "</textarea>"),
+    ],
+)
+def test_a_refused_value_comes_back_as_typed_with_its_error(
+    console_bot: Bot, client: FlaskClient, csrf: str, name: str, typed: str, shown: str
+) -> None:
+    """It came back as the value saved before: what the operator typed was lost."""
+    change(client, csrf, "rate_per_minute", value="7")
+    response = client.post(f"/console/settings/{name}", data={CSRF_FIELD: csrf, "value": typed})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    form = page[page.index(f'<section class="card" id="{name}">') :]
+    assert form.index('class="error"') < form.index(shown) < form.index("</section>")
+    assert re.search(r'id="value-rate_per_minute" [^>]* value="7">', page)  # the others: their values
+    assert console_bot.runtime.overrides.overridden() == frozenset({"rate_per_minute"})
+
+
+def test_refused_models_come_back_as_ticked(console_bot: Bot, client: FlaskClient, csrf: str) -> None:
+    change(client, csrf, "allowed_models")  # the default model only
+    response = client.post(
+        "/console/settings/allowed_models", data={CSRF_FIELD: csrf, "model": ["gpt-4o", "gpt-5"]}
+    )
+    assert response.status_code == 400
+    assert 'value="gpt-4o" checked>' in response.get_data(as_text=True)
+    assert console_bot.runtime.models.allowed == ["gpt-4o-mini"]
+
+
 def test_a_model_that_is_not_configured_cannot_be_allowed(
     console_bot: Bot, client: FlaskClient, csrf: str
 ) -> None:
