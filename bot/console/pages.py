@@ -2,7 +2,7 @@
 undelivered answers.
 
     GET  /console/users                      recent followers (last message, message count); ?openid=…
-                                             opens that follower's page
+                                             opens that follower's page; ?before=…&id=… the next page
     GET  /console/users/<openid>             one follower: conversation, undelivered answers, actions
     POST /console/users/<openid>/ban|unban|reset
     GET  /console/settings                   the run-time overrides, each with its form
@@ -16,15 +16,18 @@ CONSOLE_HIDE_CONTENT the pages show no message content: neither conversations no
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as BaseResponse
 
 import bot.console.settings_form as settings_form
 from bot.console.auth import allow_upload, audit
 from bot.runtime import Runtime
+from bot.store.stats import Place
 
 #: followers per page of the list, records per page of the logs
 PAGE_SIZE = 50
@@ -34,9 +37,6 @@ OPENID_MAX = 64
 UNDELIVERED_SCAN = 1000
 #: records shown by the audit and undelivered pages (the newest)
 AUDIT_SHOWN = 200
-#: the largest ?from= of the followers' list: far beyond any account's followers, well inside the 64-bit
-#: range Redis takes (a larger number made ZREVRANGE fail: a 500)
-OFFSET_MAX = 10**9
 
 
 def register(bp: Blueprint, runtime: Runtime) -> None:
@@ -63,8 +63,8 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
     def conversations() -> BaseResponse:
         if wanted := request.args.get("openid", "").strip():  # the lookup box: straight to that follower
             return redirect(url_for("console.conversations_user", openid=checked(wanted)), 303)
-        offset = min(max(request.args.get("from", 0, type=int) or 0, 0), OFFSET_MAX)
-        found = runtime.stats.followers(PAGE_SIZE, offset)
+        place = list_place(request.args)
+        shown = found = runtime.stats.followers(PAGE_SIZE, place)
         rows = [
             {
                 "openid": openid,
@@ -73,11 +73,11 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
                 "banned": runtime.admin.is_banned(openid),
                 "admin": runtime.admin.is_admin(openid),
             }
-            for openid, at, count in found
+            for openid, at, count in shown
         ]
-        more = offset + PAGE_SIZE if len(found) == PAGE_SIZE else None
+        more = {"before": repr(shown[-1][1]), "id": shown[-1][0]} if len(found) == PAGE_SIZE else None
         total = runtime.stats.followers_count()
-        return page("console/users.html", rows=rows, offset=offset, more=more, total=total)
+        return page("console/users.html", rows=rows, later=place is not None, more=more, total=total)
 
     @bp.get("/users/<openid>")
     def conversations_user(openid: str) -> Response:
@@ -149,3 +149,15 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
     @bp.get("/undelivered")
     def undelivered() -> Response:
         return page("console/undelivered.html", records=runtime.metrics.undelivered_records(AUDIT_SHOWN))
+
+
+def list_place(args: MultiDict[str, str]) -> Place | None:
+    """Where a later page of the followers' list starts: after the follower `id` whose last message was
+    at `before` (an openid and a time, not an offset: followers who write move to the top, and an
+    offset then showed some twice and skipped others). None: the newest, also for a place that is no
+    time."""
+    try:
+        at = float(args.get("before", ""))
+    except ValueError:
+        return None
+    return (at, args.get("id", "")) if math.isfinite(at) else None

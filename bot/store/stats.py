@@ -14,6 +14,9 @@ from bot.store import keys
 from bot.store.days import day_hour_of, day_of
 from bot.store.pushes import OnFirst
 
+#: a place in the followers' list: a follower's last message time and openid
+Place = tuple[float, str]
+
 #: WeChat lets an account send customer-service messages this long after the user's last message
 CS_WINDOW_SECONDS = 48 * 3600
 
@@ -94,19 +97,34 @@ class DailyStats:
         """Users who wrote within the customer-service window (LAST_SEEN keeps no more than that)."""
         return list(map(str, self.redis.zrangebyscore(keys.LAST_SEEN, self.clock() - within, "+inf")))
 
-    def followers(self, limit: int = 100, offset: int = 0) -> list[tuple[str, float, int]]:
+    def followers(self, limit: int = 100, before: Place | None = None) -> list[tuple[str, float, int]]:
         """Followers by their last message, newest first: (openid, last message time, messages in the
-        FOLLOWER_TTL since they started writing after a silence that long)."""
-        found: list[tuple[str, float]] = self.redis.zrevrange(  # type: ignore[assignment]
-            keys.FOLLOWERS, offset, offset + limit - 1, withscores=True
-        )
+        FOLLOWER_TTL since they started writing after a silence that long). `before`: only those listed
+        after that one (its last message time and openid) — a place that holds while followers write,
+        where an offset moved everyone down one with each message."""
+        found = self._after(limit, before) if before else self._newest(limit)
         if not found:
             return []
-        counts = self.redis.mget([keys.follower_messages(str(openid)) for openid, _ in found])
-        return [
-            (str(openid), float(at), int(count or 0))
-            for (openid, at), count in zip(found, counts, strict=True)
-        ]
+        counts = self.redis.mget([keys.follower_messages(openid) for openid, _ in found])
+        return [(openid, at, int(count or 0)) for (openid, at), count in zip(found, counts, strict=True)]
+
+    def _newest(self, limit: int) -> list[tuple[str, float]]:
+        found: list[tuple[str, float]] = self.redis.zrevrange(  # type: ignore[assignment]
+            keys.FOLLOWERS, 0, limit - 1, withscores=True
+        )
+        return [(str(openid), float(at)) for openid, at in found]
+
+    def _after(self, limit: int, place: Place) -> list[tuple[str, float]]:
+        """Who follows `place` in the list, in one round trip: those with its time and an openid before
+        it (the list orders equal times by openid, descending), then those with an older time."""
+        at, openid = place
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(keys.FOLLOWERS, at, at)
+        pipe.zrevrangebyscore(keys.FOLLOWERS, f"({at!r}", "-inf", start=0, num=limit, withscores=True)
+        tied, older = pipe.execute()
+        same = sorted((str(other) for other in tied if str(other) < openid), reverse=True)
+        rows = [(other, at) for other in same] + [(str(other), float(when)) for other, when in older]
+        return rows[:limit]
 
     def follower(self, openid: str) -> tuple[float, int] | None:
         """One follower's last message time and message count; None if not seen in FOLLOWER_TTL."""

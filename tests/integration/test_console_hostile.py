@@ -86,9 +86,11 @@ def test_junk_to_every_post_route_is_refused_with_a_4xx_never_a_500(
 @pytest.mark.parametrize(
     "path",
     [
-        "/console/users?from=99999999999999999999999",
-        "/console/users?from=-5",
-        "/console/users?from=abc",
+        "/console/users?before=99999999999999999999999&id=x",
+        "/console/users?before=-5",
+        "/console/users?before=abc&id=%ff",
+        "/console/users?before=nan",
+        "/console/users?before=1e400&id=" + "x" * 5000,
         "/console/users/%ff",
         "/console/users?openid=a%0d%0aSet-Cookie:x=1",
         "/console/kb?q=%00%ff",

@@ -4,15 +4,20 @@ the loopback fake of OpenAI, so that "the next answer uses it" is what the model
 
 from __future__ import annotations
 
+import functools
+import html
 import re
+import time
 from collections.abc import Callable
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask.testing import FlaskClient
 
 from bot import texts
 from bot.console.auth import CSRF_FIELD
+from bot.store.stats import DailyStats
 from testing.console import login, login_path
 from testing.fakes.openai_server import FakeOpenAI
 from testing.pages import PUBLIC_BASE
@@ -74,6 +79,41 @@ def test_the_followers_list_shows_who_wrote_when_and_how_much(
     assert found.status_code == 303 and found.headers["Location"].endswith("/console/users/user-a")
     one = text_of(client, "/console/users/user-a")
     assert "第一个问题" in one and "echo: 第二个问题" in one and "消息 2 条" in one
+
+
+def followers_wrote(bot: Bot, openids: list[str], start: float) -> None:
+    """Each of `openids` writes once, a second apart from `start` on (the last is the newest)."""
+    client = bot.runtime.stats.redis
+    for n, openid in enumerate(openids):
+        DailyStats(client, ZoneInfo("UTC"), clock=functools.partial(float, start + n)).seen(openid)
+
+
+def listed(page: str) -> list[str]:
+    return re.findall(r"<code>(follower-\d\d)</code>", page)
+
+
+def earlier(page: str) -> str | None:
+    """The address of the 更早的用户 button, if the page has one."""
+    found = re.search(r'href="([^"]*)">更早的用户</a>', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+def test_the_next_page_of_followers_starts_where_the_last_one_ended_while_they_write(
+    console_bot: Bot, client: FlaskClient, csrf: str
+) -> None:
+    """It went by offset: someone writing between two page loads made one follower show twice."""
+    everyone = [f"follower-{n:02d}" for n in range(60)]
+    followers_wrote(console_bot, everyone, time.time() - 1000)
+    first = text_of(client, "/console/users")
+    assert listed(first) == everyone[:9:-1]  # the 50 newest
+    following = earlier(first)
+    assert following is not None
+
+    followers_wrote(console_bot, ["follower-00", "follower-30"], time.time())  # while the admin reads
+    second = text_of(client, following)
+    assert listed(second) == everyone[9:0:-1]  # the rest, each once: nobody twice, nobody skipped
+    assert earlier(second) is None  # and nothing after them
+    assert listed(text_of(client, "/console/users"))[:2] == ["follower-30", "follower-00"]
 
 
 def test_a_follower_page_lists_their_undelivered_answers(

@@ -81,6 +81,28 @@ def test_followers_are_listed_newest_first_and_kept_for_their_retention(redis_cl
     assert stats.follower("old") is None and stats.followers_count() == 2
 
 
+def test_pages_of_followers_take_each_once_also_those_who_wrote_at_the_same_time(
+    redis_client: redis.Redis,
+) -> None:
+    clock = Clock(NOON)
+    stats = DailyStats(redis_client, ZoneInfo("UTC"), clock=clock)
+    for at, openids in (
+        (NOON, ["older"]),
+        (NOON + 1, ["t-a", "t-b", "t-c", "t-d", "t-e"]),
+        (NOON + 1.5, ["new"]),
+    ):
+        clock.now = at
+        for openid in openids:
+            stats.seen(openid)
+    pages = [stats.followers(2)]  # pages of 2: a page ends among those who wrote at the same time
+    while len(pages[-1]) == 2:
+        openid, at, _ = pages[-1][-1]
+        pages.append(stats.followers(2, (at, openid)))
+    shown = [openid for page in pages for openid, _, _ in page]
+    assert shown == list(redis_client.zrevrange(keys.FOLLOWERS, 0, -1))  # the list's own order
+    assert shown == ["new", "t-e", "t-d", "t-c", "t-b", "t-a", "older"]
+
+
 def test_the_overrides_reach_the_rate_limiter_the_moderator_and_model_choices(
     redis_client: redis.Redis,
 ) -> None:
