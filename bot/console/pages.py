@@ -64,7 +64,8 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
         if wanted := request.args.get("openid", "").strip():  # the lookup box: straight to that follower
             return redirect(url_for("console.conversations_user", openid=checked(wanted)), 303)
         place = list_place(request.args)
-        shown = found = runtime.stats.followers(PAGE_SIZE, place)
+        found = runtime.stats.followers(PAGE_SIZE + 1, place)  # one more: is there a next page?
+        shown = found[:PAGE_SIZE]
         rows = [
             {
                 "openid": openid,
@@ -75,7 +76,7 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
             }
             for openid, at, count in shown
         ]
-        more = {"before": repr(shown[-1][1]), "id": shown[-1][0]} if len(found) == PAGE_SIZE else None
+        more = {"before": repr(shown[-1][1]), "id": shown[-1][0]} if len(found) > PAGE_SIZE else None
         total = runtime.stats.followers_count()
         return page("console/users.html", rows=rows, later=place is not None, more=more, total=total)
 

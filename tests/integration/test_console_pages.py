@@ -116,6 +116,21 @@ def test_the_next_page_of_followers_starts_where_the_last_one_ended_while_they_w
     assert listed(text_of(client, "/console/users"))[:2] == ["follower-30", "follower-00"]
 
 
+def test_a_full_last_page_of_followers_offers_no_next_page(
+    console_bot: Bot, client: FlaskClient, csrf: str
+) -> None:
+    """With 100 followers the second page offered 更早的用户, which said nobody had ever written."""
+    everyone = [f"follower-{n:02d}" for n in range(100)]
+    followers_wrote(console_bot, everyone, time.time() - 1000)
+    second = text_of(client, earlier(text_of(client, "/console/users")) or "")
+    assert listed(second) == everyone[49::-1] and earlier(second) is None
+    last = console_bot.runtime.stats.follower("follower-00")
+    assert last is not None
+    past_the_end = text_of(client, f"/console/users?before={last[0]!r}&id=follower-00")
+    assert listed(past_the_end) == [] and "没有更早的用户了" in past_the_end
+    assert "还没有用户发过消息" not in past_the_end and "共 100 人" in past_the_end
+
+
 def test_a_follower_page_lists_their_undelivered_answers(
     console_bot: Bot, client: FlaskClient, csrf: str
 ) -> None:
