@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 #: characters of a tool's result given to the model (and kept, shorter, in the history)
@@ -32,12 +33,13 @@ class ToolSpec:
 
 
 def number_text(value: float) -> str:
-    """A number as a person reads it: integers whole (up to 30 digits), others with 12 significant
-    digits and no float noise (0.1 + 0.2 = 0.3)."""
+    """A number as a person reads it: integers whole (up to 30 digits), larger ones with 13 significant
+    digits (as decimals, exact: a float cannot hold an integer of 309 digits), others with 12
+    significant digits and no float noise (0.1 + 0.2 = 0.3)."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
-        return str(value) if abs(value) < 10**30 else f"{value:.12e}"
+        return str(value) if abs(value) < 10**30 else f"{Decimal(value):.12e}"
     if value != value or value in (float("inf"), float("-inf")):
         return str(value)
     if value.is_integer() and abs(value) < 1e15:

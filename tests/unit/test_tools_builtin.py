@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.tools import TOOL_NAMES, ToolBox, ToolError, calculator, dates, equations, normal
+from bot.tools.base import number_text
 
 ZONE = ZoneInfo("Asia/Shanghai")
 
@@ -41,6 +42,24 @@ def calc(expression: str) -> str:
 )
 def test_the_calculator_computes(expression: str, value: str) -> None:
     assert calc(expression) == value
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [
+        ("10**308", "1.000000000000e+308"),
+        ("10**320 + 1", "1.000000000000e+320"),
+        ("-(10**399*9 + 10**399)", "-1.000000000000e+400"),
+        ("3**800", "4.977414122938e+381"),
+    ],
+)
+def test_integers_of_309_to_400_digits_are_shown_not_crashed(expression: str, value: str) -> None:
+    assert calc(expression) == value
+
+
+def test_a_large_integer_is_rounded_as_a_decimal_not_through_a_float() -> None:
+    assert number_text(int("9" * 400)) == "1.000000000000e+400"
+    assert number_text(12345678901234567890123456789012345) == "1.234567890123e+34"
 
 
 @pytest.mark.parametrize(
