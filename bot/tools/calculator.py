@@ -1,8 +1,9 @@
 """The calculator tool: arithmetic on a safe evaluator (simpleeval), with limits on number size.
 
 No names but the few functions below, no attributes, no comprehensions; a power whose result would
-have more than MAX_DIGITS digits is refused before it is computed (`9**9**9**9`), as is an expression
-longer than MAX_EXPRESSION characters, so that every evaluation ends in milliseconds."""
+have more than MAX_DIGITS digits is refused before it is computed (`9**9**9**9`), as are round() to more
+than MAX_DIGITS digits (`round(1, -10**9)` computes 10**(10**9)), text (`'%0900000000d' % 1`) and an
+expression longer than MAX_EXPRESSION characters, so that every evaluation ends in milliseconds."""
 
 from __future__ import annotations
 
@@ -66,6 +67,15 @@ def _log(value: float, base: float = math.e) -> float:
     return math.log(value, base)
 
 
+def _round(value: float, ndigits: int | None = None) -> float:
+    """`round`, whose digits are bounded: an integer rounded to -N digits computes 10**N."""
+    if ndigits is None:
+        return round(value)
+    if isinstance(ndigits, bool) or not isinstance(ndigits, int) or abs(ndigits) > MAX_DIGITS:
+        raise ToolError(f"round takes a number of digits, an integer from -{MAX_DIGITS} to {MAX_DIGITS}")
+    return round(value, ndigits)
+
+
 def _factorial(value: int) -> int:
     if not isinstance(value, int) or not 0 <= value <= 170:
         raise ToolError("factorial takes an integer from 0 to 170")
@@ -83,7 +93,7 @@ FUNCTIONS = {
     "log2": math.log2,
     "exp": lambda value: _power(math.e, value),
     "abs": abs,
-    "round": round,
+    "round": _round,
     "floor": math.floor,
     "ceil": math.ceil,
     "sin": math.sin,
@@ -101,6 +111,15 @@ FUNCTIONS = {
 NAMES = {"pi": math.pi, "e": math.e, "π": math.pi}
 
 
+def _no_text(node: ast.AST) -> Any:
+    """Text has no place in a formula, and builds strings of any size: `'%0900000000d' % 1` is 900 MB."""
+    raise ToolError("cannot compute: an expression has numbers only, no text")
+
+
+def _number(node: ast.Constant) -> Any:
+    return _no_text(node) if isinstance(node.value, (str, bytes)) else node.value
+
+
 def _evaluator() -> SimpleEval:
     evaluator = SimpleEval(functions=dict(FUNCTIONS), names=dict(NAMES))
     evaluator.operators = {
@@ -111,6 +130,8 @@ def _evaluator() -> SimpleEval:
     }
     for unsafe in (ast.LShift, ast.RShift):  # 1 << 10**9 would build a huge integer
         evaluator.operators.pop(unsafe, None)
+    evaluator.nodes[ast.Constant] = _number
+    evaluator.nodes[ast.JoinedStr] = _no_text  # f'{1:0900000000}'
     return evaluator
 
 

@@ -38,6 +38,9 @@ def calc(expression: str) -> str:
         ("（3+4）×2÷7", "2"),
         ("factorial(10)", "3628800"),
         ("2**64", "18446744073709551616"),
+        ("round(1234.5678, 2)", "1234.57"),
+        ("round(12345, -2)", "12300"),
+        ("round(2.5)", "2"),
     ],
 )
 def test_the_calculator_computes(expression: str, value: str) -> None:
@@ -80,6 +83,12 @@ def test_a_large_integer_is_rounded_as_a_decimal_not_through_a_float() -> None:
         ("1e308 * 10", "floating-point"),
         ("sqrt(-1)", "even root"),
         ("1+" * 200 + "1", "too long"),
+        ("round(1, -10**9)", "round takes"),  # 10**(10**9) in C: it hung a worker
+        ("round(12345, -10**5)", "round takes"),
+        ("round(1, 401)", "round takes"),
+        ("round(1, 0.5)", "round takes"),
+        ("'%0900000000d' % 1", "no text"),  # a string of 900 MB
+        ("f'{1:0900000000}'", "no text"),
     ],
 )
 def test_hostile_or_impossible_expressions_are_refused_not_computed(expression: str, refusal: str) -> None:
