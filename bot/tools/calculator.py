@@ -122,12 +122,7 @@ def _number(node: ast.Constant) -> Any:
 
 def _evaluator() -> SimpleEval:
     evaluator = SimpleEval(functions=dict(FUNCTIONS), names=dict(NAMES))
-    evaluator.operators = {
-        **evaluator.operators,
-        ast.Pow: _power,
-        ast.BitXor: _power,  # the model may write 2^10
-        ast.Mult: _mul,
-    }
+    evaluator.operators = {**evaluator.operators, ast.Pow: _power, ast.Mult: _mul}
     for unsafe in (ast.LShift, ast.RShift):  # 1 << 10**9 would build a huge integer
         evaluator.operators.pop(unsafe, None)
     evaluator.nodes[ast.Constant] = _number
@@ -136,9 +131,14 @@ def _evaluator() -> SimpleEval:
 
 
 def normalize(expression: str) -> str:
-    """The notations people and models write (×, ÷, full-width brackets, 20%) in Python's."""
-    table = str.maketrans({"×": "*", "÷": "/", "（": "(", "）": ")", "，": ",", "−": "-", "√": "sqrt"})
-    return PERCENT.sub(r"(\1/100)", expression.translate(table).replace("％", "%"))
+    """The notations people and models write (×, ÷, full-width brackets, 20%, 2^10) in Python's. `^` is
+    a power as in maths, written `**` before parsing: Python's `^` (xor) binds more loosely than +, *
+    and a unary minus, `**` more tightly, so that 2^10+1 is 1025 and -2^2 is -4."""
+    table = str.maketrans(
+        {"×": "*", "÷": "/", "（": "(", "）": ")", "，": ",", "−": "-", "√": "sqrt", "＾": "^"}
+    )
+    text = expression.translate(table).replace("％", "%").replace("^", "**")
+    return PERCENT.sub(r"(\1/100)", text)
 
 
 def calculate(expression: str) -> str:

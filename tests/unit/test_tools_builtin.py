@@ -50,6 +50,23 @@ def test_the_calculator_computes(expression: str, value: str) -> None:
 @pytest.mark.parametrize(
     ("expression", "value"),
     [
+        ("2^10+1", "1025"),
+        ("2^3*2", "16"),
+        ("-2^2", "-4"),
+        ("2^3^2", "512"),
+        ("2^-1", "0.5"),
+        ("3＾2", "9"),
+    ],
+)
+def test_caret_is_a_power_with_the_precedence_of_maths(expression: str, value: str) -> None:
+    """2^10+1 is (2^10)+1, not 2^(10+1) as Python's xor precedence would make it."""
+    assert calc(expression) == value
+    assert calc(expression.replace("^", "**").replace("＾", "**")) == value
+
+
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [
         ("10**308", "1.000000000000e+308"),
         ("10**320 + 1", "1.000000000000e+320"),
         ("-(10**399*9 + 10**399)", "-1.000000000000e+400"),
