@@ -42,10 +42,19 @@ def _checked(value: Any) -> Any:
 
 
 def _power(base: Any, exponent: Any) -> Any:
-    """`**` that refuses a result too large before computing it."""
-    if _digits(base) * abs(exponent) > MAX_DIGITS or (abs(exponent) > 10_000 and abs(base) != 1):
+    """`**` that refuses a result too large before computing it: an exact integer (an integer to a
+    positive integer power) by its digits, any other power (a float, in constant time) by the size of
+    its result, exponent × log10(|base|), so that (1+1/100000)**100000 is computed."""
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
+        too_large = _digits(base) * exponent > MAX_DIGITS
+    else:
+        too_large = base != 0 and exponent * math.log10(abs(base)) > MAX_DIGITS
+    if too_large:
         raise ToolError(f"refused: the power would have more than {MAX_DIGITS} digits")
-    return _checked(operator.pow(base, exponent))
+    value = operator.pow(base, exponent)
+    if value == 0 and base != 0:  # 2**-100000 is not 0: below the floating-point range
+        raise ToolError("the result is too small for floating point (under about 1e-308)")
+    return _checked(value)
 
 
 def _mul(left: Any, right: Any) -> Any:

@@ -41,6 +41,8 @@ def calc(expression: str) -> str:
         ("round(1234.5678, 2)", "1234.57"),
         ("round(12345, -2)", "12300"),
         ("round(2.5)", "2"),
+        ("10000*(1+5%/365)**(365*30)", "44812.2868852"),  # daily compounding for 30 years
+        ("2**-10", "0.0009765625"),
     ],
 )
 def test_the_calculator_computes(expression: str, value: str) -> None:
@@ -62,6 +64,14 @@ def test_caret_is_a_power_with_the_precedence_of_maths(expression: str, value: s
     """2^10+1 is (2^10)+1, not 2^(10+1) as Python's xor precedence would make it."""
     assert calc(expression) == value
     assert calc(expression.replace("^", "**").replace("＾", "**")) == value
+
+
+def test_a_float_base_may_have_a_large_exponent_when_the_result_is_small() -> None:
+    """Only the result's size is bounded: (1+1/n)**n is about e (2.718268237174… for n = 100000; a float
+    base carries its rounding, so the last digits shown are not all exact)."""
+    assert float(calc("(1+1/100000)**100000")) == pytest.approx(2.718268237174, rel=1e-10)
+    assert float(calc("0.5**1000")) == pytest.approx(2**-1000)
+    assert calc("exp(2)") == "7.38905609893"
 
 
 @pytest.mark.parametrize(
@@ -106,6 +116,10 @@ def test_a_large_integer_is_rounded_as_a_decimal_not_through_a_float() -> None:
         ("round(1, 0.5)", "round takes"),
         ("'%0900000000d' % 1", "no text"),  # a string of 900 MB
         ("f'{1:0900000000}'", "no text"),
+        ("2**-100000", "too small"),
+        ("1.0001**10**7", "refused"),
+        ("1.0000001**1e300", "refused"),
+        ("exp(1000)", "refused"),
     ],
 )
 def test_hostile_or_impossible_expressions_are_refused_not_computed(expression: str, refusal: str) -> None:
