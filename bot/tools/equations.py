@@ -23,8 +23,8 @@ TIME_LIMIT = 1.0
 START_LIMIT = 30.0
 MAX_EQUATIONS = 6
 MAX_LENGTH = 200
-#: the named functions and constants an equation may use
-NAMES = frozenset({"sqrt", "exp", "log", "ln", "sin", "cos", "tan", "pi", "E"})
+#: the named functions and constants an equation may use (e and E are Euler's number, as in the calculator)
+NAMES = frozenset({"sqrt", "exp", "log", "ln", "sin", "cos", "tan", "pi", "e", "E"})
 TOKENS = re.compile(r"\s+|[A-Za-z]+\d*|\d+(?:\.\d+)?|\*\*|[-+*/^()=,]")
 VARIABLE = re.compile(r"[A-Za-z]\d*")
 
@@ -64,7 +64,7 @@ def _solve(equations: list[str], names: list[str]) -> str:
 
     transformations = (*standard_transformations, implicit_multiplication_application, convert_xor)
     symbols = {name: sympy.Symbol(name) for name in names}
-    local = {**symbols, "ln": sympy.log, "E": sympy.E, "pi": sympy.pi}
+    local = {**symbols, "ln": sympy.log, "e": sympy.E, "E": sympy.E, "pi": sympy.pi}
 
     def parse(text: str) -> Any:
         return parse_expr(text, local_dict=dict(local), transformations=transformations)
@@ -105,8 +105,10 @@ def solve(equations: list[str], variables: list[str] | None = None, limit: float
         found += [name for name in dict.fromkeys(check(equation)) if name not in found]
     names = variables or found
     for name in names:
-        if not VARIABLE.fullmatch(name):
-            raise ToolError(f"variable {name!r}: use one letter (digits may follow)")
+        if not VARIABLE.fullmatch(name) or name in NAMES:
+            raise ToolError(
+                f"variable {name!r}: use one letter (digits may follow) other than e (Euler's number)"
+            )
     if not names:
         raise ToolError("the equations have no unknown")
     text = _run_limited(equations, names, limit)
@@ -171,7 +173,8 @@ SPEC = ToolSpec(
     description=(
         "解方程或方程组（线性、多项式等），给出精确解和近似值。"
         "变量用单个英文字母（可带数字，如 x、y、r、x1），"
-        "乘号用 *，乘方用 ** 或 ^，可用 sqrt、exp、log、ln、sin、cos、tan、pi。"
+        "乘号用 *，乘方用 ** 或 ^，可用 sqrt、exp、log、ln、sin、cos、tan、pi；"
+        "e 是自然常数（欧拉数 2.718…），不能作未知数。"
         '例如鸡兔同笼：equations=["x + y = 35", "2*x + 4*y = 94"]；增长率：["100*(1+r)**2 = 121"]。'
     ),
     parameters={

@@ -148,6 +148,16 @@ def test_a_pathological_equation_is_killed_at_the_time_limit() -> None:
     assert equations.solve(["2*x = 4"], limit=PATIENT) == "x = 2"  # the next call is served as usual
 
 
+def test_e_in_an_equation_is_eulers_number_as_in_the_calculator() -> None:
+    """(A generous time limit: what is tested is the answer, not the solver's speed on a busy machine.)"""
+    solved = equations.solve(["e^x = 10"], limit=30.0)
+    assert solved == "x = log(10) ≈ 2.302585093"  # not e = 10**(1/x)
+    assert equations.solve(["2*e*x = 1"], limit=30.0) == "x = exp(-1)/2 ≈ 0.1839397206"
+    with pytest.raises(ToolError, match="other than e"):
+        equations.solve(["e + x = 1"], ["e"])
+    assert "e 是自然常数" in equations.SPEC.description
+
+
 @pytest.mark.parametrize(
     "equation",
     [
