@@ -5,7 +5,9 @@ Tried in this order, the first that holds wins, among the tasks EXPERTS names:
 * 分析 (analysis): a long text (ANALYSIS_MIN_CHARS or more) with an analysis verb (分析, 总结, 摘要…).
   First, because a pasted report is full of numbers and would otherwise look like a sum to work out.
 * 计算 (computing): a number (digits, an expression, or Chinese numerals such as 三百万, 百分之五) and
-  a computing word (计算, 算一下, 多少, 几年, 等于…).
+  a computing word (计算, 算一下, 多少, 几年, 等于…); or an arithmetic expression alone (3*4, 2^10,
+  1.5-0.3), but not a bare - or / between whole numbers, a date, phone number or range as often
+  (2024-06-01, 400-820-8820, 3-5岁), which needs the computing word.
 * 检索 (retrieval): the knowledge base has a passage relevant to the question — the same retrieval,
   with its KB_MIN_RELEVANCE threshold, that grounds the answer (bot/knowledge/), so it costs nothing
   more; with an empty knowledge base it never holds.
@@ -48,8 +50,15 @@ ORDER = (ANALYSIS, COMPUTING, RETRIEVAL, CONSULTING)
 NUMBERS_SECTION = "numbers"
 #: digits, after NFKC (full-width ３ is 3)
 _DIGIT = re.compile(r"\d")
-#: an arithmetic expression: 3*4, 1.5 + 2, 2^10, 100÷4
-_EXPRESSION = re.compile(r"\d\s*[-+*/×÷^]\s*[\d(（]")
+#: an arithmetic expression on its own: 3*4, 1 + 2, 2^10, 100÷4; a - or / only where it is clearly
+#: arithmetic (1.5-0.3, (1+5%)/2, 10-(2+3), 100-4=): between plain integers it is as often a date
+#: (2024-06-01, 6/1), a phone number (400-820-8820) or a range (3-5岁), which count with a computing word
+_EXPRESSION = re.compile(
+    r"\d\s*[+*×÷^]\s*[\d(（]"  # + * × ÷ ^ between numbers
+    r"|(?:\d\.\d+|[)）%])\s*[-/]\s*[\d(（]"  # - or / after a decimal, a bracket or a percentage
+    r"|\d\s*[-/]\s*(?:[(（]|\d+\.\d|\d+\s*%)"  # … or before one
+    r"|\d\s*[-/]\s*\d+\s*[=＝]"  # … or followed by =
+)
 
 
 @dataclass(frozen=True)

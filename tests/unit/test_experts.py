@@ -49,6 +49,15 @@ def rules() -> Rules:
         ("ＡＢ两只股票３０元买入，现价３６元，涨了百分之几", "计算"),  # full-width digits count
         ("一百万存银行一年利息能有多少", "计算"),  # Chinese numerals count
         ("(1+5%)^3 - 1", "计算"),  # an expression alone
+        ("1.5-0.3", "计算"),  # a - with a decimal is arithmetic
+        ("10-(2+3)", "计算"),
+        ("100-4=", "计算"),
+        ("2024-06-01到2024-12-31有多少天", "计算"),  # a date with a computing word
+        # a bare - or / between whole numbers is a date, a phone number, a range
+        ("2024-06-01的直播活动在哪里看？", None),
+        ("客服电话400-820-8820是哪个部门的", None),
+        ("3-5岁孩子适合什么绘本？", "咨询"),
+        ("6/1儿童节有活动吗", None),
         # advice and choices
         ("计算机专业毕业后怎么选择工作方向", "咨询"),  # 计算机 is not 计算
         ("我打算明年买房，预算三百万，有什么建议", "咨询"),  # a number, but nothing to compute
@@ -78,6 +87,17 @@ def test_a_knowledge_base_hit_is_retrieval_unless_there_is_something_to_compute(
     assert rules.task("年假制度适合我吗，有什么建议", kb_hit=True, tasks=EXPERT_TASKS) == "检索"
     assert rules.task("产品A年化3%，存10万一年利息多少", kb_hit=True, tasks=EXPERT_TASKS) == "计算"
     assert rules.task("公司的年假制度是怎样的", kb_hit=False, tasks=EXPERT_TASKS) is None
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["2024-06-01的直播活动在哪里看？", "客服电话400-820-8820是哪个部门的", "3-5岁孩子适合什么绘本？"],
+)
+def test_a_date_phone_number_or_range_with_a_knowledge_base_hit_is_retrieval(
+    rules: Rules, question: str
+) -> None:
+    """Their - is not a subtraction: nothing to compute, so the knowledge base's passage answers."""
+    assert rules.task(question, kb_hit=True, tasks=EXPERT_TASKS) == "检索"
 
 
 def test_only_the_tasks_experts_names_are_chosen(rules: Rules) -> None:
