@@ -35,6 +35,7 @@ from bot.llm import (
 )
 from bot.runtime import Runtime
 from bot.store.answers import Answer, AnswerStore, LeaseLost
+from bot.store.pages import Source
 from bot.tools import (
     MAX_CALLS,
     MAX_ROUNDS,
@@ -43,6 +44,7 @@ from bot.tools import (
     ToolResult,
     tool_messages,
     tool_note,
+    tool_sources,
 )
 
 log = logging.getLogger(__name__)
@@ -167,14 +169,15 @@ class AnswerJob:
         splitter.holdback = max(moderator.longest - 1, 0)
         writing.start(list(prompt.sources))
         try:
-            text, note, llm_seconds = self._ask_llm(answer, prompt, splitter, resume, lease, writing)
+            text, note, llm_seconds, found = self._ask_llm(answer, prompt, splitter, resume, lease, writing)
         except LLMError as exc:
             # an answer cut at the token limit stays in the history, so that 接着写 can go on from it
             if exc.detail == "length" and exc.written.strip() and prompt.remember is not None:
                 exc.turn = (prompt.remember, moderator.mask(exc.written))
             raise
         # the knowledge base's sources follow the model's text: written by the bot, never the model
-        footer = sources_footer(prompt.sources)
+        # (the grounding's, then those the model found with the search tool)
+        footer = sources_footer(prompt.sources, found)
         tail = resume.feed(writing.finish()) + resume.feed(footer) + resume.finish()
         self._publish(answer, splitter.feed(tail), lease, writing, splitter)
         first = _pages_so_far(answer, splitter) == 0  # known here: no round trip before the end goes out
@@ -212,9 +215,10 @@ class AnswerJob:
         resume: Resume,
         lease: str,
         writing: Writing,
-    ) -> tuple[str, str, float]:
+    ) -> tuple[str, str, float, tuple[Source, ...]]:
         """The whole text (the model's Markdown), its pages (chat text) published as they complete, the
-        note of the tools it used for the history, and the call's time: its outcome is measured here when
+        note of the tools it used for the history, the call's time, and the documents its knowledge-base
+        searches read (for the sources after the answer). The call's outcome is measured here when
         it failed (failed and timed-out calls too: a dashboard of successes only hides an outage), by the
         caller after the answer's end when it succeeded. A reasoning model's thinking is never part of
         the text. With tools, the model may call them for up to MAX_ROUNDS rounds (and
@@ -259,7 +263,7 @@ class AnswerJob:
             raise
         if used:
             log.info("answer %s: tools %s", answer.id, ", ".join(f"{r.name}({r.outcome})" for r in used))
-        return "".join(parts), tool_note(used), self.clock() - started
+        return "".join(parts), tool_note(used), self.clock() - started, tool_sources(used)
 
     @staticmethod
     def _request(

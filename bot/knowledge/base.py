@@ -30,7 +30,8 @@ from bot.store.pages import Source
 
 log = logging.getLogger(__name__)
 
-#: documents listed in the sources after an answer, at most
+#: documents listed in the sources after an answer, at most: those of the grounding, and as many more
+#: found by the model's searches (bot/tools/knowledge.py)
 MAX_SOURCES = 3
 #: a title in the sources or a prompt is cut to this many characters
 TITLE_CHARS = 60
@@ -194,14 +195,18 @@ def sources_of(passages: list[Passage]) -> tuple[Source, ...]:
     return tuple(found[:MAX_SOURCES])
 
 
-def sources_footer(sources: Sequence[Source]) -> str:
+def sources_footer(sources: Sequence[Source], found: Sequence[Source] = ()) -> str:
     """「来源：」 then each source: its title with its link, or its title alone. Written by the bot after
-    the model's answer (bot/answering/generation.py), never by the model."""
+    the model's answer (bot/answering/generation.py), never by the model: the grounding's `sources`
+    first, then those the model `found` with the search tool that are not among them (each at most
+    MAX_SOURCES)."""
+    listed = list(sources[:MAX_SOURCES])
+    listed += [source for source in dict.fromkeys(found) if source not in listed][:MAX_SOURCES]
     lines = [
         texts.KB_SOURCE_LINK.format(n=n, title=source.title, url=source.url)
         if _link(source.url)
         else texts.KB_SOURCE_TITLE.format(n=n, title=source.title)
-        for n, source in enumerate(sources[:MAX_SOURCES], 1)
+        for n, source in enumerate(listed, 1)
     ]
     return texts.KB_SOURCES_HEAD + "".join(lines) if lines else ""
 

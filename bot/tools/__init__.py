@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 from bot import texts
 from bot.knowledge.base import KnowledgeBase
 from bot.llm.base import ChatMessage, ToolCalls
-from bot.tools.base import MAX_RESULT, ToolError, ToolSpec
+from bot.store.pages import Source
+from bot.tools.base import MAX_RESULT, Found, ToolError, ToolSpec
 from bot.tools.calculator import SPEC as CALCULATOR
 from bot.tools.dates import spec as dates_spec
 from bot.tools.equations import SPEC as EQUATIONS
@@ -47,6 +48,8 @@ class ToolResult:
     arguments: str
     text: str
     outcome: Outcome
+    #: the documents the result was read from (a search of the knowledge base): the answer lists them
+    sources: tuple[Source, ...] = ()
 
 
 def build_specs(zone: ZoneInfo, knowledge: KnowledgeBase | None = None) -> dict[str, ToolSpec]:
@@ -93,14 +96,18 @@ class ToolBox:
             return ToolResult(name, arguments, "error: the arguments are not valid JSON", "bad_arguments")
         if not isinstance(parsed, dict):
             return ToolResult(name, arguments, "error: the arguments must be a JSON object", "bad_arguments")
+        sources: tuple[Source, ...] = ()
         try:
-            text, outcome = spec.run(parsed)[:MAX_RESULT], "ok"
+            found = spec.run(parsed)
+            if not isinstance(found, Found):  # a text alone: read from no document
+                found = Found(found)
+            text, outcome, sources = found.text[:MAX_RESULT], "ok", found.sources
         except ToolError as exc:
             text, outcome = f"error: {exc}"[:MAX_RESULT], "error"
         except Exception as exc:  # a bug in a tool must not fail the answer: the model answers without it
             log.exception("tool %s failed on %r", name, arguments[:200])
             text, outcome = f"error: the tool failed ({type(exc).__name__})", "error"
-        return ToolResult(name, arguments, text, outcome)  # type: ignore[arg-type]
+        return ToolResult(name, arguments, text, outcome, sources)  # type: ignore[arg-type]
 
 
 def tool_messages(said: str, calls: ToolCalls, results: list[ToolResult]) -> list[ChatMessage]:
@@ -113,6 +120,11 @@ def tool_messages(said: str, calls: ToolCalls, results: list[ToolResult]) -> lis
     for call, result in zip(calls.calls, results, strict=True):
         messages.append({"role": "tool", "tool_call_id": call.id, "content": result.text})
     return messages
+
+
+def tool_sources(results: list[ToolResult]) -> tuple[Source, ...]:
+    """The documents the tools' results were read from, in the order found, each once."""
+    return tuple(dict.fromkeys(source for result in results for source in result.sources))
 
 
 def tool_note(results: list[ToolResult]) -> str:
@@ -137,4 +149,5 @@ __all__ = [
     "ToolSpec",
     "tool_messages",
     "tool_note",
+    "tool_sources",
 ]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from bot.store.pages import Source
+
 #: characters of a tool's result given to the model (and kept, shorter, in the history)
 MAX_RESULT = 1000
 
@@ -17,12 +19,22 @@ class ToolError(Exception):
 
 
 @dataclass(frozen=True)
+class Found:
+    """A result with the documents it was read from (the knowledge-base search), which the answer's
+    sources then list."""
+
+    text: str
+    sources: tuple[Source, ...] = ()
+
+
+@dataclass(frozen=True)
 class ToolSpec:
     name: str
     description: str
     #: the JSON schema of the arguments (an object)
     parameters: dict[str, Any]
-    run: Callable[[dict[str, Any]], str]
+    #: the result's text, or the text with its sources (Found)
+    run: Callable[[dict[str, Any]], str | Found]
     #: asked before each answer: False leaves the tool out of that answer's offer (None: always offered)
     available: Callable[[], bool] | None = None
 

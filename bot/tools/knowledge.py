@@ -3,9 +3,10 @@ wording of the question, a second topic), on top of the passages an answer is al
 
 It ranks exactly as answering does (KnowledgeBase.retrieve: BM25, fused with the embeddings when
 EMBEDDING_MODEL is set, and the same relevance test), and gives back each passage found as its title,
-heading, an excerpt and its link, within MAX_RESULT characters. BM25 takes milliseconds; the question's
-embedding, the one call that leaves the process, is given EMBED_SECONDS (then BM25 alone), so that a
-search stays within the 1 s every tool has.
+heading, an excerpt and its link, within MAX_RESULT characters; the passages' documents go with the
+result, for the sources listed after the answer (the model is told not to list them itself). BM25 takes
+milliseconds; the question's embedding, the one call that leaves the process, is given EMBED_SECONDS
+(then BM25 alone), so that a search stays within the 1 s every tool has.
 
 It is offered only while the knowledge base has documents (`available`, asked before each answer): a
 tool that can only say "nothing found" would cost the model a round for nothing."""
@@ -15,9 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.knowledge.base import KnowledgeBase
+from bot.knowledge.base import KnowledgeBase, sources_of
 from bot.knowledge.index import Hit
-from bot.tools.base import MAX_RESULT, ToolError, ToolSpec
+from bot.tools.base import MAX_RESULT, Found, ToolError, ToolSpec
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,15 @@ def found_text(query: str, hits: list[Hit]) -> str:
 
 
 def spec(knowledge: KnowledgeBase) -> ToolSpec:
-    def run(arguments: dict[str, Any]) -> str:
+    def run(arguments: dict[str, Any]) -> Found:
         query, top_k = _query(arguments), _top_k(arguments)
         try:
             hits = knowledge.retrieve(query, top_k=top_k, embed_timeout=EMBED_SECONDS)
         except Exception as exc:  # Redis or the index failed: the model answers without the search
             log.warning("knowledge-base tool: search failed (%s)", exc)
             raise ToolError("the knowledge base cannot be searched right now") from None
-        return found_text(query, hits)
+        # the passages' documents: the answer's sources list them, as they list the grounding's
+        return Found(found_text(query, hits), sources_of([hit.passage for hit in hits]))
 
     def available() -> bool:
         try:

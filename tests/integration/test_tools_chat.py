@@ -196,6 +196,9 @@ ROTATION = Document(
     key="x:rotation",
     url="https://mp.weixin.qq.com/s/rotation",
 )
+BONDS = Document(
+    "可转债策略", [Block("可转债双低策略：价格与溢价率之和低于阈值时买入。")], "file", "bonds.md"
+)
 SEARCH = ("search_knowledge", '{"query": "行业轮动 超配"}')
 
 
@@ -219,7 +222,10 @@ def test_the_model_searches_the_knowledge_base_and_answers_from_the_passage(
     assert (
         "推荐超配银行、煤炭和电力设备" in result and "source: https://mp.weixin.qq.com/s/rotation" in result
     )
-    assert reading.text == "结果：" + result
+    # the passage's document is the answer's source, though no passage grounded the question
+    assert (
+        reading.text == "结果：" + result + "\n\n来源：\n1. 行业轮动月报 https://mp.weixin.qq.com/s/rotation"
+    )
     assert counted(bot) == {("search_knowledge", "ok"): 1}
     [_, answer] = wait_for(lambda: bot.runtime.history.messages("user-1"))
     assert answer["content"].startswith(
@@ -227,6 +233,22 @@ def test_the_model_searches_the_knowledge_base_and_answers_from_the_passage(
     )
     reply = stats_command(SimpleNamespace(runtime=bot.runtime), "")  # type: ignore[arg-type]
     assert isinstance(reply, str) and reply.endswith("今日工具调用：知识库检索/成功 1")
+
+
+def test_the_sources_list_the_groundings_document_then_the_one_the_search_found(
+    bot: Bot, fake_openai: FakeOpenAI
+) -> None:
+    """The question is grounded in one document (B), the model searches and answers from another (A):
+    both are the answer's sources, the grounding's first; A was left out before."""
+    bot.runtime.knowledge.add(ROTATION)
+    bot.runtime.knowledge.add(BONDS)
+    fake_openai.set_behavior(tool_script=calls_once(SEARCH), reply="超配银行、煤炭和电力设备。")
+    reading = read_answer(bot.simulator(), "user-1", "可转债双低策略是什么？")
+    [first, _] = fake_openai.chat_requests()
+    assert "可转债双低策略" in first["messages"][-1]["content"]  # grounded in B
+    assert reading.text == (
+        "超配银行、煤炭和电力设备。\n\n来源：\n1. 可转债策略\n2. 行业轮动月报 https://mp.weixin.qq.com/s/rotation"
+    )
 
 
 def test_a_search_that_finds_nothing_says_so(bot: Bot, fake_openai: FakeOpenAI) -> None:

@@ -180,6 +180,15 @@ def test_sources_are_each_document_once_at_most_three_with_their_link_or_title()
     assert sources_footer([]) == ""
 
 
+def test_the_sources_the_search_tool_found_follow_the_groundings_each_once() -> None:
+    grounding = (Source("文章甲", "https://mp.weixin.qq.com/s/a"), Source("报告.pdf"))
+    found = (Source("笔记"), Source("报告.pdf"), Source("笔记"), Source("乙"), Source("丙"), Source("丁"))
+    assert sources_footer(grounding, found) == (
+        "\n\n来源：\n1. 文章甲 https://mp.weixin.qq.com/s/a\n2. 报告.pdf\n3. 笔记\n4. 乙\n5. 丙"
+    )
+    assert sources_footer((), found[:2]) == "\n\n来源：\n1. 笔记\n2. 报告.pdf"
+
+
 def test_a_document_with_a_non_http_link_keeps_no_link(make_kb: MakeKB) -> None:
     kb = make_kb()
     record = kb.add(doc("页面", "内容。", url="javascript:alert(1)")).record

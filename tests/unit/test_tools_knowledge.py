@@ -18,8 +18,9 @@ from bot.knowledge.documents import Block, Document, Passage
 from bot.knowledge.index import Hit
 from bot.ops.redis_server import RedisServer
 from bot.store.knowledge import KnowledgeStore
+from bot.store.pages import Source
 from bot.tools import TOOL_NAMES, ToolBox, ToolError
-from bot.tools.base import MAX_RESULT
+from bot.tools.base import MAX_RESULT, Found
 from bot.tools.knowledge import EMBED_SECONDS, MAX_TOP_K, found_text, spec
 from testing.fakes.embeddings import FakeEmbeddings
 
@@ -60,18 +61,41 @@ def make_kb(redis_client: redis.Redis, redis_server: RedisServer) -> Iterator[Ma
         client.close()
 
 
+def search(kb: KnowledgeBase, arguments: dict[str, Any]) -> Found:
+    found = spec(kb).run(arguments)
+    assert isinstance(found, Found)
+    return found
+
+
 def test_the_search_finds_what_answering_would_and_shows_title_excerpt_and_source(make_kb: MakeKB) -> None:
     kb = make_kb()
     kb.add(ROTATION)
     kb.add(BONDS)
-    run = spec(kb).run
-    assert run({"query": "行业轮动模型推荐超配哪些行业"}) == (
+    rotation = search(kb, {"query": "行业轮动模型推荐超配哪些行业"})
+    assert rotation.text == (
         "1 passage(s) of the knowledge base for '行业轮动模型推荐超配哪些行业':\n"
         "[1] 行业轮动月报 › 核心观点\n十二月行业轮动模型推荐超配银行、煤炭和电力设备三个行业。\n"
         "source: https://mp.weixin.qq.com/s/rotation"
     )
-    assert run({"query": "可转债 双低"}).endswith("溢价率之和低于阈值时买入。\nsource: file bonds.md")
-    assert run({"query": "红烧肉怎么做"}) == "no passage of the knowledge base is relevant to '红烧肉怎么做'"
+    bonds = search(kb, {"query": "可转债 双低"})
+    assert bonds.text.endswith("溢价率之和低于阈值时买入。\nsource: file bonds.md")
+    nothing = search(kb, {"query": "红烧肉怎么做"})
+    assert nothing.text == "no passage of the knowledge base is relevant to '红烧肉怎么做'"
+
+
+def test_the_passages_documents_go_with_the_result_for_the_answers_sources(make_kb: MakeKB) -> None:
+    kb = make_kb()
+    kb.add(ROTATION)
+    kb.add(BONDS)
+    assert search(kb, {"query": "行业轮动模型推荐超配哪些行业"}).sources == (
+        Source("行业轮动月报", "https://mp.weixin.qq.com/s/rotation"),
+    )
+    assert search(kb, {"query": "可转债 双低"}).sources == (Source("可转债策略"),)
+    assert search(kb, {"query": "红烧肉怎么做"}).sources == ()
+    box = ToolBox.enabled(["search_knowledge"], ZONE, kb)
+    result = box.call("search_knowledge", '{"query": "可转债 双低"}')
+    assert result.outcome == "ok" and result.sources == (Source("可转债策略"),)
+    assert box.call("search_knowledge", '{"query": ""}').sources == ()
 
 
 @pytest.mark.parametrize(
@@ -162,10 +186,9 @@ def test_the_question_embedding_is_bounded_and_a_slow_server_leaves_bm25(
             return real(text, timeout=timeout)
 
         monkeypatch.setattr(embedder, "embed_query", embed_query)
-        run = spec(kb).run
-        assert "超配银行" in run({"query": "行业轮动模型推荐超配哪些行业"})
+        assert "超配银行" in search(kb, {"query": "行业轮动模型推荐超配哪些行业"}).text
         fake.fail_status = 503  # the embedding fails: the search goes on with BM25 alone
-        assert "超配银行" in run({"query": "行业轮动模型推荐超配哪些行业"})
+        assert "超配银行" in search(kb, {"query": "行业轮动模型推荐超配哪些行业"}).text
         assert timeouts == [EMBED_SECONDS, EMBED_SECONDS]
         kb.retrieve("行业轮动")  # answering keeps EMBEDDING_TIMEOUT
         assert timeouts[-1] is None
