@@ -178,7 +178,7 @@ def run(arguments: dict[str, Any]) -> str:
 SPEC = ToolSpec(
     name="calculator",
     description=(
-        "精确计算一个数学算式并返回结果。支持 + - * / **（乘方）、百分数（如 20%）、括号，"
+        "精确计算一个数学算式并返回结果。支持 + - * / **（乘方，也可写 ^）、百分数（如 20%）、括号，"
         "函数 sqrt、root(x, n)、cbrt、log(x, 底数)、ln、lg、exp、abs、round、floor、ceil、"
         "sin、cos、tan（弧度）、factorial，常数 pi、e。需要算数时请调用它，不要心算。"
     ),
