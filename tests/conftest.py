@@ -31,6 +31,7 @@ from app import create_app
 from bot.answering.jobs import worker_command
 from bot.ops.redis_server import RedisServer, free_port
 from bot.store.workers import new_job_worker_id
+from bot.tools import equations
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.simulator import WeChatSimulator
@@ -56,6 +57,13 @@ def frozen_imports() -> None:
     test with a large heap)."""
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def patient_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The equation solver's 1 s time limit is for production; on a busy machine it turned a correct
+    solve in a test into a timeout. Its own test passes a short limit."""
+    monkeypatch.setattr(equations, "TIME_LIMIT", 60.0)
 
 
 @pytest.fixture(autouse=True)

@@ -99,7 +99,8 @@ def _child(connection: Connection, equations: list[str], names: list[str]) -> No
         connection.close()
 
 
-def solve(equations: list[str], variables: list[str] | None = None, limit: float = TIME_LIMIT) -> str:
+def solve(equations: list[str], variables: list[str] | None = None, limit: float | None = None) -> str:
+    """The solutions, as text; `limit`: seconds before the solve is killed (default TIME_LIMIT)."""
     found: list[str] = []
     for equation in equations:
         found += [name for name in dict.fromkeys(check(equation)) if name not in found]
@@ -111,7 +112,7 @@ def solve(equations: list[str], variables: list[str] | None = None, limit: float
             )
     if not names:
         raise ToolError("the equations have no unknown")
-    text = _run_limited(equations, names, limit)
+    text = _run_limited(equations, names, TIME_LIMIT if limit is None else limit)
     return text[:MAX_RESULT]
 
 

@@ -127,32 +127,27 @@ def test_hostile_or_impossible_expressions_are_refused_not_computed(expression: 
         calculator.calculate(expression)
 
 
-#: the solver's time limit in tests of what it answers: a busy machine must not turn them into timeouts
-#: (the limit itself is tested with an equation that never finishes)
-PATIENT = 60.0
-
-
 def test_the_solver_solves_systems_and_growth_rates() -> None:
-    assert equations.solve(["x + y = 35", "2*x + 4*y = 94"], limit=PATIENT) == "x = 23, y = 12"  # 鸡兔同笼
-    rate = equations.solve(["100*(1+r)^2 = 121"], limit=PATIENT)
+    assert equations.solve(["x + y = 35", "2*x + 4*y = 94"]) == "x = 23, y = 12"  # 鸡兔同笼
+    rate = equations.solve(["100*(1+r)^2 = 121"])
     assert "r = 1/10 ≈ 0.1" in rate and "r = -21/10" in rate
     roots = "x = -sqrt(2) ≈ -1.414213562\nx = sqrt(2) ≈ 1.414213562"
-    assert equations.solve(["x^2 - 2"], limit=PATIENT) == roots
-    assert equations.solve(["x + 1 = x"], limit=PATIENT).startswith("no solution")
+    assert equations.solve(["x^2 - 2"]) == roots
+    assert equations.solve(["x + 1 = x"]).startswith("no solution")
 
 
 def test_a_pathological_equation_is_killed_at_the_time_limit() -> None:
     system = ["x**5 + y**5 + z**5 = 3", "x*y*z + x**3 = 1", "x**4*y + z**3 = 2"]
     with pytest.raises(ToolError, match=r"timed out after 0\.2 s"):
         equations.solve(system, limit=0.2)
-    assert equations.solve(["2*x = 4"], limit=PATIENT) == "x = 2"  # the next call is served as usual
+    assert equations.solve(["2*x = 4"]) == "x = 2"  # the next call is served as usual
 
 
 def test_e_in_an_equation_is_eulers_number_as_in_the_calculator() -> None:
     """(A generous time limit: what is tested is the answer, not the solver's speed on a busy machine.)"""
-    solved = equations.solve(["e^x = 10"], limit=30.0)
+    solved = equations.solve(["e^x = 10"])
     assert solved == "x = log(10) ≈ 2.302585093"  # not e = 10**(1/x)
-    assert equations.solve(["2*e*x = 1"], limit=30.0) == "x = exp(-1)/2 ≈ 0.1839397206"
+    assert equations.solve(["2*e*x = 1"]) == "x = exp(-1)/2 ≈ 0.1839397206"
     with pytest.raises(ToolError, match="other than e"):
         equations.solve(["e + x = 1"], ["e"])
     assert "e 是自然常数" in equations.SPEC.description
