@@ -20,11 +20,11 @@ from pathlib import Path
 from bot import texts
 from bot.config import Settings
 from bot.knowledge.chunking import CHUNK_CHARS, chunk
-from bot.knowledge.documents import Document, Passage
+from bot.knowledge.documents import Document, Passage, indexed_text
 from bot.knowledge.embeddings import Embedder, EmbeddingError
 from bot.knowledge.formats import read_file
 from bot.knowledge.index import CANDIDATES, Hit, IndexCache, Mode, encode_vectors
-from bot.knowledge.tokens import tokenize
+from bot.knowledge.tokens import TOKENIZER, tokenize
 from bot.store.knowledge import DocumentRecord, KnowledgeStore
 from bot.store.pages import Source
 
@@ -88,13 +88,13 @@ class KnowledgeBase:
             {
                 "text": c.text,
                 "section": c.section,
-                "tokens": " ".join(tokenize(_indexed(title, c.section, c.text))),
+                "tokens": " ".join(tokenize(indexed_text(title, c.section, c.text))),
             }
             for c in chunks
         ]
         vectors = None
         if self.embedder is not None and chunks:
-            matrix = self.embedder.embed([_indexed(title, c.section, c.text) for c in chunks])
+            matrix = self.embedder.embed([indexed_text(title, c.section, c.text) for c in chunks])
             vectors = encode_vectors(matrix)
         now = time.time()
         record = DocumentRecord(
@@ -110,6 +110,7 @@ class KnowledgeBase:
             name=document.name,
             embedding=self.settings.embedding_model if vectors is not None else "",
             rev=uuid.uuid4().hex,
+            tokenizer=TOKENIZER,
         )
         self.store.put(record, json.dumps(passages, ensure_ascii=False), vectors)
         return Added(record, replaced=previous is not None)
@@ -209,11 +210,6 @@ def sources_footer(sources: Sequence[Source], found: Sequence[Source] = ()) -> s
         for n, source in enumerate(listed, 1)
     ]
     return texts.KB_SOURCES_HEAD + "".join(lines) if lines else ""
-
-
-def _indexed(title: str, section: str, text: str) -> str:
-    """What a passage is found by: its document's title and its heading count as its words too."""
-    return "\n".join(part for part in (title, section, text) if part)
 
 
 def _shown(passage: Passage) -> str:

@@ -40,6 +40,11 @@ class Document:
         return hashlib.sha256(f"{self.title}\n{self.url}\n{self.text}".encode()).hexdigest()[:16]
 
 
+def indexed_text(title: str, section: str, text: str) -> str:
+    """What a passage is found by: its document's title and its heading count as its words too."""
+    return "\n".join(part for part in (title, section, text) if part)
+
+
 def doc_id(source: str, key: str) -> str:
     return hashlib.sha1(f"{source}:{key}".encode()).hexdigest()[:10]
 

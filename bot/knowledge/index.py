@@ -8,6 +8,8 @@ of them. A small index (its last build took under BACKGROUND_AFTER) is rebuilt b
 answered; a large one (about 1–2 s at 10,000 passages) in a background thread, while questions are
 answered from the previous snapshot with the removed and replaced documents hidden: a removed document
 is never cited after its removal, and a sync of hundreds of articles never makes a question wait.
+A document whose words were stored by an older tokenizer (bot/knowledge/tokens.py TOKENIZER) is
+tokenized again from its text when loaded, and stored so, once, for every process (`_retokenize`).
 
 Ranking: BM25 alone, dense (cosine) alone, or both fused by reciprocal rank fusion. Whether a
 passage is relevant at all is a separate, calibrated test (`relevance`): the share of what the
@@ -27,8 +29,10 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
-from bot.knowledge.documents import Passage
-from bot.knowledge.tokens import tokenize, weight, words
+import redis
+
+from bot.knowledge.documents import Passage, indexed_text
+from bot.knowledge.tokens import TOKENIZER, tokenize, weight, words
 from bot.lazy import LazyModule
 from bot.store.knowledge import DocumentRecord, KnowledgeStore
 
@@ -301,8 +305,11 @@ class IndexCache:
             self._docs[doc_id] = self._parse(records[doc_id], raw, vectors.get(doc_id))
 
     def _parse(self, record: DocumentRecord, raw: str, vectors: str | None) -> _Doc:
+        items = json.loads(raw)
+        if record.tokenizer != TOKENIZER:
+            items = self._retokenize(record, items)
         passages, token_ids = [], []
-        for number, item in enumerate(json.loads(raw)):
+        for number, item in enumerate(items):
             words = item["tokens"].split()
             passages.append(
                 Passage(
@@ -313,6 +320,28 @@ class IndexCache:
             vocab = self._vocab  # a new word gets the next id (the size before it is added)
             token_ids.append(np.asarray([vocab.setdefault(w, len(vocab)) for w in words], dtype=np.int32))
         return _Doc(record, passages, token_ids, decode_vectors(vectors, len(passages)))
+
+    def _retokenize(self, record: DocumentRecord, items: list[dict[str, str]]) -> list[dict[str, str]]:
+        """A document stored with another tokenizer's words (before an upgrade): its passages' words
+        made again from their text, as a question's are, and stored for the other processes."""
+        for item in items:
+            item["tokens"] = " ".join(
+                tokenize(indexed_text(record.title, item.get("section", ""), item["text"]))
+            )
+        try:
+            stored = self.store.retokenized(
+                replace(record, tokenizer=TOKENIZER), json.dumps(items, ensure_ascii=False)
+            )
+        except redis.RedisError as exc:  # the next process to load it tries again
+            log.warning("knowledge base: %s tokenized again, not stored (%s)", record.id, exc)
+        else:
+            log.info(
+                "knowledge base: %s tokenized again (tokenizer %s)%s",
+                record.id,
+                TOKENIZER,
+                "" if stored else ", not stored: changed meanwhile",
+            )
+        return items
 
     def _build(self, version: int) -> Snapshot:
         docs = [self._docs[doc_id] for doc_id in sorted(self._docs)]

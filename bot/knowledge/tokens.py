@@ -1,14 +1,22 @@
 """Words for BM25: jieba's search-engine mode (a long word and the words inside it: 科学院 gives 科学,
-学院 and 科学院, so a question that says 科学 finds it too), after NFKC (full-width letters and digits
-become ASCII) and lower-casing; punctuation and the stop words of stopwords.txt are dropped.
+学院 and 科学院, so a question that says 科学 finds it too), after `normalize` — NFKC (full-width letters
+and digits become ASCII), traditional characters made simplified (OpenCC's t2s: 員工的帶薪年假 is
+员工的带薪年假, which jieba cuts right and the documents mostly write) and lower-casing. Punctuation
+and the stop words of stopwords.txt are dropped.
 
 And what a question is about, for the relevance threshold: its words in jieba's precise mode (each
 once, no sub-words), each weighted by how rare it is in Chinese at large — the IDF table jieba ships
 for its keyword extraction (jieba/analyse/idf.txt) — so that 比较 or 合适 weigh less than 段落, in a
 knowledge base of one document as in one of thousands.
 
-jieba loads its dictionary on the first call (about 0.6 s, from its cache file afterwards), so a
-process whose knowledge base is empty never pays for it.
+jieba loads its dictionary on the first call (about 0.6 s, from its cache file afterwards), OpenCC
+its own (30 ms), so a process whose knowledge base is empty never pays for it. The conversion costs
+about 2 µs a question and 0.2 ms per 3,500 characters of a document (measured).
+
+The passages' words are stored with the documents (bot/store/knowledge.py), made by the tokenizer of
+their day: TOKENIZER numbers this one, and a document indexed by another one is tokenized again from
+its stored text when a process loads it (bot/knowledge/index.py), so that its words and a question's
+are always made the same way. Bump it whenever a change here changes the words a text gives.
 """
 
 from __future__ import annotations
@@ -25,8 +33,14 @@ from bot.lazy import LazyModule
 
 if TYPE_CHECKING:
     import jieba
+    import opencc
 else:  # imported on first use (bot/lazy.py); it imports pkg_resources when present, which may warn
     jieba = LazyModule("jieba", setup=lambda module: module.setLogLevel(logging.WARNING), quiet=True)
+    opencc = LazyModule("opencc")
+
+#: the version of the words `tokenize` gives a text (1: before traditional characters were made
+#: simplified); stored with each document (DocumentRecord.tokenizer)
+TOKENIZER = 2
 
 
 def _package_dir(name: str) -> Path:
@@ -54,23 +68,34 @@ def stopwords() -> frozenset[str]:
 
 
 def normalize(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC, simplified characters, lower case: the same text however it was typed."""
+    return _simplified(unicodedata.normalize("NFKC", text)).lower()
+
+
+@cache
+def _converter() -> opencc.OpenCC:
+    return opencc.OpenCC("t2s")
+
+
+def _simplified(text: str) -> str:
+    return _converter().convert(text) if text else text
+
+
+def _kept(found: list[str]) -> list[str]:
+    skip = stopwords()
+    return [
+        word for word in (w.strip() for w in found) if word and word not in skip and _WORDLIKE.search(word)
+    ]
 
 
 def tokenize(text: str) -> list[str]:
     """The words of `text` that can tell passages apart, in order (repeats kept: BM25 counts them)."""
-    skip = stopwords()
-    words = jieba.lcut_for_search(normalize(text))
-    return [
-        word for word in (w.strip() for w in words) if word and word not in skip and _WORDLIKE.search(word)
-    ]
+    return _kept(jieba.lcut_for_search(normalize(text)))
 
 
 def words(text: str) -> list[str]:
     """What `text` is about: its words in jieba's precise mode, each once, without stop words."""
-    skip = stopwords()
-    found = (w.strip() for w in jieba.lcut(normalize(text)))
-    return list(dict.fromkeys(w for w in found if w and w not in skip and _WORDLIKE.search(w)))
+    return list(dict.fromkeys(_kept(jieba.lcut(normalize(text)))))
 
 
 def weight(word: str) -> float:

@@ -37,6 +37,17 @@ end
 return 0
 """
 
+#: stores a document's passages tokenized again, and its record saying by which tokenizer, only while
+#: the document is the one that was read (its rev). KEYS: documents, passages. ARGV: id, rev, passages,
+#: record.
+RETOKENIZED_IF_SAME = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw or cjson.decode(raw).rev ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class DocumentRecord:
@@ -61,6 +72,9 @@ class DocumentRecord:
     embedding: str = ""
     #: changes with every write, so that each process reloads exactly the documents that changed
     rev: str = ""
+    #: the tokenizer that made its passages' stored words (bot/knowledge/tokens.py TOKENIZER; 1 for a
+    #: document stored before it was recorded)
+    tokenizer: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -78,6 +92,7 @@ class KnowledgeStore:
         self._renew = client.register_script(RENEW_IF_OURS)
         self._release = client.register_script(RELEASE_IF_OURS)
         self._take = client.register_script(TAKE_IF_FREE_OR_OURS)
+        self._retokenized = client.register_script(RETOKENIZED_IF_SAME)
 
     # --- documents ------------------------------------------------------------------------
     def version(self) -> int:
@@ -119,6 +134,16 @@ class KnowledgeStore:
         pipe.hset(keys.KB_DOCUMENTS, record.id, record.to_json())
         pipe.incr(keys.KB_VERSION)
         pipe.execute()
+
+    def retokenized(self, record: DocumentRecord, passages: str) -> bool:
+        """Store a document's passages with their words made again by another tokenizer (`record` says
+        which), unless the document was replaced or removed since `record.rev` was read. The version
+        does not move: every process that loaded this rev made the same words from its text."""
+        found = self._retokenized(
+            keys=[keys.KB_DOCUMENTS, keys.kb_passages(record.id)],
+            args=[record.id, record.rev, passages, record.to_json()],
+        )
+        return bool(found)
 
     def remove(self, doc_id: str) -> bool:
         pipe = self.redis.pipeline(transaction=True)

@@ -4,9 +4,11 @@ them, the relevance threshold in a knowledge base of one short document and of t
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ import redis
 from bot.config import load_settings
 from bot.knowledge.base import KnowledgeBase, sources_footer, sources_of
 from bot.knowledge.documents import Block, Document, Passage
+from bot.knowledge.tokens import TOKENIZER
 from bot.ops.redis_server import RedisServer
 from bot.store.knowledge import KnowledgeStore
 from bot.store.pages import Source
@@ -115,6 +118,32 @@ def test_every_process_sees_an_added_replaced_or_removed_document_at_its_next_qu
     assert tool.remove(added.id) is not None
     assert worker.retrieve("双低策略的阈值是多少") == []
     assert tool.remove(added.id) is None
+
+
+def test_a_question_in_traditional_characters_finds_a_simplified_document_and_back(make_kb: MakeKB) -> None:
+    kb = make_kb()
+    kb.add(doc("员工手册", "员工入职满一年后，每年享有5天带薪年假；满十年后享有10天。"))
+    kb.add(doc("門市公告", "門市週末營業時間調整為上午十點至晚上九點。"))
+    assert [hit.passage.title for hit in kb.retrieve("員工的帶薪年假有幾天？")] == ["员工手册"]
+    assert [hit.passage.title for hit in kb.retrieve("门市周末营业时间是几点？")] == ["門市公告"]
+
+
+def test_a_document_stored_by_the_previous_tokenizer_is_tokenized_again_and_stored(make_kb: MakeKB) -> None:
+    tool = make_kb()
+    text = "門市週末營業時間調整為上午十點。"
+    record = tool.add(doc("門市公告", text)).record
+    old_words = "門市 公告 門市 週末 營業 時間 調整 為 上午 十點"  # what jieba made of it before the upgrade
+    old = replace(record, tokenizer=1)  # as stored before the tokenizer was recorded
+    tool.store.put(old, json.dumps([{"text": text, "section": "", "tokens": old_words}]), None)
+    version = tool.store.version()
+    worker = make_kb()  # a process started after the upgrade
+    assert [hit.passage.title for hit in worker.retrieve("门市周末营业时间是几点？")] == ["門市公告"]
+    stored = tool.store.document(record.id)
+    assert stored is not None and stored.tokenizer == TOKENIZER and stored.rev == old.rev
+    tokens = json.loads(tool.store.passages([record.id])[0] or "")[0]["tokens"].split()
+    assert {"门市", "周末", "营业", "时间"} <= set(tokens)
+    assert tool.store.version() == version  # nothing for the other processes to reload
+    assert not tool.store.retokenized(replace(old, rev="replaced-meanwhile"), "[]")
 
 
 def test_a_large_index_is_rebuilt_in_the_background_hiding_what_was_removed_meanwhile(

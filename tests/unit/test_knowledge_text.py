@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.knowledge.chunking import CHUNK_CHARS, SENTENCE_MAX, chunk
 from bot.knowledge.documents import Block
-from bot.knowledge.tokens import tokenize
+from bot.knowledge.tokens import tokenize, words
 
 SENTENCE = "低波动因子在中证800内的IC均值为0.045，多空组合年化收益9.8%。"
 
@@ -60,6 +60,12 @@ def test_tokens_are_jieba_words_with_subwords_without_stopwords_or_punctuation()
 
 def test_english_words_are_lower_cased() -> None:
     assert tokenize("What is BERT fine-tuning?") == ["bert", "fine", "tuning"]
+
+
+def test_traditional_characters_give_the_words_of_simplified_ones() -> None:
+    assert tokenize("員工的帶薪年假有幾天？") == tokenize("员工的带薪年假有几天？")
+    assert words("員工的帶薪年假有幾天？") == words("员工的带薪年假有几天？")
+    assert {"员工", "带薪", "几天"} <= set(tokenize("員工的帶薪年假有幾天？"))
 
 
 def test_a_question_of_stopwords_has_no_words() -> None:
