@@ -1,8 +1,11 @@
 """Words for BM25: jieba's search-engine mode (a long word and the words inside it: 科学院 gives 科学,
 学院 and 科学院, so a question that says 科学 finds it too), after `normalize` — NFKC (full-width letters
 and digits become ASCII), traditional characters made simplified (OpenCC's t2s: 員工的帶薪年假 is
-员工的带薪年假, which jieba cuts right and the documents mostly write) and lower-casing. Punctuation
-and the stop words of stopwords.txt are dropped.
+员工的带薪年假, which jieba cuts right and the documents mostly write) and lower-casing — and after
+`_separated`: letters and digits written together are cut apart (iphone15pro is iphone 15 pro, as
+"iPhone 15 Pro" is; gpt4o is gpt 4 o, as gpt-4o is) and a hyphenated Latin word is also one word
+(wi-fi is wi, fi and wifi, so WiFi6 finds Wi-Fi 6). Punctuation and the stop words of stopwords.txt
+are dropped.
 
 And what a question is about, for the relevance threshold: its words in jieba's precise mode (each
 once, no sub-words), each weighted by how rare it is in Chinese at large — the IDF table jieba ships
@@ -38,8 +41,8 @@ else:  # imported on first use (bot/lazy.py); it imports pkg_resources when pres
     jieba = LazyModule("jieba", setup=lambda module: module.setLogLevel(logging.WARNING), quiet=True)
     opencc = LazyModule("opencc")
 
-#: the version of the words `tokenize` gives a text (1: before traditional characters were made
-#: simplified); stored with each document (DocumentRecord.tokenizer)
+#: the version of the words `tokenize` gives a text (1: before traditional characters and letters run
+#: into digits were handled); stored with each document (DocumentRecord.tokenizer)
 TOKENIZER = 2
 
 
@@ -59,6 +62,10 @@ GENERAL_IDF_FILE = _package_dir("jieba") / "analyse" / "idf.txt"
 RARE_WEIGHT = 9.0
 #: a token is a word when it has a letter, a digit or a CJK character
 _WORDLIKE = re.compile(r"[0-9a-z\u3400-\u9fff\uf900-\ufaff]")
+#: where a letter meets a digit (after lower-casing): iphone|15|pro, gpt-4|o
+_LETTER_DIGIT = re.compile(r"(?<=[a-z])(?=[0-9])|(?<=[0-9])(?=[a-z])")
+#: a Latin word written with hyphens (wi-fi, e-mail, state-of-the-art), not part of a longer run
+_HYPHENATED = re.compile(r"(?<![a-z0-9-])[a-z]+(?:-[a-z]+)+(?![a-z0-9-])")
 
 
 @cache
@@ -81,6 +88,17 @@ def _simplified(text: str) -> str:
     return _converter().convert(text) if text else text
 
 
+def _separated(text: str, *, parts: bool) -> str:
+    """Normalized `text` with letters and digits cut apart where they meet, and each hyphenated Latin
+    word joined into one word (wifi), its `parts` kept before it too (wi fi wifi: search mode's long
+    word and the words inside it). jieba keeps a run of letters and digits as one word and cuts at a
+    hyphen, so neither would match the other way of writing it; no segmenter does this for us."""
+    text = _LETTER_DIGIT.sub(" ", normalize(text))
+    if parts:
+        return _HYPHENATED.sub(lambda m: f"{m[0].replace('-', ' ')} {m[0].replace('-', '')}", text)
+    return _HYPHENATED.sub(lambda m: m[0].replace("-", ""), text)
+
+
 def _kept(found: list[str]) -> list[str]:
     skip = stopwords()
     return [
@@ -90,12 +108,12 @@ def _kept(found: list[str]) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """The words of `text` that can tell passages apart, in order (repeats kept: BM25 counts them)."""
-    return _kept(jieba.lcut_for_search(normalize(text)))
+    return _kept(jieba.lcut_for_search(_separated(text, parts=True)))
 
 
 def words(text: str) -> list[str]:
     """What `text` is about: its words in jieba's precise mode, each once, without stop words."""
-    return list(dict.fromkeys(_kept(jieba.lcut(normalize(text)))))
+    return list(dict.fromkeys(_kept(jieba.lcut(_separated(text, parts=False)))))
 
 
 def weight(word: str) -> float:

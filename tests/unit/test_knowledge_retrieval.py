@@ -128,6 +128,23 @@ def test_a_question_in_traditional_characters_finds_a_simplified_document_and_ba
     assert [hit.passage.title for hit in kb.retrieve("门市周末营业时间是几点？")] == ["門市公告"]
 
 
+@pytest.mark.parametrize(
+    ("question", "text"),
+    [
+        ("iPhone15Pro续航多久", "iPhone 15 Pro 的电池续航可达23小时视频播放。"),
+        ("WiFi6有多快", "Wi-Fi 6 的理论峰值速率为9.6Gbps，是上一代的近三倍。"),
+        ("GPT4o能看图吗", "GPT-4o 可以读取图片，回答与图片内容有关的问题。"),
+    ],
+)
+def test_letters_and_digits_written_together_find_them_written_apart(
+    make_kb: MakeKB, question: str, text: str
+) -> None:
+    kb = make_kb()
+    kb.add(doc("产品问答", text))
+    kb.add(ROTATION)
+    assert [hit.passage.title for hit in kb.retrieve(question)] == ["产品问答"]
+
+
 def test_a_document_stored_by_the_previous_tokenizer_is_tokenized_again_and_stored(make_kb: MakeKB) -> None:
     tool = make_kb()
     text = "門市週末營業時間調整為上午十點。"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.knowledge.chunking import CHUNK_CHARS, SENTENCE_MAX, chunk
 from bot.knowledge.documents import Block
 from bot.knowledge.tokens import tokenize, words
@@ -58,14 +60,30 @@ def test_tokens_are_jieba_words_with_subwords_without_stopwords_or_punctuation()
     assert not {"的", "在", "如何", "？", "?"} & set(words)
 
 
-def test_english_words_are_lower_cased() -> None:
-    assert tokenize("What is BERT fine-tuning?") == ["bert", "fine", "tuning"]
+def test_english_words_are_lower_cased_and_a_hyphenated_word_is_also_one_word() -> None:
+    assert tokenize("What is BERT fine-tuning?") == ["bert", "fine", "tuning", "finetuning"]
+    assert words("What is BERT fine-tuning?") == ["bert", "finetuning"]
 
 
 def test_traditional_characters_give_the_words_of_simplified_ones() -> None:
     assert tokenize("員工的帶薪年假有幾天？") == tokenize("员工的带薪年假有几天？")
     assert words("員工的帶薪年假有幾天？") == words("员工的带薪年假有几天？")
     assert {"员工", "带薪", "几天"} <= set(tokenize("員工的帶薪年假有幾天？"))
+
+
+@pytest.mark.parametrize(
+    ("together", "apart"),
+    [("iPhone15Pro续航多久", "iPhone 15 Pro 的续航"), ("WiFi6", "Wi-Fi 6"), ("GPT4o", "GPT-4o")],
+)
+def test_letters_and_digits_written_together_give_the_words_written_apart(together: str, apart: str) -> None:
+    assert set(words(together)) - {"续航", "多久"} <= set(tokenize(apart))
+    assert set(words(apart)) - {"续航"} <= set(tokenize(together))
+
+
+def test_letters_and_digits_are_cut_apart_where_they_meet() -> None:
+    assert tokenize("iPhone15Pro") == ["iphone", "15", "pro"]
+    assert tokenize("GPT-4o") == tokenize("gpt4o") == ["gpt", "4", "o"]
+    assert tokenize("2023年收益12.5%") == ["2023", "年", "收益", "12.5%"]
 
 
 def test_a_question_of_stopwords_has_no_words() -> None:
