@@ -307,7 +307,8 @@ def _page_link(soup: BeautifulSoup) -> str:
 
 def _walk(root: Tag) -> list[Block]:
     """The text of `root` as blocks: a block element ends the line before and after it; a heading is a
-    block of its own. Inline text (spans, links, strong…) joins its line."""
+    block of its own; a table row of several cells is a line of its own, its cells apart (`_row`).
+    Inline text (spans, links, strong…) joins its line."""
     from bs4 import NavigableString, Tag
     from bs4.element import Comment, Declaration, Doctype, ProcessingInstruction
 
@@ -330,6 +331,9 @@ def _walk(root: Tag) -> list[Block]:
             elif isinstance(child, Tag) and child.name in _HEADINGS:
                 end_line()
                 blocks.append(Block(" ".join(child.get_text().split()), heading=True))
+            elif isinstance(child, Tag) and len(cells := _cells(child)) > 1:
+                end_line()
+                blocks.append(Block(_row(cells)))
             elif isinstance(child, Tag):
                 block = child.name in _BLOCKS
                 if block:
@@ -341,3 +345,16 @@ def _walk(root: Tag) -> list[Block]:
     visit(root)
     end_line()
     return blocks
+
+
+def _cells(node: Tag) -> list[Tag]:
+    """The cells of a table row (none for any other element)."""
+    return node.find_all(("td", "th"), recursive=False) if node.name == "tr" else []
+
+
+def _row(cells: list[Tag]) -> str:
+    """A table row as one line, " | " between its cells (an empty one kept, so columns stay in place):
+    WeChat's editor writes no whitespace between cells, and their text ran together (2022-8.1%). A
+    one-cell row (a table used for layout) is read as any other element, its paragraphs apart."""
+    texts = [" ".join(block.text for block in _walk(cell)) for cell in cells]
+    return " | ".join(texts) if any(texts) else ""

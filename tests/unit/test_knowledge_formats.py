@@ -70,6 +70,31 @@ def test_article_html_from_the_api_keeps_paragraphs_and_inline_text_together() -
     assert texts[:2] == ["核心结论", BODY] and texts[-2:] == ["前中后", "尾"]
 
 
+def test_a_table_of_a_wechat_article_keeps_its_cells_apart_and_each_row_on_its_line() -> None:
+    # WeChat's editor: no whitespace between cells, a cell's text inside sections and spans
+    table = (
+        "<p>历年收益：</p><table><tbody>"
+        "<tr><th>年份</th><th><span>收益率</span></th></tr>"
+        "<tr><td><section><span>2022</span></section></td><td><p>-8.1%</p></td></tr>"
+        "<tr><td>2023</td><td><strong>12.5%</strong></td></tr>"
+        "<tr><td></td><td></td></tr>"
+        "</tbody></table><p>以上为回测结果。</p>"
+    )
+    _, blocks, _ = html_blocks(table)
+    assert [block.text for block in blocks] == [
+        "历年收益：",
+        "年份 | 收益率",
+        "2022 | -8.1%",
+        "2023 | 12.5%",
+        "以上为回测结果。",
+    ]
+
+
+def test_a_table_used_for_layout_keeps_its_paragraphs() -> None:
+    _, blocks, _ = html_blocks("<table><tr><td><p>第一段。</p><p>第二段。</p></td></tr></table>")
+    assert [block.text for block in blocks] == ["第一段。", "第二段。"]
+
+
 def test_plain_text_in_gbk_is_read(tmp_path: Path) -> None:
     document = read_file(write(SPEC, tmp_path / "notes.txt", encoding="gbk"))
     assert BODY in document.text and document.title == "低波动因子研究"
