@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import docx
 import pypdf
 import pytest
 
+from bot.knowledge.chunking import chunk
 from bot.knowledge.formats import UnreadableFile, html_blocks, read_file
 from testing.knowledge import Spec, article_html, write
 
@@ -93,6 +95,35 @@ def test_a_table_of_a_wechat_article_keeps_its_cells_apart_and_each_row_on_its_l
 def test_a_table_used_for_layout_keeps_its_paragraphs() -> None:
     _, blocks, _ = html_blocks("<table><tr><td><p>第一段。</p><p>第二段。</p></td></tr></table>")
     assert [block.text for block in blocks] == ["第一段。", "第二段。"]
+
+
+def test_a_docx_table_stays_where_it_is_under_its_heading(tmp_path: Path) -> None:
+    document = docx.Document()
+    document.add_heading("历年收益", level=2)
+    document.add_paragraph("策略的历年收益如下。")
+    table = document.add_table(rows=3, cols=2)
+    for row, cells in zip(
+        table.rows, [("年份", "收益率"), ("2022", "-8.1%"), ("2023", "12.5%")], strict=True
+    ):
+        for cell, text in zip(row.cells, cells, strict=True):
+            cell.text = text
+    document.add_paragraph("表后的说明。")
+    document.add_heading("风险提示", level=2)
+    document.add_paragraph("历史表现不代表未来。")
+    document.save(str(tmp_path / "returns.docx"))
+    blocks = read_file(tmp_path / "returns.docx").blocks
+    assert [block.text for block in blocks] == [
+        "历年收益",
+        "策略的历年收益如下。",
+        "年份 | 收益率",
+        "2022 | -8.1%",
+        "2023 | 12.5%",
+        "表后的说明。",
+        "风险提示",
+        "历史表现不代表未来。",
+    ]
+    sections = {c.section for c in chunk(blocks, 30) if "2023 | 12.5%" in c.text}
+    assert sections == {"历年收益"}
 
 
 def test_plain_text_in_gbk_is_read(tmp_path: Path) -> None:
