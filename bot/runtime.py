@@ -97,6 +97,14 @@ class Runtime:
             ttl=settings.history_ttl,
         )
 
+    def reset_conversation(self, openid: str) -> None:
+        """A user starts again (/reset, the console's reset): their conversation and the photo their
+        questions were about are forgotten together, in one round trip (each store queues its own key)."""
+        pipe = self.history.pipeline()
+        self.history.clear_in(pipe, openid)
+        self.photos.forget_in(pipe, openid)
+        pipe.execute()
+
     def close(self) -> None:
         """Release the pooled connections of every client this process has built."""
         for name in ("backend", "images", "transcriber", "moderator", "vision", "wechat", "experts"):

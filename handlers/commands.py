@@ -102,7 +102,7 @@ def help_command(ctx: Context, args: str) -> str:
 
 @command("reset")
 def reset_command(ctx: Context, args: str) -> str:
-    ctx.runtime.history.clear(ctx.openid)
+    ctx.runtime.reset_conversation(ctx.openid)
     return texts.RESET_DONE
 
 

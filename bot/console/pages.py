@@ -107,7 +107,7 @@ def register(bp: Blueprint, runtime: Runtime) -> None:
         elif action == "unban":
             runtime.admin.unban(openid)
         elif action == "reset":
-            runtime.history.clear(openid)
+            runtime.reset_conversation(openid)
         else:
             abort(404)
         audit(runtime, action, openid)

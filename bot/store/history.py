@@ -43,6 +43,10 @@ class History:
     def clear(self, openid: str) -> None:
         self.redis.delete(keys.history(openid))
 
+    def clear_in(self, pipe: Pipeline, openid: str) -> None:
+        """`clear`, queued in the caller's pipeline (a reset: one round trip with the photo's)."""
+        pipe.delete(keys.history(openid))
+
     def prompt(self, openid: str, system: str, question: str) -> list[ChatMessage]:
         """System prompt + as many recent turns as fit the character budget + the question."""
         turns = self.messages(openid) if self.max_turns else []

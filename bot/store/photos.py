@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis
+from redis.client import Pipeline
 
 from bot.store import keys
 
@@ -43,3 +44,7 @@ class PhotoStore:
 
     def forget(self, openid: str) -> None:
         self.redis.delete(keys.user_photo(openid))
+
+    def forget_in(self, pipe: Pipeline, openid: str) -> None:
+        """`forget`, queued in the caller's pipeline (a reset: one round trip with the history's)."""
+        pipe.delete(keys.user_photo(openid))

@@ -10,15 +10,19 @@ from collections.abc import Callable
 import pytest
 
 from bot import texts
+from bot.console.auth import CSRF_FIELD
 from bot.media import vision
 from bot.media.vision import image_type, is_wechat_image_url
+from testing.console import login
 from testing.fakes.openai_server import FakeOpenAI, tiny_png
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.loopback import LoopbackAdapter
+from testing.pages import PUBLIC_BASE
 from testing.patience import wait_for
 from tests.conftest import Bot
 
 VISION = "gpt-4o-vision"
+ADMIN = "admin-1"
 PHOTO = tiny_png(3, 2, (10, 200, 30))
 
 
@@ -68,6 +72,55 @@ def test_a_photo_is_described_and_the_question_after_it_is_about_it(
         {"role": "assistant", "content": "echo: 这张图里是什么？"},
     ]
     assert "base64" not in str(history)
+
+
+def photo_then_reset(bot: Bot, fake_wechat: FakeWeChatAPI, reset: Callable[[], None]) -> None:
+    """A photo described (its turn in the history), then `reset`: the photo is forgotten with the
+    conversation."""
+    fake_wechat.add_media("photo-1", PHOTO, "image/png")
+    assert bot.simulator().send_image("user-1", "photo-1").text == "echo: " + texts.PHOTO_DESCRIBE
+    wait_for(lambda: len(bot.runtime.history.messages("user-1")) == 2, what="the photo's turn")
+    assert bot.runtime.photos.recent("user-1") is not None
+    reset()
+    assert bot.runtime.history.messages("user-1") == []
+    assert bot.runtime.photos.recent("user-1") is None
+
+
+def assert_asked_without_the_photo(bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI) -> None:
+    assert bot.simulator().send_text("user-1", "你好").text == "echo: 你好"
+    asked = fake_openai.chat_requests()[-1]
+    assert asked["model"] != VISION
+    assert asked["messages"][-1] == {"role": "user", "content": "你好"}
+    assert len(fake_wechat.requests_to("/cgi-bin/media/get")) == 1  # the photo was not fetched again
+
+
+def test_reset_forgets_the_photo_too(
+    vision_bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    """/reset forgot the conversation but kept the photo: for PHOTO_TTL every new question still went to
+    the vision model with the old photo."""
+    sim = vision_bot.simulator()
+
+    def reset() -> None:
+        assert sim.send_text("user-1", "/reset").text == texts.RESET_DONE
+
+    photo_then_reset(vision_bot, fake_wechat, reset)
+    assert_asked_without_the_photo(vision_bot, fake_openai, fake_wechat)
+
+
+def test_the_consoles_reset_forgets_the_photo_too(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    fake_openai.set_behavior(vision_models=(VISION,))
+    bot = make_bot(vision_model=VISION, public_base_url=PUBLIC_BASE, wechat_admin_openids=[ADMIN])
+    client = bot.app.test_client()
+    csrf = login(client, bot.app, ADMIN)
+
+    def reset() -> None:
+        assert client.post("/console/users/user-1/reset", data={CSRF_FIELD: csrf}).status_code == 303
+
+    photo_then_reset(bot, fake_wechat, reset)
+    assert_asked_without_the_photo(bot, fake_openai, fake_wechat)
 
 
 def test_when_the_media_api_refuses_the_picurl_on_wechats_image_host_is_used(
