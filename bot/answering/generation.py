@@ -80,6 +80,8 @@ class AnswerJob:
             return "busy"
         try:
             with self.renewer.holding(answer_id, lease):
+                if self.runtime.admin.is_banned(answer.openid):  # banned since it was queued
+                    return self._banned(answer, lease)
                 if answer.finished:  # written by an earlier run: only what is still to send
                     self._deliver_active(answer)
                     return "delivered"
@@ -89,6 +91,13 @@ class AnswerJob:
             return "lost"
         finally:
             self.answers.release_lease(answer_id, lease)
+
+    def _banned(self, answer: Answer, lease: str) -> Outcome:
+        """The user was banned after this answer was queued: no LLM call (README), the answer ends with
+        the ban sentence, and nothing more is sent through customer service."""
+        if not answer.finished:
+            self.answers.finish(answer, [texts.BANNED], "done", lease=lease)
+        return "done"
 
     def lease_left(self, answer_id: str) -> int:
         """Milliseconds until another run may take this answer over."""

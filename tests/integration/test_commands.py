@@ -11,12 +11,13 @@ import pytest
 import requests
 
 from bot import texts
+from bot.store.answers import Answer
 from bot.store.users import MAX_AUTH_FAILURES, AdminStore
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.patience import wait_for
 from testing.simulator import WeChatSimulator
-from tests.conftest import APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, Bot
+from tests.conftest import APPID, ATTEMPT_TIMEOUT, ROOT, TOKEN, Bot, start_worker
 
 ADMIN = "admin-1"
 ADMIN_COMMANDS = [
@@ -67,6 +68,42 @@ def test_ban_stops_llm_calls_and_unban_restores(admin_bot: Bot, fake_openai: Fak
     say(admin_bot, ADMIN, "/unban user-9")
     assert say(admin_bot, "user-9", "hello") == "echo: hello"
     assert [entry["command"] for entry in admin_bot.runtime.admin.audit_log()] == ["unban", "ban"]
+
+
+def banned_while_queued(bot: Bot) -> Answer:
+    """user-9's question queued (no job worker yet), then user-9 banned, then the worker started: the
+    answer once its job has run."""
+    asked = bot.simulator().send_text("user-9", "hello")
+    assert not asked.user_sees_failure
+    plan = bot.runtime.pushes.plan(f"id:{asked.msg_id}")  # the push's record, by its MsgId
+    assert plan is not None and plan.kind == "ask"
+    answer_id = plan.answer_id
+    assert say(bot, ADMIN, "/ban user-9") == texts.BANNED_DONE.format(openid="user-9")
+    bot.worker = start_worker(bot.app)
+    wait_for(lambda: getattr(bot.runtime.answers.get(answer_id), "finished", False), what="the job's end")
+    answer = bot.runtime.answers.get(answer_id)
+    assert answer is not None
+    return answer
+
+
+@pytest.mark.parametrize("mode", ["passive", "active"])
+def test_ban_stops_a_question_already_queued(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI, mode: str
+) -> None:
+    """The ban was checked only when a question arrived: one queued before the /ban still reached the LLM
+    and its answer was delivered (README: banned users get "never an LLM call")."""
+    bot = make_bot(with_worker=False, wechat_admin_openids=[ADMIN], wechat_reply_mode=mode)
+    answer = banned_while_queued(bot)
+    assert (answer.status, bot.runtime.answers.page(answer, 0), answer.page_count) == (
+        "done",
+        texts.BANNED,
+        1,
+    )
+    assert fake_openai.chat_requests() == []
+    assert bot.runtime.history.messages("user-9") == []
+    # active mode: nothing is sent to a banned user, not even the typing indicator or the ban sentence
+    assert fake_wechat.sent_texts("user-9") == []
+    assert fake_wechat.requests_to("/cgi-bin/message/custom/typing") == []
 
 
 def test_system_prompt_and_welcome_change_for_everyone(admin_bot: Bot, fake_openai: FakeOpenAI) -> None:
