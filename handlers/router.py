@@ -96,6 +96,14 @@ def _photo(message: Incoming, ctx: Context) -> Plan:
     return queue_answer(ctx, texts.PHOTO_QUESTION, kind="photo", media_id=message.media_id)
 
 
+def _fetch(message: Incoming, ctx: Context) -> Plan:
+    """继续: the next page, or an answer that was late — not for a banned user (the cached ban set, as
+    every check reads it). It counts against neither the rate nor the quota."""
+    if ctx.runtime.admin.is_banned(ctx.openid):
+        return Plan("reply", texts.BANNED)
+    return Plan("fetch")
+
+
 def _welcome(message: Incoming, ctx: Context) -> Plan:
     return Plan("reply", ctx.runtime.overrides.welcome_text() or texts.WELCOME)
 
@@ -140,9 +148,7 @@ RULES: list[Rule] = [
         lambda m, c: commands.run(m.text, c),
         stateless=True,
     ),
-    Rule(
-        "fetch", lambda m, c: m.text.lower() in texts.FETCH_WORDS, lambda m, c: Plan("fetch"), stateless=True
-    ),
+    Rule("fetch", lambda m, c: m.text.lower() in texts.FETCH_WORDS, _fetch, stateless=True),
     Rule("meeting text", lambda m, c: c.recording_minutes(), _minutes_text),
     Rule("question", lambda m, c: True, lambda m, c: ask(c, m.text)),
 ]

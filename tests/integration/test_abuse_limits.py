@@ -3,6 +3,7 @@ image quota, and commands under the rate limit."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from bot import texts
@@ -102,3 +103,23 @@ def test_a_banned_follower_gets_the_ban_for_commands_too(make_bot: Callable[...,
     assert not bot.runtime.minutes.recording("user-9")
     say(bot, ADMIN, f"/ban {ADMIN}")  # even banned, an admin can still administer
     assert say(bot, ADMIN, f"/unban {ADMIN}") == texts.UNBANNED_DONE.format(openid=ADMIN)
+
+
+def test_a_banned_followers_continue_gets_the_ban_not_a_page(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """继续 was routed to the next page without the ban's check: a banned follower still read the pages
+    of their answers. Its ban sentence counts against neither the rate nor the quota, as 继续 does not."""
+    bot = make_bot(wechat_admin_openids=[ADMIN], user_rate_per_minute=2, wechat_max_reply_bytes=600)
+    bot.runtime.limits.clock = lambda: NOON
+    fake_openai.set_behavior(reply="".join(f"第{i}句。" for i in range(300)))
+    first = say(bot, "user-9", "a long answer, please")  # the rate's first message
+    assert first.startswith("第0句。")
+    say(bot, ADMIN, "/ban user-9")
+    for _ in range(3):
+        assert say(bot, "user-9", "继续") == texts.BANNED
+    say(bot, ADMIN, "/unban user-9")
+    second = say(bot, "user-9", "继续")  # the page the banned follower was refused: none was used up
+    last_read = int(re.findall(r"第(\d+)句", first)[-1])
+    assert second.startswith(f"第{last_read + 1}句。"), second
+    assert texts.HELP_HEADER in say(bot, "user-9", "/help")  # the rate's second message, not the fifth
