@@ -156,7 +156,7 @@ COMMAND_HELP = {
     "system": "查看/设置系统提示词：/system [内容] (system)",
     "welcome": "设置关注欢迎语：/welcome 内容 (welcome)",
     "quota": "每人每日提问上限：/quota [N] (quota)",
-    "broadcast": "群发给 48 小时内互动的用户：/broadcast 内容 (broadcast)",
+    "broadcast": "群发给 48 小时内发过消息的用户：/broadcast 内容 (broadcast)",
     "admins": "查看管理员 (admins)",
     "kb": "知识库：/kb 概况，/kb sync 同步公众号文章，/kb search 问题 查看会用到的资料 (kb)",
     "console": "网页控制台：/console 获取一次性登录链接，/console logout 退出所有浏览器 (console)",
@@ -179,7 +179,7 @@ SYSTEM_SET = "系统提示词已更新。"
 WELCOME_SET = "关注欢迎语已更新。"
 QUOTA_SHOW = "当前每日提问次数上限：{quota}（0 表示不限）。"
 QUOTA_SET = "每日提问次数上限已设为 {quota}（0 表示不限）。"
-BROADCAST_QUEUED = "群发已开始：{count} 位用户（48 小时内互动过）。完成后会把结果发给你。"
+BROADCAST_QUEUED = "群发已开始：{count} 位用户（48 小时内发过消息）。完成后会把结果发给你。"
 BROADCAST_PASSIVE = "群发需要认证账号的客服消息接口（WECHAT_REPLY_MODE=active）。"
 BROADCAST_REPORT = "群发完成：成功 {sent}，失败 {failed}。"
 BROADCAST_UNKNOWN = "另有 {unknown} 位因发送中断结果未知（不会重发）。"

@@ -134,11 +134,17 @@ class Webhook:
             return None
 
     def _on_first(self, push: Push, planned: Planned | None) -> FirstWork:
-        """What the arrival script does on a push's first delivery besides its own work: the day's
-        statistics, the `messages` metric, and for a chat message its count against the rate limit —
-        unless it was planned before its arrival without a check of the rate (nothing to count)."""
+        """What the arrival script does on a push's first delivery besides its own work: for a message
+        the user sent the day's statistics and the customer-service window (an event opens no 48-hour
+        window and is not counted there; an unsubscribe closes the window), the `messages` metric (events
+        too, by kind), and for a chat message its count against the rate limit — unless it was planned
+        before its arrival without a check of the rate (nothing to count)."""
         openid = str(push.message.source)
-        parts = [self.runtime.stats.on_arrival(openid)]
+        parts = []
+        if push.message.type != "event":
+            parts.append(self.runtime.stats.on_arrival(openid))
+        elif getattr(push.message, "event", "") == "unsubscribe":
+            parts.append(self.runtime.stats.on_unsubscribe(openid))
         parts.append(self.runtime.metrics.on_inc("messages", kind=kind_of(push)))
         if push.message.type in RATE_COUNTED and (planned is None or planned.if_refused is not None):
             parts.append(self.runtime.limits.on_arrival(openid))

@@ -130,7 +130,8 @@ AUDIT = f"{PREFIX}:audit"
 #: Hash: settings changed in chat (system_prompt, welcome_text, daily_quota)
 OVERRIDES = f"{PREFIX}:overrides"
 #: Sorted set (TTL the 48 h window, refreshed by every message; older entries trimmed on write):
-#: openid → time of the user's last message (customer-service window, broadcast)
+#: openid → time of the user's last message, events not counted; an unsubscribe removes the user
+#: (customer-service window, broadcast)
 LAST_SEEN = f"{PREFIX}:last_seen"
 #: followers are listed in the console for this long after their last message (seconds)
 FOLLOWER_TTL = 30 * 86400
@@ -208,7 +209,8 @@ def day_users(day: str) -> str:
 
 
 def day_messages(day: str) -> str:
-    """Integer (TTL DAILY_TTL): messages received on `day`."""
+    """Integer (TTL DAILY_TTL): messages users sent on `day` (events, such as a follow or a menu click, not
+    counted)."""
     return f"{PREFIX}:stats:{day}:messages"
 
 

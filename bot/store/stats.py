@@ -1,5 +1,10 @@
 """Who wrote and how much, per day (in TIMEZONE), and when each user last wrote (the 48-hour
-customer-service window that /broadcast reaches)."""
+customer-service window that /broadcast reaches).
+
+Only the messages a user sends count (text, voice, image, video, location, link…): they alone open the
+48-hour window (a menu click, a follow or a QR scan opens 3 messages within 1 minute, too short for a
+broadcast), and events are not what the day's figures count. An unsubscribe closes the window (WeChat
+answers 45015 to an unsubscribed user)."""
 
 from __future__ import annotations
 
@@ -51,6 +56,13 @@ local function seen(k, a)
 end
 """
 SEEN = SEEN_FUNCTION + "seen(KEYS, ARGV)\nreturn 1\n"
+#: An unsubscribe, inside the webhook's arrival script: the user leaves LAST_SEEN (the window, the audience
+#: of /broadcast). k: LAST_SEEN. a: openid. The day's figures and the followers' list keep what they wrote.
+LEFT_FUNCTION = """
+local function left(k, a)
+    redis.call('ZREM', k[1], a[1])
+end
+"""
 
 
 class DailyStats:
@@ -75,6 +87,11 @@ class DailyStats:
         trip with the replay guard; a replay or a retry is not counted)."""
         names, args = self._seen_call(openid)
         return OnFirst(SEEN_FUNCTION, "seen", names, args)
+
+    def on_unsubscribe(self, openid: str) -> OnFirst:
+        """An unsubscribe's first delivery, inside the webhook's arrival script: the customer-service
+        window is closed (WeChat would answer 45015), so the user leaves /broadcast's audience."""
+        return OnFirst(LEFT_FUNCTION, "left", [keys.LAST_SEEN], [openid])
 
     def _seen_call(self, openid: str) -> tuple[list[str], list[EncodableT]]:
         now = self.clock()

@@ -11,6 +11,7 @@ import pytest
 from bot import texts
 from bot.answering import chores
 from testing.fakes.wechat_api import FakeWeChatAPI
+from testing.patience import wait_for
 from tests.conftest import Bot
 
 ADMIN = "admin-1"
@@ -95,3 +96,29 @@ def test_failures_are_counted_and_an_empty_audience_still_reports(
         texts.BROADCAST_REPORT.format(sent=1, failed=2),
         texts.BROADCAST_REPORT.format(sent=0, failed=0),
     ]
+
+
+def test_only_what_followers_send_puts_them_in_the_audience_and_unsubscribing_takes_them_out(
+    make_bot: Callable[..., Bot], fake_wechat: FakeWeChatAPI
+) -> None:
+    """Every push, events too, put its sender in the 48-hour window: a follower who unsubscribed, or only
+    opened a menu, was broadcast to and failed with 45015, and was counted in the audience. Only a message
+    the user sends opens that window (a click, a follow or a scan: 3 messages within 1 minute only)."""
+    bot = make_bot(wechat_admin_openids=[ADMIN], wechat_reply_mode="active")
+    sim = bot.simulator()
+    sim.send_text("writer", "/whoami")
+    sim.push(sim.location_xml("walker", 31.2, 121.5))
+    sim.push(sim.link_xml("linker", "title", "description", "https://example.com/a"))
+    sim.push(sim.video_xml("filmer", "media-1", short=True))
+    sim.push(sim.subscribe_xml("newcomer"))
+    sim.push(sim.scan_xml("scanner", "poster"))
+    sim.push(sim.click_xml("clicker", "menu-1"))
+    sim.push(sim.view_xml("viewer", "https://example.com/b"))
+    sim.push(sim.location_event_xml("reporter", 31.2, 121.5))
+    sim.send_text("leaver", "/whoami")
+    sim.push(sim.unsubscribe_xml("leaver"))
+    audience = sorted([ADMIN, "filmer", "linker", "walker", "writer"])
+    assert sim.send_text(ADMIN, "/broadcast 通知").text == texts.BROADCAST_QUEUED.format(count=len(audience))
+    report = texts.BROADCAST_REPORT.format(sent=len(audience), failed=0)
+    wait_for(lambda: fake_wechat.sent_texts(ADMIN)[-1:] == [report], what="the broadcast's report")
+    assert sorted(received(fake_wechat, "通知")) == audience

@@ -118,6 +118,27 @@ def test_real_traffic_shows_in_the_figures_and_on_the_page(console_bot: Bot, fak
     assert '<meta http-equiv="refresh" content="30">' in html
 
 
+def test_events_are_not_counted_as_messages_or_users(quiet_bot: Bot) -> None:
+    """The day's figures, its hours and the followers' list count what followers send, not their events
+    (a follow, a menu click, an unsubscribe…): those are counted by kind in the `messages` metric only."""
+    clear_of_midnight()
+    sim = quiet_bot.simulator()
+    sim.push(sim.subscribe_xml("fan"))
+    sim.push(sim.click_xml("fan", "menu-1"))
+    sim.push(sim.view_xml("viewer", "https://example.com"))
+    sim.push(sim.location_event_xml("viewer", 31.2, 121.5))
+    sim.push(sim.unsubscribe_xml("leaver"))
+    sim.push(sim.location_xml("walker", 31.2, 121.5))  # a message: counted
+    activity = figures.gather(quiet_bot.runtime).activity
+    assert (activity.messages_today, activity.users_today) == (1, 1)
+    assert sum(value or 0 for value in activity.hour_messages) == 1
+    assert (activity.day_messages[-1], activity.day_users[-1]) == (1, 1)
+    assert [openid for openid, _, _ in quiet_bot.runtime.stats.followers()] == ["walker"]
+    body = quiet_bot.app.test_client().get("/metrics").get_data(as_text=True)
+    for kind in ("event:subscribe", "event:click", "event:unsubscribe", "location"):
+        assert f'wxbot_messages_total{{kind="{kind}"}} 1.0' in body, kind
+
+
 def test_the_page_draws_well_formed_charts_and_shows_no_secret(console_bot: Bot) -> None:
     console_bot.runtime.wechat_state.save_token("TOKEN-never-shown-0123456789", 7200)
     console_bot.runtime.stats.seen("user-1")

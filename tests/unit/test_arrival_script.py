@@ -102,3 +102,17 @@ def test_the_rate_count_of_the_arrival_chooses_a_planned_pushs_plan(redis_client
     assert int(redis_client.get(keys.rate("u", int(NOW // 60))) or 0) == 3
     redis_client.hset(keys.OVERRIDES, OVERRIDE_FIELD, "10")
     assert push(5, "id:5") == planned.plan
+
+
+def test_an_unsubscribe_closes_the_window_in_the_arrival_and_keeps_the_days_figures(
+    redis_client: redis.Redis,
+) -> None:
+    """WeChat answers 45015 to an unsubscribed user: the unsubscribe's arrival takes them out of the
+    window (/broadcast's audience), in the same round trip; what they wrote today stays counted."""
+    log = PushLog(redis_client)
+    stats = DailyStats(redis_client, ZoneInfo("Asia/Shanghai"), clock=lambda: NOW)
+    log.bind_signature("1800000000", "n1", "d1", UNTIL, NOW, "id:1", stats.on_arrival("user-1"))
+    log.bind_signature("1800000000", "n2", "d2", UNTIL, NOW, "id:2", stats.on_arrival("user-2"))
+    log.bind_signature("1800000001", "n3", "d3", UNTIL, NOW, "ev:user-1", stats.on_unsubscribe("user-1"))
+    assert stats.window_open() == ["user-2"]
+    assert (stats.users_today(), stats.messages_today()) == (2, 2)
