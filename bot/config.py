@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     #: a reasoning model's thinking: on the answer page, collapsed (`page`), or nowhere (`never`); it is
     #: never shown in chat
     show_reasoning: Literal["page", "never"] = "page"
+    #: whether the model's chat template opens its thinking (ends the prompt with `<think>`), so that its
+    #: content is `thinking…</think>answer` (DeepSeek-R1, QwQ served without a reasoning parser): `auto`
+    #: for the model names bot/llm/reasoning.py knows (r1, qwq, think), `yes` for every model, `no` for
+    #: none; such content is held back until `</think>`, which delays the first page of an answer
+    think_opened_by_template: Literal["auto", "yes", "no"] = "auto"
     #: an OpenAI-compatible model that accepts images (OPENAI_BASE_URL, OPENAI_API_KEY): photos are then
     #: described and can be asked about; empty: photos get the "not supported yet" text
     vision_model: str = ""

@@ -151,6 +151,11 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ),
         ("show_reasoning", "a reasoning model's thinking: page (collapsed on the answer page) or never"),
         (
+            "think_opened_by_template",
+            "the chat template opens the thinking (content is thinking…</think>answer, as DeepSeek-R1 or "
+            "QwQ without a reasoning parser): auto (model names with r1, qwq, think), yes or no",
+        ),
+        (
             "vision_model",
             "an OpenAI-compatible model that accepts images (via OPENAI_BASE_URL): photos are described "
             "and can be asked about; empty: photos get a polite not-supported text",

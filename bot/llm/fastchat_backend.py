@@ -26,7 +26,7 @@ from requests.adapters import HTTPAdapter
 
 from bot.config import Settings
 from bot.llm.base import ChatMessage, FailureKind, LLMError, Piece, check_finished, stream_object
-from bot.llm.reasoning import ThinkFilter
+from bot.llm.reasoning import ThinkFilter, opened_by_template
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,7 @@ class FastChatBackend:
         self.fallback_template = settings.fastchat_conv_template
         self.max_tokens = settings.llm_max_tokens
         self.temperature = settings.llm_temperature
+        self.think_opened = settings.think_opened_by_template
         self.session = session or self._make_session(settings.worker_threads)
         self._lock = threading.Lock()
         self._models: tuple[float, list[str]] | None = None
@@ -197,7 +198,7 @@ class FastChatBackend:
         dead: str | None = None
         for attempt in range(2):
             address = self._worker_address(name, avoid=dead)
-            started, thoughts = False, ThinkFilter()
+            started, thoughts = False, ThinkFilter(opened_by_template(self.think_opened, name))
             try:
                 for text in self._stream_once(address, name, messages):
                     started = True

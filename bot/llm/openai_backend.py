@@ -10,6 +10,7 @@ import httpx2
 from bot.config import Settings
 from bot.lazy import LazyModule
 from bot.llm.base import (
+    CUT_REASONS,
     ChatMessage,
     LLMError,
     Piece,
@@ -20,7 +21,7 @@ from bot.llm.base import (
     check_finished,
     stream_object,
 )
-from bot.llm.reasoning import ThinkFilter
+from bot.llm.reasoning import ThinkFilter, opened_by_template
 
 if TYPE_CHECKING:
     import openai
@@ -92,6 +93,7 @@ class OpenAIBackend:
         self.model = settings.openai_model
         self.max_tokens = settings.llm_max_tokens
         self.temperature = settings.llm_temperature
+        self.think_opened = settings.think_opened_by_template
 
     def stream(
         self, messages: list[ChatMessage], *, model: str | None = None
@@ -111,9 +113,11 @@ class OpenAIBackend:
     def _stream(
         self, messages: list[ChatMessage], model: str | None, tools: ToolOffer | None
     ) -> Generator[Piece | ToolCalls, None, None]:
-        thoughts, calls = ThinkFilter(), ToolCallCollector()
+        model = model or self.model
+        thoughts = ThinkFilter(opened_by_template(self.think_opened, model))
+        calls = ToolCallCollector()
         body: dict[str, Any] = {
-            "model": model or self.model,
+            "model": model,
             "messages": messages,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -130,13 +134,14 @@ class OpenAIBackend:
                     finish_reason = choice.get("finish_reason") or finish_reason
                     delta = _member(choice, "delta")
                     if thought := reasoning_of(delta):
+                        yield from thoughts.reasoning_seen()
                         yield Reasoning(thought)
                     if content := delta.get("content"):
                         yield from thoughts.feed(content)
                     calls.feed(delta.get("tool_calls"))
             finally:
                 response.close()
-            yield from thoughts.finish()
+            yield from thoughts.finish(complete=finish_reason not in (None, *CUT_REASONS))
             if calls:
                 yield calls.finish()
                 return

@@ -20,7 +20,7 @@ from bot.answering.generation import AnswerJob
 from bot.answering.writing import TYPING_RENEW, TYPING_WINDOW
 from bot.llm.base import Reasoning, text_only
 from bot.llm.fastchat_backend import FastChatBackend
-from bot.llm.reasoning import ThinkFilter
+from bot.llm.reasoning import ThinkFilter, opened_by_template
 from bot.ops.redis_server import RedisServer
 from bot.runtime import Runtime
 from testing.clock import FakeClock
@@ -39,14 +39,14 @@ CHAT_ANSWER = "答案是 42。\n\n• 第一点\n• 第二点"
 PATIENCE = 30.0
 
 
-def run(chunks: list[str]) -> list[Any]:
-    thoughts = ThinkFilter()
+def run(chunks: list[str], opened: bool = False, complete: bool = True) -> list[Any]:
+    thoughts = ThinkFilter(opened)
     pieces = [piece for chunk in chunks for piece in thoughts.feed(chunk)]
-    return pieces + list(thoughts.finish())
+    return pieces + list(thoughts.finish(complete))
 
 
-def split(text: str) -> tuple[str, str]:
-    pieces = run([text])
+def split(text: str, opened: bool = False, complete: bool = True) -> tuple[str, str]:
+    pieces = run([text], opened, complete)
     thinking = "".join(piece.text for piece in pieces if isinstance(piece, Reasoning))
     return thinking, "".join(piece for piece in pieces if isinstance(piece, str))
 
@@ -65,6 +65,64 @@ def test_only_think_tags_at_the_start_count() -> None:
     assert split("<think>想到一半就停了") == ("想到一半就停了", "")  # cut at the token limit: no answer
     assert split("<thi") == ("", "<thi")
     assert split("   ") == ("", "")
+
+
+# --- a thinking the chat template opened (DeepSeek-R1, QwQ without a reasoning parser) ------------------
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_a_thinking_the_template_opened_ends_at_its_close_tag_however_the_stream_is_cut(size: int) -> None:
+    text = f"{THOUGHT}\n</think>\n\n{ANSWER}"  # the prompt ended with "<think>\n": the content has no <think>
+    pieces = run([text[i : i + size] for i in range(0, len(text), size)], opened=True)
+    assert "".join(piece.text for piece in pieces if isinstance(piece, Reasoning)) == THOUGHT + "\n"
+    assert "".join(piece for piece in pieces if isinstance(piece, str)) == ANSWER
+
+
+def test_a_thinking_the_template_opened_is_held_back_until_it_closes() -> None:
+    thoughts = ThinkFilter(opened=True)
+    assert list(thoughts.feed("嗯，用户问的是一加一。")) == []  # thinking or answer: not told yet
+    assert list(thoughts.feed("</thi")) == []
+    assert list(thoughts.feed("nk>\n\n答案")) == [Reasoning("嗯，用户问的是一加一。"), "答案"]
+    assert list(thoughts.feed("是 2。")) == ["是 2。"]  # the answer then streams as it comes
+
+
+def test_content_without_a_close_tag_is_the_answer_and_a_cut_one_the_thinking() -> None:
+    assert split("答案是 2。", opened=True) == ("", "答案是 2。")  # the model did not think after all
+    assert split("还在想，想到", opened=True, complete=False) == ("还在想，想到", "")  # cut at the limit
+    assert split(f"<think>{THOUGHT}</think>{ANSWER}", opened=True) == (THOUGHT, ANSWER)  # its own tag
+    assert split("\n\n</think>\n\n答案", opened=True) == ("", "答案")  # an empty thinking
+
+
+def test_a_reasoning_delta_first_means_the_content_is_the_answer() -> None:
+    thoughts = ThinkFilter(opened=True)
+    assert list(thoughts.reasoning_seen()) == []
+    assert list(thoughts.feed("答案</think>")) == ["答案</think>"]  # at once, as for any model
+    held = ThinkFilter(opened=True)
+    assert list(held.feed("答")) == []
+    assert list(held.reasoning_seen()) == ["答"]  # what was held back goes out first
+
+
+@pytest.mark.parametrize(
+    ("setting", "model", "opened"),
+    [
+        ("auto", "deepseek-r1", True),
+        ("auto", "DeepSeek-R1-Distill-Qwen-7B", True),
+        ("auto", "deepseek-r1:14b", True),
+        ("auto", "Qwen/QwQ-32B", True),
+        ("auto", "Qwen3-30B-A3B-Thinking-2507", True),
+        ("auto", "gpt-4o-mini", False),
+        ("auto", "qwen2.5-7b-instruct", False),
+        ("auto", "r12-chat", False),
+        ("auto", "deepseek-chat", False),
+        ("yes", "gpt-4o-mini", True),
+        ("no", "deepseek-r1", False),
+    ],
+)
+def test_which_models_open_their_thinking_in_the_template(setting: Any, model: str, opened: bool) -> None:
+    assert opened_by_template(setting, model) is opened
+
+
+def test_a_model_that_never_thinks_gets_its_text_at_once() -> None:
+    thoughts = ThinkFilter(opened_by_template("auto", "gpt-4o-mini"))
+    assert list(thoughts.feed("答案")) == ["答案"]
 
 
 @pytest.fixture
@@ -120,6 +178,22 @@ def test_reasoning_deltas_never_reach_the_chat(page_bot: Bot, fake_openai: FakeO
         assert reading.text.startswith(CHAT_ANSWER) and "先想一想" not in reading.text, field
         page = settled_page(page_bot, reading.pages[0])
         assert "先想一想" in page["reasoning"], field
+
+
+def test_a_template_opened_thinking_never_reaches_the_chat_or_the_history(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """DeepSeek-R1-Distill on vLLM without --reasoning-parser: the stream is `thinking…</think>answer`."""
+    bot = make_bot(public_base_url=PUBLIC_BASE, openai_model="deepseek-r1-distill-qwen-7b")
+    reply = f"{THOUGHT}\n</think>\n\n{with_a_table(ANSWER)}"
+    fake_openai.set_behavior(reply=reply, chunk_size=3)
+    reading = read_answer(bot.simulator(), "user-1", "生命的意义？")
+    assert reading.text.startswith(CHAT_ANSWER) and "先想一想" not in reading.text
+    assert "think" not in reading.text
+    [_, answer] = wait_for(lambda: bot.runtime.history.messages("user-1"))
+    assert answer == {"role": "assistant", "content": with_a_table(ANSWER)}
+    page = settled_page(bot, reading.pages[0])
+    assert "先想一想" in page["reasoning"] and "先想一想" not in page["answer"]
 
 
 def test_show_reasoning_never_keeps_the_thinking_off_the_page_too(
@@ -242,6 +316,29 @@ def test_fastchat_workers_think_tags_are_thinking_too() -> None:
             controller.register(worker)
             settings = scene_settings(
                 "redis://127.0.0.1:6379/0", llm_backend="fastchat", fastchat_controller_url=controller.url
+            )
+            backend = FastChatBackend(settings)
+            try:
+                pieces = list(backend.stream([{"role": "user", "content": "hi"}]))
+            finally:
+                backend.close()
+        finally:
+            worker.stop()
+    assert "".join(text_only(pieces)) == ANSWER
+    assert "".join(piece.text for piece in pieces if isinstance(piece, Reasoning)) == THOUGHT
+
+
+def test_fastchat_workers_thinking_opened_by_the_template_is_thinking_too() -> None:
+    """THINK_OPENED_BY_TEMPLATE=yes: a worker whose model's name does not say so (a fine-tuned R1)."""
+    with FakeController() as controller:
+        worker = FakeWorker(reply=f"{THOUGHT}</think>\n{ANSWER}", chunk_size=3).start()
+        try:
+            controller.register(worker)
+            settings = scene_settings(
+                "redis://127.0.0.1:6379/0",
+                llm_backend="fastchat",
+                fastchat_controller_url=controller.url,
+                think_opened_by_template="yes",
             )
             backend = FastChatBackend(settings)
             try:

@@ -158,3 +158,44 @@ def test_only_the_models_own_end_counts_as_finished(fake_openai: FakeOpenAI, rea
         llm.close()
     assert raised.value.kind == "cut_short"
     assert raised.value.detail == ("content_filter" if reason == "sensitive" else reason)
+
+
+def r1_backend(fake: FakeOpenAI) -> OpenAIBackend:
+    """DeepSeek-R1-Distill served without a reasoning parser: its template opened the thinking."""
+    settings = load_settings(
+        wechat_token="t",
+        redis_url="redis://127.0.0.1:6379/0",
+        openai_base_url=f"{fake.url}/v1",
+        openai_model="deepseek-r1-distill-qwen-7b",
+    )
+    return OpenAIBackend(settings)
+
+
+def test_a_close_tag_without_an_open_one_ends_a_thinking_the_template_opened(fake_openai: FakeOpenAI) -> None:
+    llm = r1_backend(fake_openai)
+    try:
+        fake_openai.set_behavior(reply="Okay, the user asks 1+1.\n</think>\n\n2", chunk_size=3)
+        pieces = list(llm.stream([{"role": "user", "content": "q"}]))
+        assert [p for p in pieces if isinstance(p, str)] == ["2"]
+        assert "".join(p.text for p in pieces if isinstance(p, Reasoning)) == "Okay, the user asks 1+1.\n"
+        # reasoning deltas first (a server with a reasoning parser): the content is the answer, as sent
+        fake_openai.set_behavior(reasoning="想一想", reply="答案</think>", chunk_size=3)
+        pieces = list(llm.stream([{"role": "user", "content": "q"}]))
+        assert "".join(p for p in pieces if isinstance(p, str)) == "答案</think>"
+        fake_openai.set_behavior(reasoning="", reply="没有想，直接答。")  # no close tag: all of it answers
+        assert list(llm.stream([{"role": "user", "content": "q"}])) == ["没有想，直接答。"]
+    finally:
+        llm.close()
+
+
+def test_a_thinking_the_template_opened_and_cut_at_the_limit_is_no_answer(fake_openai: FakeOpenAI) -> None:
+    llm = r1_backend(fake_openai)
+    fake_openai.set_behavior(reply="Let me think about this step by step", finish_reason="length")
+    pieces: list[Any] = []
+    try:
+        with pytest.raises(LLMError) as raised:
+            pieces.extend(llm.stream([{"role": "user", "content": "q"}]))
+    finally:
+        llm.close()
+    assert (raised.value.kind, raised.value.detail) == ("cut_short", "length")  # 「AI 想得太久…」
+    assert pieces == [Reasoning("Let me think about this step by step")]
