@@ -47,21 +47,36 @@ def reasoning_of(delta: dict[str, Any]) -> str:
 
 class ToolCallCollector:
     """Puts streamed `tool_calls` deltas back together: each call's id and name come in its first
-    delta, its arguments in pieces, all keyed by the call's index (parallel calls interleave)."""
+    delta, its arguments in pieces, all keyed by the call's index (parallel calls interleave).
+
+    Servers that send no `index` (Gemini's OpenAI-compatible endpoint, older Ollama releases) send the
+    calls one after another: a delta with another id, or another function name, than the last call's
+    starts the next call; any other delta goes on with the last one."""
 
     def __init__(self) -> None:
         self.parts: dict[int, dict[str, str]] = {}
 
     def feed(self, deltas: list[dict[str, Any]] | None) -> None:
         for delta in deltas or []:
+            function = _member(delta, "function")
             part = self.parts.setdefault(
-                int(delta.get("index") or 0), {"id": "", "name": "", "arguments": ""}
+                self._index(delta, function), {"id": "", "name": "", "arguments": ""}
             )
             part["id"] = delta.get("id") or part["id"]
-            function = _member(delta, "function")
             if function:
                 part["name"] = part["name"] or function.get("name") or ""  # sent once, with the first delta
                 part["arguments"] += function.get("arguments") or ""
+
+    def _index(self, delta: dict[str, Any], function: dict[str, Any]) -> int:
+        if delta.get("index") is not None:
+            return int(delta["index"])
+        if not self.parts:
+            return 0
+        last = max(self.parts)
+        current, call_id, name = self.parts[last], delta.get("id"), function.get("name")
+        if call_id and current["id"]:
+            return last + 1 if call_id != current["id"] else last
+        return last + 1 if name and current["name"] and name != current["name"] else last
 
     def __bool__(self) -> bool:
         return bool(self.parts)

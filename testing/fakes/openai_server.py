@@ -69,7 +69,8 @@ class Behavior:
     functions: when a request offers `tools` (and not `tool_choice: none`), the calls it returns are
     streamed as `tool_calls` deltas (the arguments in pieces, parallel calls interleaved), finishing with
     `tool_calls`; an empty list, or a request without tools, gets the reply in words. `tool_preamble`: words
-    the model streams before its calls (「我先算一下。」).
+    the model streams before its calls (「我先算一下。」). `tool_calls_whole`: each call streamed whole in
+    one delta with no `index`, as Gemini's OpenAI-compatible endpoint sends them.
     """
 
     reply: Reply | None = None
@@ -96,6 +97,7 @@ class Behavior:
     vision_models: tuple[str, ...] = ()
     tool_script: ToolScript | None = None
     tool_preamble: str = ""
+    tool_calls_whole: bool = False
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,7 @@ class FakeOpenAI(FakeServer):
             return
         calls = self._tool_calls(behavior, data, messages)
         if calls and data.get("stream"):
-            self._stream_tool_calls(handler, model, calls, behavior.tool_preamble)
+            self._stream_tool_calls(handler, model, calls, behavior.tool_preamble, behavior.tool_calls_whole)
             return
         reply = behavior.reply or echo
         text = reply(messages) if callable(reply) else reply
@@ -294,10 +296,11 @@ class FakeOpenAI(FakeServer):
         return behavior.tool_script(messages) if offered and behavior.tool_script is not None else []
 
     def _stream_tool_calls(
-        self, handler: FakeHandler, model: str, calls: list[FakeCall], preamble: str = ""
+        self, handler: FakeHandler, model: str, calls: list[FakeCall], preamble: str = "", whole: bool = False
     ) -> None:
         """The calls as a server streams them: the preamble's words, then each call's id and name, then
-        its arguments in pieces of 3 characters, the calls' pieces interleaved (parallel calls)."""
+        its arguments in pieces of 3 characters, the calls' pieces interleaved (parallel calls); `whole`:
+        each call in one delta, id, name and arguments, without an `index`."""
         base = {
             "id": f"chatcmpl-{secrets.token_hex(12)}",
             "object": "chat.completion.chunk",
@@ -312,7 +315,14 @@ class FakeOpenAI(FakeServer):
 
         events = [chunk({"role": "assistant", "content": None})]
         events += [chunk({"content": preamble[i : i + 4]}) for i in range(0, len(preamble), 4)]
-        for index, (name, _) in enumerate(calls):
+        for index, (name, arguments) in enumerate(calls):
+            if whole:
+                function = {"name": name, "arguments": arguments}
+                call_id = f"call_{secrets.token_hex(6)}"
+                events.append(
+                    chunk({"tool_calls": [{"id": call_id, "type": "function", "function": function}]})
+                )
+                continue
             function = {"name": name, "arguments": ""}
             call = {
                 "index": index,
@@ -321,7 +331,7 @@ class FakeOpenAI(FakeServer):
                 "function": function,
             }
             events.append(chunk({"tool_calls": [call]}))
-        pieces = [[arguments[i : i + 3] for i in range(0, len(arguments), 3)] for _, arguments in calls]
+        pieces = [] if whole else [[args[i : i + 3] for i in range(0, len(args), 3)] for _, args in calls]
         for step in range(max((len(p) for p in pieces), default=0)):
             for index, parts in enumerate(pieces):
                 if step < len(parts):

@@ -90,6 +90,19 @@ def test_parallel_calls_are_all_run_in_order(bot: Bot, fake_openai: FakeOpenAI) 
     }
 
 
+def test_parallel_calls_sent_without_an_index_are_each_run(bot: Bot, fake_openai: FakeOpenAI) -> None:
+    """Gemini's OpenAI-compatible endpoint streams each call whole, without `index`: two calls, not one
+    made of the first one's name and both argument texts."""
+    calls = (
+        ("calculator", '{"expression": "6*7"}'),
+        ("dates", '{"question": "weekday", "date": "2026-12-01"}'),
+    )
+    fake_openai.set_behavior(tool_script=calls_once(*calls), reply=answer_with_results, tool_calls_whole=True)
+    reading = read_answer(bot.simulator(), "user-1", "6*7，以及那天星期几")
+    assert reading.text == "结果：6*7 = 42 | 2026-12-01 (Tuesday)"
+    assert counted(bot) == {("calculator", "ok"): 1, ("dates", "ok"): 1}
+
+
 def test_malformed_arguments_and_unknown_tools_are_told_to_the_model(
     bot: Bot, fake_openai: FakeOpenAI
 ) -> None:

@@ -40,6 +40,36 @@ def test_parallel_calls_streamed_in_pieces_are_put_back_together() -> None:
     )
 
 
+def unindexed(*, id: str | None = None, name: str | None = None, arguments: str | None = None) -> Any:
+    """A `tool_calls` delta from a server that sends no `index` (Gemini's OpenAI-compatible endpoint)."""
+    return {"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def test_parallel_calls_without_an_index_are_told_apart_by_their_id_or_name() -> None:
+    collector = ToolCallCollector()  # Gemini: each call whole, one after another
+    collector.feed([unindexed(id="a", name="calculator", arguments='{"expression": "1+1"}')])
+    collector.feed([unindexed(id="b", name="calculator", arguments='{"expression": "2+2"}')])
+    collector.feed([unindexed(id="c", name="dates", arguments="{}")])
+    assert collector.finish() == ToolCalls(
+        (
+            ToolCall("a", "calculator", '{"expression": "1+1"}'),
+            ToolCall("b", "calculator", '{"expression": "2+2"}'),
+            ToolCall("c", "dates", "{}"),
+        )
+    )
+    collector = ToolCallCollector()  # no ids: a new function name starts the next call
+    collector.feed([unindexed(name="calculator", arguments='{"expression"')])
+    collector.feed([unindexed(arguments=': "1+1"}')])
+    collector.feed([unindexed(name="dates", arguments="{}")])
+    assert collector.finish() == ToolCalls(
+        (ToolCall("call_0", "calculator", '{"expression": "1+1"}'), ToolCall("call_1", "dates", "{}"))
+    )
+    collector = ToolCallCollector()  # one call in pieces, its id and name sent again with each
+    collector.feed([unindexed(id="a", name="dates", arguments='{"que')])
+    collector.feed([unindexed(id="a", name="dates", arguments='stion": "today"}')])
+    assert collector.finish() == ToolCalls((ToolCall("a", "dates", '{"question": "today"}'),))
+
+
 def test_a_round_in_openai_format_and_the_note_for_the_history() -> None:
     calls = ToolCalls((ToolCall("a", "calculator", '{"expression": "1+1"}'), ToolCall("b", "x", "{}")))
     results = [
