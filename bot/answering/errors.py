@@ -31,7 +31,7 @@ def describe(exc: Exception, written: bool = False) -> Failure:
     if isinstance(exc, LLMError) and written:  # the text so far is there: say that it is incomplete
         return Failure(texts.LLM_CUT_SHORT, exc.kind)
     if isinstance(exc, LLMError):
-        return Failure(texts.LLM_EMPTY if "empty" in exc.detail else _LLM_TEXTS[exc.kind], exc.kind)
+        return Failure(texts.LLM_EMPTY if exc.empty else _LLM_TEXTS[exc.kind], exc.kind)
     if isinstance(exc, TranscriptionError):
         text = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
         return Failure(text, "voice")

@@ -265,7 +265,7 @@ class AnswerJob:
                     pages = splitter.feed(resume.feed(writing.take(ROUND_BREAK)))
                     self._publish(answer, pages, lease, writing, splitter)
             if not "".join(parts).strip():
-                raise LLMError("failed", "the model returned an empty answer")
+                raise LLMError("failed", "the model returned an empty answer", empty=True)
         except LLMError as exc:
             self._observe_llm_seconds(self.clock() - started, exc.kind)
             exc.written = "".join(parts + said)

@@ -60,12 +60,17 @@ class LLMError(Exception):
     answer stopped before its end (the token limit, or a stream that ended without its last event):
     what was written stays, followed by a note that says so."""
 
-    def __init__(self, kind: FailureKind, detail: str, status: int | None = None) -> None:
+    def __init__(
+        self, kind: FailureKind, detail: str, status: int | None = None, *, empty: bool = False
+    ) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
         #: the server's HTTP error status, when it answered with one (`make check` tells 401 from 404)
         self.status = status
+        #: the model answered, with nothing in it (only blanks, or only its thinking): the user is asked
+        #: to put the question otherwise, not told that the service failed
+        self.empty = empty
         #: the model's text (Markdown) written before it stopped, when the run knows it
         self.written = ""
         #: the turn (question, partial answer) the history keeps of an answer cut at the token limit

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from bot import texts
+from bot.answering.errors import describe
 from bot.config import ConfigError, Settings, load_settings
 from bot.llm import LLMError, make_backend
 from bot.llm.base import ChatMessage, text_only
@@ -268,6 +270,19 @@ def test_a_second_failure_before_any_chunk_is_unavailable(
     with pytest.raises(LLMError) as caught:
         ask(make())
     assert caught.value.kind == "unavailable"
+    assert len(worker.generate_requests()) == 2
+
+
+def test_workers_sending_empty_streams_are_an_outage_not_an_empty_answer(
+    start_worker: StartWorker, make: Callable[..., FastChatBackend]
+) -> None:
+    """A worker whose stream ends before its first object (an OOM'd or restarting model) is gone: the
+    user is told the service has a problem, not asked to put the question otherwise."""
+    worker = start_worker(stream_texts=(), finish_reason=None)
+    with pytest.raises(LLMError) as caught:
+        ask(make())
+    assert caught.value.kind == "unavailable" and "empty stream" in caught.value.detail
+    assert describe(caught.value).text == texts.LLM_FAILED
     assert len(worker.generate_requests()) == 2
 
 

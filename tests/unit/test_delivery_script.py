@@ -289,8 +289,11 @@ def test_an_llm_failure_is_one_plain_sentence_and_the_history_stays_clean(scene:
         (LLMError("timeout", "read timeout"), texts.LLM_TIMEOUT),
         (LLMError("failed", "HTTP 400"), texts.LLM_FAILED),
         (None, texts.LLM_EMPTY),  # the model answered only blanks
+        # a server's words that say "empty" tell nothing of the answer: the service failed
+        (LLMError("unavailable", "FastChat workers for m failed: empty stream"), texts.LLM_FAILED),
+        (LLMError("failed", "OpenAI error 400: messages must not be empty"), texts.LLM_FAILED),
     ],
-    ids=["timeout", "failed", "empty"],
+    ids=["timeout", "failed", "empty", "empty-stream", "empty-in-detail"],
 )
 def test_each_kind_of_llm_failure_has_its_sentence(scene: Scene, error: LLMError | None, told: str) -> None:
     if error is None:
