@@ -33,7 +33,8 @@ class WorkerBehavior:
     object after `error_after_chunks` objects, then end. `die_after_chunks`: cut the connection after
     N objects (0: before the response headers). `count_tokens`: the fake tokenizer (default: one token
     per character); None makes /count_token fail with HTTP 500. `conv_template`: the FastChat template
-    name the worker serves; None makes /worker_get_conv_template answer 404.
+    name the worker serves; None makes /worker_get_conv_template answer 404. `hold_after_chunks`: after
+    that many objects the stream waits until `FakeWorker.release()` (the test decides the pace).
     """
 
     reply: Reply = "Hello from FastChat!"
@@ -49,6 +50,7 @@ class WorkerBehavior:
     #: the last object's finish_reason (FastChat: "stop", or "length" at max_new_tokens); None: the
     #: stream ends without it
     finish_reason: str | None = "stop"
+    hold_after_chunks: int | None = None
 
 
 def conv_json(template_name: str) -> dict[str, Any]:
@@ -67,6 +69,9 @@ class FakeWorker(FakeServer):
         self.models = tuple(models)
         self._lock = threading.Lock()
         self._behavior = WorkerBehavior(**behavior)
+        #: set when a stream has reached its hold; `release()` lets it go on
+        self.holding = threading.Event()
+        self.released = threading.Event()
 
     @property
     def behavior(self) -> WorkerBehavior:
@@ -76,6 +81,9 @@ class FakeWorker(FakeServer):
     def set_behavior(self, **changes: Any) -> None:
         with self._lock:
             self._behavior = dataclasses.replace(self._behavior, **changes)
+
+    def release(self) -> None:
+        self.released.set()
 
     def generate_requests(self) -> list[dict[str, Any]]:
         """JSON bodies of every /worker_generate_stream request (prompt, max_new_tokens, stop...)."""
@@ -118,8 +126,19 @@ class FakeWorker(FakeServer):
             if not self.pause(behavior.chunk_delay):
                 handler.abort()
                 return
+            if index == behavior.hold_after_chunks and not self._hold():
+                handler.abort()
+                return
             handler.write_chunk(json.dumps(obj).encode() + b"\0")
         handler.end_chunked()
+
+    def _hold(self) -> bool:
+        """Wait for `release()`; False when the fake is being stopped."""
+        self.holding.set()
+        while not self.released.wait(0.05):
+            if self.stopping.is_set():
+                return False
+        return True
 
     @staticmethod
     def _objects(behavior: WorkerBehavior, prompt: str) -> list[dict[str, Any]]:
