@@ -192,12 +192,20 @@ class WeChatAPI:
         self.call("post", "message/custom/typing", data={"touser": openid, "command": command})
 
     def download_media(self, media_id: str) -> bytes:
-        """Temporary media (e.g. a voice message's audio)."""
+        """Temporary media (e.g. a voice message's audio); WeChatAPIError for a body that is not the file.
+
+        wechatpy raises only for a JSON body with a non-zero errcode: any other JSON body comes back
+        decoded (a dict, not the response), and a non-JSON body as the response whatever its type. An
+        error body without errcode (JSON, text, an HTML error page of a proxy) is no file either."""
         response = self.call("media.download", media_id)
-        content_type = response.headers.get("Content-Type", "")
-        if "json" in content_type or "text/plain" in content_type:
-            result = response.json()
-            raise WeChatAPIError(result.get("errcode"), str(result.get("errmsg", "")))
+        if not isinstance(response, requests.Response):
+            raise WeChatAPIError(None, f"media/get answered JSON instead of the file: {str(response)[:200]}")
+        content_type = response.headers.get("Content-Type", "").lower()
+        if "json" in content_type or content_type.startswith("text/"):
+            raise WeChatAPIError(
+                None,
+                f"media/get answered {content_type} instead of the file: {response.content[:200]!r}",
+            )
         return bytes(response.content)
 
     def upload_media(self, media_type: str, filename: str, data: bytes) -> str:

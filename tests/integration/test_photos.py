@@ -20,6 +20,7 @@ from testing.loopback import LoopbackAdapter
 from testing.pages import PUBLIC_BASE
 from testing.patience import wait_for
 from tests.conftest import Bot
+from tests.integration.test_voice import ERROR_BODIES
 
 VISION = "gpt-4o-vision"
 ADMIN = "admin-1"
@@ -133,6 +134,32 @@ def test_when_the_media_api_refuses_the_picurl_on_wechats_image_host_is_used(
     assert reply.text == "echo: " + texts.PHOTO_DESCRIBE
     assert cdn.asked == ["http://mmbiz.qpic.cn/mmbiz_jpg/photo-2/0"]
     assert fake_openai.image_parts()[0]["image_url"]["url"] == data_url(PHOTO)
+
+
+@pytest.mark.parametrize(("body", "content_type"), ERROR_BODIES)
+def test_an_error_body_from_the_media_api_falls_back_to_the_picurl(
+    vision_bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI, body: bytes, content_type: str
+) -> None:
+    """An error body is a refusal like an errcode: not the AI's failure, nor a file that is no image."""
+    fake_wechat.add_media("photo-4", body, content_type)
+    fake_wechat.add_picture("/mmbiz_jpg/photo-4/0", PHOTO, "image/png")
+    cdn = LoopbackAdapter(fake_wechat.url)
+    vision_bot.runtime.vision.http.mount("http://mmbiz.qpic.cn/", cdn)
+    reply = vision_bot.simulator().send_image("user-1", "photo-4")
+    assert reply.text == "echo: " + texts.PHOTO_DESCRIBE
+    assert cdn.asked == ["http://mmbiz.qpic.cn/mmbiz_jpg/photo-4/0"]
+    assert fake_openai.image_parts()[0]["image_url"]["url"] == data_url(PHOTO)
+
+
+def test_an_error_body_and_no_picture_at_the_picurl_is_a_failed_photo(
+    vision_bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    fake_wechat.add_media("photo-5", b'{"errmsg": "media not found"}', "application/json")
+    cdn = LoopbackAdapter(fake_wechat.url)  # which has no picture at that path: 404
+    vision_bot.runtime.vision.http.mount("http://mmbiz.qpic.cn/", cdn)
+    assert vision_bot.simulator().send_image("user-1", "photo-5").text == texts.PHOTO_FAILED
+    assert cdn.asked == ["http://mmbiz.qpic.cn/mmbiz_jpg/photo-5/0"]
+    assert fake_openai.chat_requests() == []
 
 
 def test_a_picurl_off_wechats_image_hosts_is_never_fetched(

@@ -79,6 +79,25 @@ def test_voice_that_cannot_be_downloaded_is_explained(bot: Bot, fake_openai: Fak
     assert fake_openai.chat_requests() == []
 
 
+#: bodies of /cgi-bin/media/get that are not the file: wechatpy raises only for JSON with a non-zero errcode
+ERROR_BODIES = [
+    (b'{"errmsg": "media not found"}', "application/json"),  # JSON without errcode: returned decoded
+    (b'{"errcode": 0, "errmsg": "ok"}', "text/plain"),
+    (b"<html>502 Bad Gateway</html>", "text/plain"),  # not JSON: returned as the response
+    (b"<html>502 Bad Gateway</html>", "text/html"),  # a proxy's error page
+]
+
+
+@pytest.mark.parametrize(("body", "content_type"), ERROR_BODIES)
+def test_an_error_body_instead_of_the_audio_is_a_failed_voice_message(
+    bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI, body: bytes, content_type: str
+) -> None:
+    """The download failed, not the AI: the follower reads VOICE_FAILED, and nothing is transcribed."""
+    fake_wechat.add_media("broken", body, content_type)
+    assert bot.simulator().send_voice("user-1", "broken", recognition=None).text == texts.VOICE_FAILED
+    assert fake_openai.transcriptions == [] and fake_openai.chat_requests() == []
+
+
 def test_silent_voice_asks_to_repeat(bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI) -> None:
     fake_wechat.add_media("media-3", tone_amr(), "audio/amr")
     fake_openai.set_behavior(transcript="")
