@@ -34,6 +34,11 @@ def record_minutes_piece(runtime: Runtime, openid: str, media_id: str, index: in
     except TranscriptionError as exc:
         log.warning("minutes piece of %s not transcribed: %s", openid, exc)
         text = texts.MINUTES_PIECE_UNRECOGNISED
+    except Exception:
+        # whatever failed, the piece must not stay 「（语音转写中）」: /minutes end would wait for it, then
+        # summarise the placeholder (when Redis is what failed, fill_voice raises too and the job is retried)
+        log.exception("minutes piece of %s not transcribed: unexpected error", openid)
+        text = texts.MINUTES_PIECE_UNRECOGNISED
     if not minutes.fill_voice(openid, meeting, index, text or texts.MINUTES_PIECE_EMPTY):
         log.info("minutes piece %s of %s dropped: its meeting %r ended meanwhile", index, openid, meeting)
 

@@ -14,6 +14,7 @@ import pytest
 from bot import texts
 from bot.media import voice
 from bot.media.voice import TranscriptionError, ffmpeg_binary, to_mp3
+from bot.store import keys
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.patience import wait_for
@@ -96,6 +97,27 @@ def test_an_error_body_instead_of_the_audio_is_a_failed_voice_message(
     fake_wechat.add_media("broken", body, content_type)
     assert bot.simulator().send_voice("user-1", "broken", recognition=None).text == texts.VOICE_FAILED
     assert fake_openai.transcriptions == [] and fake_openai.chat_requests() == []
+
+
+@pytest.mark.parametrize(("body", "content_type"), ERROR_BODIES[:3])
+def test_a_meeting_piece_whose_audio_is_an_error_body_is_marked_unrecognised(
+    bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI, body: bytes, content_type: str
+) -> None:
+    """Not left 「（语音转写中）」 for /minutes end to wait on and then summarise."""
+    fake_wechat.add_media("broken", body, content_type)
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "/minutes").text == texts.MINUTES_STARTED
+    assert sim.send_voice("user-1", "broken").text == texts.MINUTES_PIECE.format(n=1)
+    meeting = bot.runtime.minutes.redis.get(keys.minutes_meeting("user-1"))
+    assert meeting
+    wait_for(lambda: bot.runtime.minutes.pending("user-1", meeting) == 0, what="the piece to be filled")
+    assert bot.runtime.minutes.pieces("user-1", meeting) == [texts.MINUTES_PIECE_UNRECOGNISED]
+    assert fake_openai.transcriptions == []
+    fake_openai.set_behavior(reply="纪要")
+    assert sim.send_text("user-1", "/minutes end").text == "纪要"
+    assert (
+        "1. " + texts.MINUTES_PIECE_UNRECOGNISED in fake_openai.chat_requests()[-1]["messages"][1]["content"]
+    )
 
 
 def test_silent_voice_asks_to_repeat(bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI) -> None:

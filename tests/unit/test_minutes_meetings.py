@@ -6,13 +6,16 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 import redis
 
 from bot import texts
 from bot.answering.chores import record_minutes_piece
+from bot.media.voice import TranscriptionError
 from bot.runtime import Runtime
 from bot.store import keys
 from bot.store.minutes import MinutesStore
+from bot.wechat.api import WeChatAPIError
 
 
 class CountingTranscriber:
@@ -86,6 +89,37 @@ def test_the_job_of_a_current_piece_fills_it(redis_client: redis.Redis) -> None:
     record_minutes_piece(runtime_with(store, transcriber), "u", "media-1", piece.index, piece.meeting)
     assert transcriber.calls == ["media-1"]
     assert store.pieces("u", meeting) == [texts.MINUTES_PIECE_EMPTY] and store.pending("u", meeting) == 0
+
+
+class FailingTranscriber:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def transcribe_media(self, media_id: str) -> str:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        TranscriptionError("cannot download the voice message"),
+        AttributeError("'dict' object has no attribute 'headers'"),  # an error nobody foresaw
+        WeChatAPIError(None, "media/get answered text/html instead of the file"),
+    ],
+)
+def test_a_piece_that_cannot_be_transcribed_never_stays_pending(
+    redis_client: redis.Redis, error: Exception
+) -> None:
+    """Whatever failed, the piece says so, and /minutes end has nothing to wait for."""
+    store = MinutesStore(redis_client)
+    meeting = store.start("u")
+    piece = store.add_pending_voice("u")
+    assert piece is not None
+    runtime = cast(Runtime, SimpleNamespace(minutes=store, transcriber=FailingTranscriber(error)))
+    record_minutes_piece(runtime, "u", "media-1", piece.index, piece.meeting)
+    assert (
+        store.pieces("u", meeting) == [texts.MINUTES_PIECE_UNRECOGNISED] and store.pending("u", meeting) == 0
+    )
 
 
 def test_writing_an_old_meetings_minutes_leaves_a_newer_meeting_alone(redis_client: redis.Redis) -> None:
