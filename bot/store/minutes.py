@@ -25,12 +25,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local meeting = redis.call('GET', KEYS[2])
 if not meeting then return false end
 local count = redis.call('RPUSH', KEYS[3], ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
-if ARGV[3] == '1' then
-    redis.call('INCR', KEYS[4])
-    redis.call('EXPIRE', KEYS[4], ARGV[1])
-end
+if ARGV[3] == '1' then redis.call('INCR', KEYS[4]) end
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[1]) end
 return {count, meeting}
 """
 

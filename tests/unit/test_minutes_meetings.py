@@ -160,3 +160,18 @@ def test_every_key_of_a_meeting_expires(redis_client: redis.Redis) -> None:
     assert len(found) == 4
     for key in found:
         assert 0 < redis_client.ttl(key) <= keys.MINUTES_TTL, key
+
+
+def test_a_piece_keeps_a_long_meeting_recording(redis_client: redis.Redis) -> None:
+    """Every piece gives every key of the meeting its expiry again, "recording" too: a meeting that goes
+    on past MINUTES_TTL after /minutes still records, and expires only MINUTES_TTL after its last piece."""
+    store = MinutesStore(redis_client)
+    meeting = store.start("u")
+    piece = store.add_pending_voice("u")
+    assert piece is not None
+    for key in keys.minutes_on("u"), keys.minutes_meeting("u"), keys.minutes("u"), keys.minutes_pending("u"):
+        redis_client.expire(key, 5)  # as if the meeting had begun MINUTES_TTL - 5 s ago
+    assert store.add_text("u", "a piece near the end of the third hour") is not None
+    for key in keys.minutes_on("u"), keys.minutes_meeting("u"), keys.minutes("u"), keys.minutes_pending("u"):
+        assert redis_client.ttl(key) > keys.MINUTES_TTL - 60, key
+    assert store.recording("u") and store.pieces("u", meeting)[1] == "a piece near the end of the third hour"
