@@ -6,6 +6,13 @@ reply renderers turn into an image message). The byte helpers never cut a UTF-8 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from bot import texts
+
+if TYPE_CHECKING:
+    from bot.store.answers import Answer
+
 #: a page that is an image, not text (control characters never survive into text pages)
 IMAGE_MARKER = "\x00image:"
 #: a question quoted in a note (the late-answer prefix) is cut to this many characters
@@ -30,6 +37,17 @@ def preview(question: str) -> str:
     if len(question) <= QUESTION_PREVIEW_CHARS:
         return question
     return question[:QUESTION_PREVIEW_CHARS] + "…"
+
+
+def question_of(answer: Answer) -> str:
+    """The question an answer answers, as both the late heading in the chat and the answer page name it:
+    a meeting's minutes keep the transcript in `question`, and a voice message that failed before its
+    transcript has none."""
+    if answer.kind == "minutes":
+        return texts.PAGE_MINUTES_QUESTION
+    if not answer.question:
+        return texts.PAGE_VOICE_QUESTION
+    return answer.question
 
 
 def image_page(media_id: str) -> str:

@@ -28,7 +28,7 @@ from bot import texts
 from bot.config import Settings
 from bot.delivery.waiter import ReadyWaiter
 from bot.pages.links import PAGE_KINDS, PageLinks
-from bot.replies import image_media_id, preview
+from bot.replies import image_media_id, preview, question_of
 from bot.store.answers import AnswerStore, Peek, Target
 from bot.store.metrics import Metrics
 from bot.store.pushes import Plan, PushLog
@@ -225,7 +225,7 @@ def compose(target: Target, page: str, *, late: bool) -> str:
     # the heading goes on the first page that reaches the user late: page 0, or the page the
     # customer-service API stopped at
     if late and target.from_owed and target.page == target.answer.late_from:
-        text = texts.LATE_ANSWER_PREFIX.format(question=preview(target.answer.question)) + text
+        text = texts.LATE_ANSWER_PREFIX.format(question=preview(question_of(target.answer))) + text
     # more follows: the answer's next page, or the rest of the answer the user was reading (`rest_after`)
     if target.answer.more_after(target.page) or target.rest_after:
         text += texts.MORE_HINT

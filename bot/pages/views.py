@@ -30,6 +30,7 @@ from bot import texts
 from bot.config import Settings
 from bot.format.html import code_css, sanitize, text_to_html, to_html
 from bot.headers import security_headers
+from bot.replies import question_of
 from bot.store.answers import Answer, AnswerStore
 from bot.store.pages import TOKEN_LENGTH, LiveAnswer, PageStore, Source
 
@@ -206,14 +207,6 @@ def secured(response: Response, *, cache: bool = False) -> Response:
     if not cache:
         response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def question_of(answer: Answer) -> str:
-    if answer.kind == "minutes":
-        return texts.PAGE_MINUTES_QUESTION
-    if not answer.question:  # a voice message not transcribed yet
-        return texts.PAGE_VOICE_QUESTION
-    return answer.question
 
 
 def sources_html(sources: list[Source]) -> str:

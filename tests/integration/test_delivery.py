@@ -79,3 +79,19 @@ def test_an_answer_later_than_wechats_attempts_reaches_its_user_with_a_later_mes
     assert reading.text == "echo: very slow"
     assert reading.after == texts.NOTHING_MORE
     assert len(fake_openai.chat_requests()) == 1  # three attempts and the fetches: one LLM call
+
+
+def test_late_minutes_are_headed_as_minutes_not_with_the_transcript(bot: Bot, gate: threading.Event) -> None:
+    """The heading quotes what the answer page shows (bot/replies.py question_of), not a transcript line."""
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "/minutes").text == texts.MINUTES_STARTED
+    assert sim.send_text("user-1", "讨论了第三季度预算").text == texts.MINUTES_PIECE.format(n=1)
+    end = sim.text_xml("user-1", "/minutes end")
+    first = sim.push(end)
+    assert first.text in (texts.STILL_WORKING, None)
+    wait_for(lambda: bot.runtime.pushes.reply(dedup_key(parse_message(end))) is not None)
+    gate.set()
+    reading = read_answer(sim, "user-1", "/minutes end", asked=first)
+    assert reading.problems == []
+    assert reading.pages[0].startswith(texts.LATE_ANSWER_PREFIX.format(question=texts.PAGE_MINUTES_QUESTION))
+    assert "讨论了第三季度预算" in reading.text  # the minutes (the fake model echoes its prompt)
