@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -57,6 +58,15 @@ def frozen_imports() -> None:
     test with a large heap)."""
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port where a connection is refused for the whole test: bound, never listening (a port
+    free_port() found free may be taken by another test's server before it is used)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield int(held.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

@@ -97,9 +97,9 @@ def test_the_banner_names_the_first_run_model_when_no_llm_is_configured(make_bot
         assert "first-run model" not in run_chat(bot, ["/quit"], **configured)
 
 
-def test_a_bot_that_is_not_running_is_said_so() -> None:
+def test_a_bot_that_is_not_running_is_said_so(refused_port: int) -> None:
     """WeChat's failure notice and "answered on attempt 3" hid that nothing listened at the URL."""
-    url = f"http://127.0.0.1:{free_port()}/wechat"
+    url = f"http://127.0.0.1:{refused_port}/wechat"
     out = run_chat(url, ["hello"])
     assert (
         f"  (cannot reach {url} (ConnectionRefusedError(111, 'Connection refused')): is `make run` running"

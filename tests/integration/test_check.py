@@ -15,7 +15,6 @@ import pytest
 from bot.config import PROJECT_ENV_FILE
 from bot.llm import LLMError
 from bot.ops.check import llm_hint, mask, run_checks
-from bot.ops.processes import free_port
 from bot.ops.redis_server import url_file
 from testing.fakes.openai_server import FakeOpenAI
 from testing.fakes.wechat_api import FakeWeChatAPI
@@ -80,8 +79,8 @@ def test_ip_whitelist_explains_with_the_servers_ip(
     assert "127.0.0.1" in text
 
 
-def test_unreachable_redis_is_named(base_config: dict[str, Any]) -> None:
-    code, text = check(base_config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+def test_unreachable_redis_is_named(base_config: dict[str, Any], refused_port: int) -> None:
+    code, text = check(base_config, redis_url=f"redis://127.0.0.1:{refused_port}/0")
     assert code == 1 and "[FAIL] REDIS_URL" in text
 
 
@@ -95,13 +94,16 @@ def test_a_redis_that_refuses_the_database_is_named_not_passed(base_config: dict
 
 
 def test_a_stale_embedded_redis_is_a_warning_naming_its_note(
-    base_config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    base_config: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    refused_port: int,
 ) -> None:
     """A `make run` killed outright leaves data/redis/url behind: the password is not printed."""
     monkeypatch.delenv("REDIS_URL", raising=False)
     noted = url_file(tmp_path)
     noted.parent.mkdir()
-    noted.write_text(f"redis://:secret-pw@127.0.0.1:{free_port()}/0\n")
+    noted.write_text(f"redis://:secret-pw@127.0.0.1:{refused_port}/0\n")
     _code, text = check(base_config, redis_url="", data_dir=str(tmp_path))
     assert "[warn] embedded Redis: redis://:***@127.0.0.1:" in text
     assert f"noted in {noted}, does not answer" in text and "is `make run` running?" in text
@@ -163,8 +165,8 @@ def test_the_hint_follows_the_status_not_the_numbers_in_the_url() -> None:
     assert llm_hint(refused).endswith("→ check OPENAI_API_KEY")
 
 
-def test_unreachable_llm_is_named(base_config: dict[str, Any]) -> None:
-    code, text = check(base_config, openai_base_url=f"http://127.0.0.1:{free_port()}/v1", openai_timeout=2.0)
+def test_unreachable_llm_is_named(base_config: dict[str, Any], refused_port: int) -> None:
+    code, text = check(base_config, openai_base_url=f"http://127.0.0.1:{refused_port}/v1", openai_timeout=2.0)
     assert code == 1 and "OPENAI_BASE_URL" in text
 
 

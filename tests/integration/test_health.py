@@ -14,7 +14,6 @@ import pytest
 import redis
 import requests
 
-from bot.ops.redis_server import free_port
 from bot.store import keys
 from bot.store.workers import WorkerStore, new_job_worker_id
 from testing.patience import wait_for
@@ -37,8 +36,8 @@ def beat(client: redis.Redis, worker_id: str, seconds_ago: float) -> None:
 
 
 @pytest.fixture
-def redis_down(make_bot: Callable[..., Bot]) -> Bot:
-    return make_bot(with_worker=False, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+def redis_down(make_bot: Callable[..., Bot], refused_port: int) -> Bot:
+    return make_bot(with_worker=False, redis_url=f"redis://127.0.0.1:{refused_port}/0")
 
 
 # --- the store ------------------------------------------------------------------------------------
@@ -69,8 +68,8 @@ def test_a_heartbeat_from_a_clock_ahead_is_age_zero(redis_client: redis.Redis) -
     assert WorkerStore(redis_client).freshest_heartbeat_age() == 0.0
 
 
-def test_the_store_raises_when_redis_is_down() -> None:
-    client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True)
+def test_the_store_raises_when_redis_is_down(refused_port: int) -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{refused_port}/0", decode_responses=True)
     with pytest.raises(redis.exceptions.ConnectionError):
         WorkerStore(client).freshest_heartbeat_age()
     client.close()

@@ -10,7 +10,6 @@ import pytest
 
 from bot.config import ConfigError, Settings
 from bot.ops import bootstrap
-from bot.ops.processes import free_port
 from bot.ops.redis_server import url_file
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,10 +113,14 @@ def run_tool(
 
 @pytest.mark.parametrize(("module", "args", "doing"), TOOLS)
 def test_a_tool_whose_redis_does_not_answer_says_so(
-    module: str, args: list[str], doing: str, tmp_path: Path
+    module: str,
+    args: list[str],
+    doing: str,
+    tmp_path: Path,
+    refused_port: int,
 ) -> None:
     """They ended with a redis ConnectionError traceback; `make check`'s words now."""
-    url = f"redis://127.0.0.1:{free_port()}/0"
+    url = f"redis://127.0.0.1:{refused_port}/0"
     result = run_tool(module, args, {"REDIS_URL": url}, tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith(f"cannot {doing}: REDIS_URL: cannot use {url}: "), result.stderr
@@ -126,11 +129,15 @@ def test_a_tool_whose_redis_does_not_answer_says_so(
 
 @pytest.mark.parametrize(("module", "args", "doing"), TOOLS)
 def test_a_tool_with_the_stale_note_of_a_killed_make_run_says_so(
-    module: str, args: list[str], doing: str, tmp_path: Path
+    module: str,
+    args: list[str],
+    doing: str,
+    tmp_path: Path,
+    refused_port: int,
 ) -> None:
     noted = url_file(tmp_path / "data")
     noted.parent.mkdir(parents=True)
-    noted.write_text(f"redis://:secret-pw@127.0.0.1:{free_port()}/0\n")
+    noted.write_text(f"redis://:secret-pw@127.0.0.1:{refused_port}/0\n")
     result = run_tool(module, args, {"DATA_DIR": str(tmp_path / "data")}, tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith(f"cannot {doing}: embedded Redis: redis://:***@127.0.0.1:"), result.stderr

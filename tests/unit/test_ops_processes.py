@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from bot.ops.processes import free_port, ping, stop_group
+from bot.ops.processes import ping, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,5 +85,5 @@ def test_stop_group_of_an_exited_process_does_nothing() -> None:
     assert process.returncode == 0
 
 
-def test_ping_is_false_without_a_server() -> None:
-    assert not ping(free_port(), timeout=0.2)
+def test_ping_is_false_without_a_server(refused_port: int) -> None:
+    assert not ping(refused_port, timeout=0.2)
