@@ -148,7 +148,6 @@ def test_an_attempt_at_another_process_is_still_one_llm_call(
 
 
 def test_redis_down_gives_a_polite_reply_not_a_500(make_bot: Callable[..., Bot], refused_port: int) -> None:
-
     bot = make_bot(with_worker=False, redis_url=f"redis://127.0.0.1:{refused_port}/0")
     delivery = bot.simulator().send_text("user-1", "anyone there?")
     assert delivery.text == texts.SERVICE_DOWN
