@@ -49,11 +49,19 @@ return 1
 #: cursor, its failure note, or pages still to be written? Only a passive answer not owed already: its
 #: rest is what a 继续 that takes an owed answer puts back on the owed list (CLAIM), instead of losing it
 #: when the owed answer becomes the one being read. An active answer's rest is its sender's.
-#: `prefix`, `pages`: the answer key's prefix and its pages' suffix; `owed`: the user's owed list.
+#: With `active_too` (the owed answer stays owed and does not take the place of the answer being read),
+#: an active answer's pages past those customer service sent count too: the next 继续 brings them.
+#: `prefix`, `pages`, `sent`, `sending`: the answer key's prefix and its suffixes; `owed`: the owed list.
 UNREAD_FUNCTION = """
-local function unread(prefix, pages, owed, id, cursor)
+local function unread(prefix, pages, sent, sending, owed, id, cursor, active_too)
     local a = redis.call('HMGET', prefix .. id, 'status', 'error', 'delivery')
-    if not a[1] or a[3] == 'active' then return false end
+    if not a[1] then return false end
+    if a[3] == 'active' then
+        if not active_too then return false end
+        local done = redis.call('GET', prefix .. id .. sent)
+        local going = redis.call('GET', prefix .. id .. sending)
+        cursor = math.max(cursor, tonumber(done or '0'), going and tonumber(going) + 1 or 0)
+    end
     if redis.call('LPOS', owed, id) then return false end
     local count = redis.call('LLEN', prefix .. id .. pages)
     if cursor < count or (a[1] ~= 'done' and a[1] ~= 'failed') then return true end
@@ -147,7 +155,8 @@ end
 local current = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
 local reading = owed == 0 or current[1] == target.id
 local rest = ARGV[3] == '1' and owed == 1 and current[1] and not reading
-        and unread(ARGV[7], ARGV[8], KEYS[2], current[1], tonumber(current[2] or '0'))
+        and unread(ARGV[7], ARGV[8], ARGV[10], ARGV[11], KEYS[2], current[1], tonumber(current[2] or '0'),
+                   target.owed_from ~= nil)
 return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, page, reading and 1 or 0,
         rest and 1 or 0, unpack(target.fields)}
 """
@@ -173,7 +182,7 @@ return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, pa
 #: release (the answer again when none). ARGV: reply text, answer id, page index, from owed (1/0), the
 #: answer's restarts when peeked, ttl, release (1/0), the user's ready channel, the answer's sent and
 #: sending keys, more follows the page (1/0), PEEK's rest after for a 继续 (1/0; '': not a 继续), the
-#: answer key's prefix, the suffix of its pages. Returns
+#: answer key's prefix, the suffixes of its pages, sent and sending keys. Returns
 #: {"ok"}, {"reply", text} (another delivery of the push answered it), {"busy"} or {"changed"}.
 CLAIM = (
     UNREAD_FUNCTION
@@ -202,7 +211,8 @@ else
     if next ~= index then return {'changed'} end
 end
 local rest = ARGV[12] ~= '' and ARGV[4] == '1' and state[1] and state[1] ~= ARGV[2]
-        and unread(ARGV[13], ARGV[14], KEYS[2], state[1], tonumber(state[2] or '0'))
+        and unread(ARGV[13], ARGV[14], ARGV[15], ARGV[16], KEYS[2], state[1], tonumber(state[2] or '0'),
+                   resumed)
 if ARGV[12] ~= '' and (rest and '1' or '0') ~= ARGV[12] then return {'changed'} end
 redis.call('HSET', KEYS[1], 'reply', ARGV[1])
 if rest and not resumed then
@@ -212,7 +222,10 @@ if rest and not resumed then
     redis.call('EXPIRE', KEYS[2], ARGV[6])
 end
 if resumed then
-    redis.call('HSET', KEYS[5], 'owed_from', index + 1)
+    -- past what 继续 has read of it meanwhile (pages being sent are 继续's to skip, then owed on refusal)
+    local nxt = index + 1
+    if state[1] == ARGV[2] then nxt = math.max(nxt, cursor) end
+    redis.call('HSET', KEYS[5], 'owed_from', nxt)
     if ARGV[11] ~= '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
     if state[1] == ARGV[2] then
         redis.call('HSET', KEYS[3], 'cursor', math.max(index + 1, cursor))
@@ -231,7 +244,7 @@ return {'ok'}
 """
 )
 #: CLAIM, then another store's work when the claim succeeds (`OnFirst`: its function's source follows
-#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 14): e.g. the pages_delivered metric, counted in
+#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 16): e.g. the pages_delivered metric, counted in
 #: the claim's round trip instead of one of its own before the reply goes out.
 CLAIM_THEN = (
     "local function claim(KEYS, ARGV)\n"
@@ -240,7 +253,7 @@ CLAIM_THEN = (
     + """if result[1] == 'ok' then
     local k, a = {}, {}
     for i = 7, #KEYS do k[#k + 1] = KEYS[i] end
-    for i = 15, #ARGV do a[#a + 1] = ARGV[i] end
+    for i = 17, #ARGV do a[#a + 1] = ARGV[i] end
     %s(k, a)
 end
 return result
@@ -587,7 +600,7 @@ class AnswerStore:
             int(answer.more_after(target.page)),
             int(target.rest_after) if peeked.fetch else "",
             keys.answer(""),
-            _PAGES_SUFFIX,
+            *_SUFFIXES_UNREAD,
         ]
         script = self._claim
         if then is not None:
@@ -735,4 +748,5 @@ _SUFFIXES = [
     _suffix(key_of)
     for key_of in (keys.answer_pages, keys.answer_lease, keys.answer_sent, keys.answer_sending)
 ]
-_PAGES_SUFFIX = _SUFFIXES[0]
+#: the pages', sent and sending keys' suffixes, for UNREAD_FUNCTION in CLAIM
+_SUFFIXES_UNREAD = [_SUFFIXES[0], _SUFFIXES[2], _SUFFIXES[3]]

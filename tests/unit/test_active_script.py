@@ -178,3 +178,60 @@ def test_a_run_written_again_after_a_refusal_keeps_the_pages_the_user_got(
     rest = read_on(scene, follow)
     assert rest[1].startswith(texts.REGENERATED_NOTE.strip())
     assert joined(rest[1:]).removeprefix(texts.REGENERATED_NOTE.strip()) == reworded.replace("\n", "")
+
+
+def lines_of(pages: list[str]) -> dict[int, int]:
+    """The lines of LONG not read exactly once, with how often they were read."""
+    read = "".join(pages)
+    return {i: read.count(f"第{i}行：") for i in range(300) if read.count(f"第{i}行：") != 1}
+
+
+def test_continue_read_ahead_during_a_failing_send_is_not_delivered_again(
+    make_scene: Callable[..., Scene],
+) -> None:
+    """Page 2 fails on the network (3 tries, 0.5 s + 1 s apart); meanwhile the user sends 继续, which
+    reads page 3 (pages being sent are not for 继续). The refusal then owes page 2: it comes, and page 3
+    must not come a second time."""
+    scene = make_scene(wechat_reply_mode="active", wechat_secret="scene-secret")
+    scene.cs.refuse(USER, 2, 3, 4, errcode=None)
+    scene.backend.answer("long", LONG, after=1.0)
+    assert scene.say(USER, "long").text is None
+    ahead = scene.say(USER, "继续", at=1.2)  # page 2 is between its tries
+    scene.advance_to(10.0)
+    pages = [*scene.cs.texts(USER), ahead.text or ""]
+    for _ in range(40):
+        got = scene.say(USER, "继续").text or ""
+        if got == texts.NOTHING_MORE:
+            break
+        pages.append(got)
+    assert lines_of(pages) == {}
+
+
+OTHER = "".join(f"第{i}段：第二个问题的长回答，客服发送超过配额的部分。\n" for i in range(400))
+
+
+def test_last_page_of_an_owed_answer_says_more_follows_when_the_active_answer_being_read_has_more(
+    make_scene: Callable[..., Scene],
+) -> None:
+    """long's page 2 is refused; q2 (itself longer than the customer-service quota) is sent meanwhile and
+    becomes the answer being read. 继续 reads long's rest first; its last page must say that more follows
+    (q2's pages past the quota, which the next 继续 does bring)."""
+    scene = make_scene(wechat_reply_mode="active", wechat_secret="scene-secret")
+    scene.cs.refuse(USER, 2)
+    scene.backend.answer("long", LONG, after=1.0)
+    assert scene.say(USER, "long").text is None
+    scene.advance_to(5.0)
+    scene.backend.answer("q2", OTHER, after=1.0)
+    follow = scene.say(USER, "q2", at=20.0)
+    assert follow.text is not None and follow.text.startswith(late("long", ""))
+    scene.advance_to(30.0)
+    cs = scene.cs.texts(USER)
+    assert cs[-1].endswith(texts.MORE_HINT) and "段" in cs[-1]  # q2's quota-th page says more follows
+    pages = [follow.text]
+    while "第299行" not in pages[-1] and pages[-1].endswith(texts.MORE_HINT):
+        pages.append(scene.say(USER, "继续").text or "")
+    last_long = pages[-1]
+    assert "第299行" in last_long  # long read to its end
+    assert last_long.endswith(texts.MORE_HINT), "long's last page did not say that q2's rest follows"
+    after = scene.say(USER, "继续").text or ""
+    assert "段" in after  # q2 does have more: its pages past the quota
