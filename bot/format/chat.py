@@ -57,6 +57,8 @@ SEALED_BY_BLANK = frozenset({"paragraph", "table", "blockquote", "fence", "math_
 OUT_LINE = "\ue000"
 #: a setext heading's underline
 _UNDERLINE = re.compile(r" {0,3}(-+|=+)[ \t]*")
+#: a line that begins another block, which ends a paragraph
+_INTERRUPTS = re.compile(r" {0,3}(```|~~~|[-+*][ \t]|\d{1,9}[.)][ \t]|>|#{1,6}([ \t]|$)|\$\$|\\\[)")
 #: after a link's address: a space, unless the address ends the line or blank space follows
 _URL_END = "\x00"
 
@@ -118,6 +120,8 @@ class ChatStream:
 
     def finish(self) -> str:
         """The answer is complete: the rest of the chat text."""
+        if self.paragraph_out:
+            self.pending = _no_underline(self.pending, complete=True)
         return self._emit(self.pending, final=True)
 
     def _emit(self, source: str, *, final: bool) -> str:
@@ -244,12 +248,14 @@ def _sealed(node: SyntaxTreeNode, complete_lines: int) -> bool:
     return node.type in SEALED_BY_BLANK and followed
 
 
-def _no_underline(source: str) -> str:
+def _no_underline(source: str, *, complete: bool = False) -> str:
     """A paragraph some of which is out cannot become a setext heading: a `---` or `===` line under it
-    gets a blank line before it (a rule, or text), so that what went out keeps its reading."""
+    gets a blank line before it (a rule, or text), so that what went out keeps its reading. Only lines
+    that continue the paragraph are looked at: a blank line, or a line that begins another block (a
+    fence, a list item, a quote, a heading, a formula), ends it. `complete`: the last line is too."""
     lines = source.split("\n")
-    for index, line in enumerate(lines[1:-1], 1):  # the last line is not complete yet
-        if not line.strip():
+    for index, line in enumerate(lines[1:] if complete else lines[1:-1], 1):  # the last may still grow
+        if not line.strip() or _INTERRUPTS.match(line):
             break  # the paragraph ended
         if _UNDERLINE.fullmatch(line):
             return "\n".join([*lines[:index], "", *lines[index:]])

@@ -9,7 +9,7 @@ import pytest
 
 from bot import texts
 from bot.answering.paging import PageSplitter, split_pages
-from bot.format.chat import HOLD_CHARS, ChatStream, is_rich, to_chat
+from bot.format.chat import HOLD_CHARS, OUT_LINE, ChatStream, is_rich, to_chat
 from bot.format.latex import to_text
 from bot.replies import utf8_len
 
@@ -191,6 +191,18 @@ def test_an_underline_under_a_paragraph_partly_out_is_a_rule_and_loses_nothing()
     lines = ["很长的一行。" * 10] * 4
     text = streamed("\n".join(lines) + "\n小结\n---\n正文", [3])
     assert text == "\n".join([*lines, "小结"]) + "\n\n" + texts.CHAT_RULE + "\n\n正文"
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 9, 10, 12, 50, 1000])
+def test_an_underline_is_only_read_under_the_paragraph_it_ends(size: int) -> None:
+    """At the answer's very end (no line break after it) the underline still reads as a rule, and the
+    placeholder of the lines that are out never shows; a `---` in a code block after the paragraph stays
+    a line of code."""
+    lines = ["很长的一行。" * 10] * 4
+    ending = streamed("\n".join(lines) + "\n小结\n---", [size])
+    assert OUT_LINE not in ending and ending == "\n".join([*lines, "小结"]) + "\n\n" + texts.CHAT_RULE
+    code = LONG_PARAGRAPH + "\n" + LONG_PARAGRAPH + "\n配置如下：\n```yaml\n---\nname: demo\n```\n"
+    assert streamed(code, [size]) == to_chat(code) and "yaml ———\n---\nname: demo" in to_chat(code)
 
 
 def test_streamed_text_comes_out_block_by_block_before_the_end() -> None:
