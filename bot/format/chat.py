@@ -274,7 +274,8 @@ def _paragraph_lines(node: SyntaxTreeNode) -> list[str] | None:
 
 def _open_from(lines: list[str]) -> int:
     """The first line from which a formula (`$$`, `\\[`) or a link's `[` is open, no later line closing
-    it; len(lines) when none is: what follows may turn those lines into a formula or a link."""
+    it; len(lines) when none is: what follows may turn those lines into a formula or a link. A `[` with a
+    `)` after it on its line is an interval (`[0, 1)`), not a link's text."""
     opened: dict[str, int] = {}
     for index, line in enumerate(lines):
         for _ in range(line.count("$$")):
@@ -282,6 +283,8 @@ def _open_from(lines: list[str]) -> int:
                 opened["$$"] = index
         for mark, opens, closes in (("\\[", "\\[", "\\]"), ("[", "[", "]")):
             depth = line.count(opens) - line.count(closes)
+            if depth > 0 and mark == "[" and line.rfind(")") > line.rfind("["):
+                continue  # an interval
             if depth > 0:
                 opened.setdefault(mark, index)
             elif depth < 0 or (mark in opened and line.rfind(closes) > line.rfind(opens)):

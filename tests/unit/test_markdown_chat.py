@@ -257,3 +257,13 @@ def test_a_reference_link_defined_after_its_use_keeps_its_address(size: int) -> 
     """Models cite like this; a stream has sent `[1]` before its definition comes, which then vanished."""
     source = "据报道[1]，结果如下。\n\n[1]: https://news.example/a?id=1\n"
     assert streamed(source, [size]) == to_chat(source) == source.strip()
+
+
+def test_a_half_open_interval_does_not_hold_the_lines_after_it() -> None:
+    """`[0, 1)` opens no link: the lines of a long paragraph after it still go out as they are final."""
+    lines = [
+        f"第{i}行：取值范围是 [0, 1) 的区间，这一行足够长，可以在段落写完之前先发出去。" for i in range(8)
+    ]
+    stream = ChatStream()
+    early = stream.feed("\n".join(lines) + "\n")
+    assert lines[5] in early and stream.finish() == "\n" + lines[-1]
