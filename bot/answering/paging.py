@@ -89,7 +89,7 @@ class PageSplitter:
         if self.transform is not None:
             self.rest = self.transform(self.rest)
         finished: list[str] = []
-        while utf8_len(self.rest[: len(self.rest) - self.holdback]) > self.budget:
+        while utf8_len(self.rest[: max(len(self.rest) - self.holdback, 0)]) > self.budget:
             end = page_end(self.rest, self.budget)
             finished.append(self.rest[:end])
             self.rest = self.rest[end:]
@@ -97,10 +97,16 @@ class PageSplitter:
         return finished
 
     def finish(self) -> list[str]:
-        """The answer is complete: return its last page (if any text is left)."""
+        """The answer is complete: return its last pages (the text held back may fill more than one)."""
         if self.transform is not None:
             self.rest = self.transform(self.rest)
-        last = [self.rest] if self.rest.strip() or self.pages == 0 else []
+        last: list[str] = []
+        while utf8_len(self.rest) > self.budget:
+            end = page_end(self.rest, self.budget)
+            last.append(self.rest[:end])
+            self.rest = self.rest[end:]
+        if self.rest.strip() or (self.pages == 0 and not last):
+            last.append(self.rest)
         self.rest = ""
         self.pages += len(last)
         return last

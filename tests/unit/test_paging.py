@@ -146,3 +146,15 @@ def test_without_a_break_a_page_does_not_split_a_symbol(symbol: str) -> None:
     pages = split_pages(text, 100)
     assert "".join(pages) == text
     assert all(page == symbol * (len(page) // len(symbol)) for page in pages)
+
+
+def test_the_text_held_back_for_a_masked_word_never_makes_the_last_page_too_long() -> None:
+    """Held back (`holdback`), the end of the text can be over a page when the answer ends: it is cut."""
+    splitter = PageSplitter(40)
+    splitter.holdback = 5
+    assert splitter.feed("字" * 16) == []  # 33 bytes before the 5 held back: no page yet
+    pages = splitter.finish()
+    assert "".join(pages) == "字" * 16 and all(utf8_len(page) <= 40 for page in pages)
+    longer = PageSplitter(40)
+    longer.holdback = 20  # more than the text: nothing is cut before the end
+    assert longer.feed("字" * 19) == [] and "".join(longer.finish()) == "字" * 19
