@@ -58,7 +58,9 @@ class Classifier:
         self.client = client or make_client(settings)
 
     def task(self, question: str, tasks: Sequence[str]) -> str | None:
-        """One of `tasks`, or None (unclear, or the classifier failed or was too slow: logged)."""
+        """One of `tasks`, or None (unclear, or the classifier failed or was too slow: logged). Whatever
+        the classifier's server sends (an HTML page with status 200, a message without content) leaves
+        the question unclear: the router's default answers it, never the failure sentence."""
         try:
             completion = self.client.chat.completions.create(
                 model=self.model,
@@ -66,13 +68,13 @@ class Classifier:
                 max_tokens=MAX_TOKENS,
                 temperature=0,
             )
+            answer = completion.choices[0].message.content if completion.choices else None
         except openai.APITimeoutError:
             log.warning("experts: classifier %s gave no answer within %ss", self.model, self.timeout)
             return None
-        except openai.OpenAIError as exc:
+        except Exception as exc:  # openai's errors, and an answer of another shape than a completion
             log.warning("experts: classifier %s failed: %s", self.model, exc)
             return None
-        answer = completion.choices[0].message.content if completion.choices else None
         return task_named(answer or "", tasks)
 
     @staticmethod

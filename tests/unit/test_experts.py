@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -190,6 +192,46 @@ def test_the_classifier_needs_experts_and_a_server() -> None:
         expert_classifier_base_url="http://127.0.0.1:8001/v1/",
     )
     assert settings.expert_classifier_base_url == "http://127.0.0.1:8001/v1"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b"<html>502 Bad Gateway</html>", "text/html"),
+        (b'{"choices": [{"message": null}]}', "application/json"),
+    ],
+    ids=["html-page", "message-null"],
+)
+def test_a_classifier_answer_of_another_shape_leaves_the_question_unclear(body: bytes, kind: str) -> None:
+    """A proxy's page with status 200 (or a message without content) raised outside the error handling:
+    the question then failed with 「AI 服务暂时出了问题」 instead of going to the default model."""
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.send_response(200)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Answer) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        settings = load_settings(
+            **BASE,
+            experts=parse_experts(EXPERTS),
+            expert_classifier_model="clf",
+            expert_classifier_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+        )
+        classifier = Classifier(settings)
+        try:
+            assert classifier.task("今天天气怎么样", list(EXPERT_TASKS)) is None
+        finally:
+            classifier.close()
+            server.shutdown()
 
 
 @pytest.mark.parametrize("timeout", [0, -1, 11])
