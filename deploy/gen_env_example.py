@@ -210,7 +210,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("port", "port gunicorn listens on; must match proxy_pass in the nginx site"),
         ("web_workers", "gunicorn worker processes"),
         ("web_threads", "threads per gunicorn worker (each push may hold one for ~5.5 s)"),
-        ("log_level", "DEBUG, INFO, WARNING or ERROR"),
+        ("log_level", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         ("log_format", "text, or json (one object per line, for log collectors)"),
         ("log_message_content", "true: log what users wrote (off: only kinds, ids and timings)"),
         ("metrics_token", "bearer token for /metrics; empty: only direct requests on 127.0.0.1:PORT"),
