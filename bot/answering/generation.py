@@ -187,6 +187,7 @@ class AnswerJob:
         # the knowledge base's sources follow the model's text: written by the bot, never the model
         # (the grounding's, then those the model found with the search tool)
         footer = sources_footer(prompt.sources, found)
+        writing.found(found)
         tail = resume.feed(writing.finish()) + resume.feed(footer) + resume.finish()
         self._publish(answer, splitter.feed(tail), lease, writing, splitter)
         first = _pages_so_far(answer, splitter) == 0  # known here: no round trip before the end goes out

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.format.chat import ChatStream
+from bot.knowledge.base import listed_sources
 from bot.llm import Piece, Reasoning
 from bot.pages.links import PAGE_KINDS
 from bot.pages.live import LiveRecord
@@ -55,14 +56,23 @@ class Writing:
         self.started = clock()
         self.typed = self.started  # the caller shows the typing indicator as the run starts
         self.thought = False
+        self.sources: list[Source] = []
         self.first_token: float | None = None
 
     # --- the stream -------------------------------------------------------------------------------
     def start(self, sources: list[Source]) -> None:
         """The LLM is about to be asked."""
         self.started = self.typed = self.clock()
+        self.sources = list(sources)
         if self.live is not None:
             self.live.start(sources)
+
+    def found(self, sources: Sequence[Source]) -> None:
+        """The documents the model found with the search tool: the page lists them after the grounding's,
+        as the chat's footer does."""
+        listed = listed_sources(self.sources, sources)
+        if self.live is not None and listed != self.sources:
+            self.live.list_sources(listed)
 
     def take(self, piece: Piece) -> str:
         """One piece of the stream; returns the chat text it completed (often "")."""

@@ -196,13 +196,17 @@ def sources_of(passages: list[Passage]) -> tuple[Source, ...]:
     return tuple(found[:MAX_SOURCES])
 
 
-def sources_footer(sources: Sequence[Source], found: Sequence[Source] = ()) -> str:
-    """「来源：」 then each source: its title with its link, or its title alone. Written by the bot after
-    the model's answer (bot/answering/generation.py), never by the model: the grounding's `sources`
-    first, then those the model `found` with the search tool that are not among them (each at most
-    MAX_SOURCES)."""
+def listed_sources(sources: Sequence[Source], found: Sequence[Source] = ()) -> list[Source]:
+    """An answer's sources: the grounding's `sources` first, then those the model `found` with the search
+    tool that are not among them (each at most MAX_SOURCES)."""
     listed = list(sources[:MAX_SOURCES])
-    listed += [source for source in dict.fromkeys(found) if source not in listed][:MAX_SOURCES]
+    return listed + [source for source in dict.fromkeys(found) if source not in listed][:MAX_SOURCES]
+
+
+def sources_footer(sources: Sequence[Source], found: Sequence[Source] = ()) -> str:
+    """「来源：」 then each source (`listed_sources`): its title with its link, or its title alone.
+    Written by the bot after the model's answer (bot/answering/generation.py), never by the model."""
+    listed = listed_sources(sources, found)
     lines = [
         texts.KB_SOURCE_LINK.format(n=n, title=source.title, url=source.url)
         if _link(source.url)

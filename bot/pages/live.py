@@ -65,6 +65,11 @@ class LiveRecord:
                 return
         self._changed()
 
+    def list_sources(self, sources: list[Source]) -> None:
+        """The answer's sources changed (the model found more with the search tool)."""
+        with self.lock:
+            self._write(**self._body(), sources=sources)
+
     def end(self, state: str, error: str = "") -> None:
         with self.lock:
             self.state, self.ended = state, True

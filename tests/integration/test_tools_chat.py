@@ -22,6 +22,7 @@ from bot.runtime import Runtime
 from bot.tools import MAX_CALLS, MAX_ROUNDS, TOOL_BUDGET_SECONDS
 from handlers.commands import stats_command
 from testing.fakes.openai_server import FakeCall, FakeOpenAI
+from testing.pages import PUBLIC_BASE
 from testing.patience import wait_for
 from testing.reading import read_answer
 from testing.scene import scene_settings
@@ -262,6 +263,21 @@ def test_the_sources_list_the_groundings_document_then_the_one_the_search_found(
     assert reading.text == (
         "超配银行、煤炭和电力设备。\n\n来源：\n1. 可转债策略\n2. 行业轮动月报 https://mp.weixin.qq.com/s/rotation"
     )
+
+
+def test_the_answer_page_lists_the_documents_the_search_found_too(
+    make_bot: Any, fake_openai: FakeOpenAI
+) -> None:
+    """The page listed the grounding's sources only, while the chat's footer had the search's too."""
+    bot = make_bot(public_base_url=PUBLIC_BASE)
+    bot.runtime.knowledge.add(ROTATION)
+    bot.runtime.knowledge.add(BONDS)
+    fake_openai.set_behavior(tool_script=calls_once(SEARCH), reply="超配银行、煤炭和电力设备。")
+    read_answer(bot.simulator(), "user-1", "可转债双低策略是什么？")
+    target = bot.runtime.answers.current_target("user-1")
+    assert target is not None
+    live = bot.runtime.pages.live(target.answer.id)
+    assert [source.title for source in live.sources] == ["可转债策略", "行业轮动月报"]
 
 
 def test_a_search_that_finds_nothing_says_so(bot: Bot, fake_openai: FakeOpenAI) -> None:
