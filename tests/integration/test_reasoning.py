@@ -18,7 +18,7 @@ import redis
 from bot import texts
 from bot.answering.generation import AnswerJob
 from bot.answering.writing import TYPING_RENEW, TYPING_WINDOW
-from bot.llm.base import Reasoning, text_only
+from bot.llm.base import Piece, Reasoning, text_only
 from bot.llm.fastchat_backend import FastChatBackend
 from bot.llm.reasoning import ThinkFilter, opened_by_template
 from bot.ops.redis_server import RedisServer
@@ -309,43 +309,36 @@ def test_while_a_model_thinks_the_typing_indicator_is_renewed_and_the_first_page
 
 
 # --- FastChat ------------------------------------------------------------------------------------------
-def test_fastchat_workers_think_tags_are_thinking_too() -> None:
+def fastchat_pieces(reply: str, **settings: Any) -> list[Piece]:
+    """What FastChatBackend streams when its one worker writes `reply` (3 characters a chunk)."""
     with FakeController() as controller:
-        worker = FakeWorker(reply=f"<think>{THOUGHT}</think>\n{ANSWER}", chunk_size=3).start()
+        worker = FakeWorker(reply=reply, chunk_size=3).start()
         try:
             controller.register(worker)
-            settings = scene_settings(
-                "redis://127.0.0.1:6379/0", llm_backend="fastchat", fastchat_controller_url=controller.url
+            backend = FastChatBackend(
+                scene_settings(
+                    "redis://127.0.0.1:6379/0",
+                    llm_backend="fastchat",
+                    fastchat_controller_url=controller.url,
+                    **settings,
+                )
             )
-            backend = FastChatBackend(settings)
             try:
-                pieces = list(backend.stream([{"role": "user", "content": "hi"}]))
+                return list(backend.stream([{"role": "user", "content": "hi"}]))
             finally:
                 backend.close()
         finally:
             worker.stop()
+
+
+def test_fastchat_workers_think_tags_are_thinking_too() -> None:
+    pieces = fastchat_pieces(f"<think>{THOUGHT}</think>\n{ANSWER}")
     assert "".join(text_only(pieces)) == ANSWER
     assert "".join(piece.text for piece in pieces if isinstance(piece, Reasoning)) == THOUGHT
 
 
 def test_fastchat_workers_thinking_opened_by_the_template_is_thinking_too() -> None:
     """THINK_OPENED_BY_TEMPLATE=yes: a worker whose model's name does not say so (a fine-tuned R1)."""
-    with FakeController() as controller:
-        worker = FakeWorker(reply=f"{THOUGHT}</think>\n{ANSWER}", chunk_size=3).start()
-        try:
-            controller.register(worker)
-            settings = scene_settings(
-                "redis://127.0.0.1:6379/0",
-                llm_backend="fastchat",
-                fastchat_controller_url=controller.url,
-                think_opened_by_template="yes",
-            )
-            backend = FastChatBackend(settings)
-            try:
-                pieces = list(backend.stream([{"role": "user", "content": "hi"}]))
-            finally:
-                backend.close()
-        finally:
-            worker.stop()
+    pieces = fastchat_pieces(f"{THOUGHT}</think>\n{ANSWER}", think_opened_by_template="yes")
     assert "".join(text_only(pieces)) == ANSWER
     assert "".join(piece.text for piece in pieces if isinstance(piece, Reasoning)) == THOUGHT
