@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -235,6 +236,10 @@ class FakeServer:
         self._records: list[RecordedRequest] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        #: set by release(): held streams go on (the test, not the clock, sets a slow answer's pace)
+        self.released = threading.Event()
+        #: set when a stream reaches its hold (the test then knows how much was sent)
+        self.holding = threading.Event()
 
     @property
     def url(self) -> str:
@@ -280,6 +285,24 @@ class FakeServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def release(self) -> None:
+        """Let the held streams go on (and every later one pass its hold)."""
+        self.released.set()
+
+    def wait_holding(self, timeout: float = 30.0) -> None:
+        """Until a stream has reached its hold (a hang guard, not a timing assertion)."""
+        if not self.holding.wait(timeout):
+            raise AssertionError("no stream reached its hold")
+
+    def hold(self, gone: Callable[[], bool] = lambda: False) -> bool:
+        """In a handler: wait for `release()`; False (stop at once) when the fake is being stopped or the
+        client has gone (`gone`)."""
+        self.holding.set()
+        while not self.released.wait(0.05):
+            if self.stopping.is_set() or gone():
+                return False
+        return True
 
     def pause(self, seconds: float) -> bool:
         """Sleep in a handler; returns False (stop at once) when the fake is being stopped."""

@@ -69,9 +69,6 @@ class FakeWorker(FakeServer):
         self.models = tuple(models)
         self._lock = threading.Lock()
         self._behavior = WorkerBehavior(**behavior)
-        #: set when a stream has reached its hold; `release()` lets it go on
-        self.holding = threading.Event()
-        self.released = threading.Event()
 
     @property
     def behavior(self) -> WorkerBehavior:
@@ -81,9 +78,6 @@ class FakeWorker(FakeServer):
     def set_behavior(self, **changes: Any) -> None:
         with self._lock:
             self._behavior = dataclasses.replace(self._behavior, **changes)
-
-    def release(self) -> None:
-        self.released.set()
 
     def generate_requests(self) -> list[dict[str, Any]]:
         """JSON bodies of every /worker_generate_stream request (prompt, max_new_tokens, stop...)."""
@@ -126,19 +120,11 @@ class FakeWorker(FakeServer):
             if not self.pause(behavior.chunk_delay):
                 handler.abort()
                 return
-            if index == behavior.hold_after_chunks and not self._hold():
+            if index == behavior.hold_after_chunks and not self.hold():
                 handler.abort()
                 return
             handler.write_chunk(json.dumps(obj).encode() + b"\0")
         handler.end_chunked()
-
-    def _hold(self) -> bool:
-        """Wait for `release()`; False when the fake is being stopped."""
-        self.holding.set()
-        while not self.released.wait(0.05):
-            if self.stopping.is_set():
-                return False
-        return True
 
     @staticmethod
     def _objects(behavior: WorkerBehavior, prompt: str) -> list[dict[str, Any]]:

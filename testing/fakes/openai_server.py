@@ -165,10 +165,6 @@ class FakeOpenAI(FakeServer):
         self._fails_done = 0
         #: streams the client closed before their end
         self.hangups = 0
-        #: set by release(): held streams (hold_after_chunks) go on
-        self.released = threading.Event()
-        #: set when a stream reaches its hold (the test then knows how much was sent)
-        self.holding = threading.Event()
 
     @property
     def base_url(self) -> str:
@@ -189,15 +185,6 @@ class FakeOpenAI(FakeServer):
         self.set_behavior(**{f.name: f.default for f in dataclasses.fields(Behavior)})
         self.released.clear()
         self.holding.clear()
-
-    def release(self) -> None:
-        """Let the streams held by `hold_after_chunks` go on (and every later one pass its hold)."""
-        self.released.set()
-
-    def wait_holding(self, timeout: float = 30.0) -> None:
-        """Until a stream has reached its hold (a hang guard, not a timing assertion)."""
-        if not self.holding.wait(timeout):
-            raise AssertionError("no stream reached its hold")
 
     def image_parts(self) -> list[dict[str, Any]]:
         """Every image part of every chat request (the vision model's inputs)."""
@@ -376,12 +363,9 @@ class FakeOpenAI(FakeServer):
             delay = behavior.first_token_delay if index == 1 else behavior.chunk_delay if index > 1 else 0.0
             if 1 <= index <= thinking and behavior.reasoning_chunk_delay is not None:
                 delay = behavior.reasoning_chunk_delay
-            if index == behavior.hold_after_chunks:
-                self.holding.set()
-                while not self.released.wait(0.05):
-                    if self.stopping.is_set() or handler.client_gone():
-                        handler.abort()
-                        return
+            if index == behavior.hold_after_chunks and not self.hold(handler.client_gone):
+                handler.abort()
+                return
             if cut or not self.pause(delay):
                 handler.abort()
                 return

@@ -134,8 +134,8 @@ def test_pieces_arrive_while_the_answer_is_generated(
     """The first piece is read while the worker still holds the rest (no clock: the test sets the pace)."""
     worker = start_worker(reply="abcdefgh", chunk_size=2, hold_after_chunks=1)
     pieces = make().stream([{"role": "user", "content": "hi"}])
-    assert next(pieces) == "ab"
-    assert worker.holding.is_set() and not worker.released.is_set()  # the rest is not written yet
+    assert next(pieces) == "ab"  # the worker holds the rest until it is released below
+    worker.wait_holding()
     worker.release()
     assert list(pieces) == ["cd", "ef", "gh"]
 
