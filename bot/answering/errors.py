@@ -33,7 +33,7 @@ def describe(exc: Exception, written: bool = False) -> Failure:
     if isinstance(exc, LLMError):
         return Failure(texts.LLM_EMPTY if exc.empty else _LLM_TEXTS[exc.kind], exc.kind)
     if isinstance(exc, TranscriptionError):
-        text = texts.VOICE_UNRECOGNISED if "empty" in str(exc) else texts.VOICE_FAILED
+        text = texts.VOICE_UNRECOGNISED if exc.empty else texts.VOICE_FAILED
         return Failure(text, "voice")
     return Failure(texts.LLM_CUT_SHORT if written else texts.LLM_FAILED, "failed")
 

@@ -131,7 +131,7 @@ class VoiceKind(TextKind):
             return answer.question
         text = self.runtime.transcriber.transcribe_media(answer.media_id)
         if not text:
-            raise TranscriptionError("empty transcript")
+            raise TranscriptionError("empty transcript", empty=True)
         self.runtime.answers.set_question(answer.id, text)
         return text
 

@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 
 class TranscriptionError(Exception):
-    pass
+    """The voice could not be made text. `empty`: it was, and said nothing (not a failure of the
+    service: the user reads that the voice was not understood)."""
+
+    def __init__(self, message: str, *, empty: bool = False) -> None:
+        super().__init__(message)
+        self.empty = empty
 
 
 def ffmpeg_binary() -> str | None:

@@ -16,7 +16,9 @@ import pytest
 import redis
 
 from bot import texts
+from bot.answering.errors import describe
 from bot.llm import LLMError
+from bot.media.voice import TranscriptionError
 from bot.replies import utf8_len
 from bot.store import keys
 from testing.scene import Push, Scene
@@ -302,6 +304,13 @@ def test_each_kind_of_llm_failure_has_its_sentence(scene: Scene, error: LLMError
         scene.backend.fail("q", error, after=2.0)
     push = scene.say("user-1", "q")
     assert (push.text, push.replied_at) == (told, 2.0)
+
+
+def test_a_voice_is_told_unrecognised_only_when_it_said_nothing() -> None:
+    """A download error whose server words say "empty" is a failure, not a voice that said nothing."""
+    failed = TranscriptionError("cannot download the voice message: 40007 empty media data")
+    assert describe(failed).text == texts.VOICE_FAILED
+    assert describe(TranscriptionError("empty transcript", empty=True)).text == texts.VOICE_UNRECOGNISED
 
 
 def test_a_stream_cut_midway_keeps_what_was_written_and_says_so(scene: Scene) -> None:
