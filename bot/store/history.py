@@ -40,11 +40,9 @@ class History:
         """A pipeline (no MULTI) in which several stores queue the writes that end an answer."""
         return self.redis.pipeline(transaction=False)
 
-    def clear(self, openid: str) -> None:
-        self.redis.delete(keys.history(openid))
-
     def clear_in(self, pipe: Pipeline, openid: str) -> None:
-        """`clear`, queued in the caller's pipeline (a reset: one round trip with the photo's)."""
+        """Forget the conversation, queued in the caller's pipeline (a reset: one round trip with the
+        photo's)."""
         pipe.delete(keys.history(openid))
 
     def prompt(self, openid: str, system: str, question: str) -> list[ChatMessage]:

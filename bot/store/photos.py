@@ -42,9 +42,7 @@ class PhotoStore:
     def pic_url(self, media_id: str) -> str:
         return str(self.redis.get(keys.photo_url(media_id)) or "")
 
-    def forget(self, openid: str) -> None:
-        self.redis.delete(keys.user_photo(openid))
-
     def forget_in(self, pipe: Pipeline, openid: str) -> None:
-        """`forget`, queued in the caller's pipeline (a reset: one round trip with the history's)."""
+        """Forget the user's last photo, queued in the caller's pipeline (a reset: one round trip with
+        the history's)."""
         pipe.delete(keys.user_photo(openid))

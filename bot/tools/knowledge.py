@@ -105,6 +105,7 @@ def spec(knowledge: KnowledgeBase) -> ToolSpec:
         description=(
             "在本公众号的知识库（文章和资料）里检索与 query 相关的段落，返回标题、摘录和来源链接。"
             "问题涉及本号发布过的观点、报告、数据或产品时调用；没有找到就如实说明，不要编造。"
+            "不要自己列出来源或链接，系统会在回答后附上来源。"
         ),
         parameters={
             "type": "object",
