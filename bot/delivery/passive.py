@@ -119,7 +119,7 @@ class PassiveDelivery:
                 return found.reply
             if found.target is None or not found.ready:
                 return None
-            if (text := self._deliver(found, push_key, Plan("fetch"), attempt=1, asked=True)) is not None:
+            if (text := self._deliver(found, push_key, Plan("fetch"), attempt=1)) is not None:
                 return text
         return None
 
@@ -144,16 +144,13 @@ class PassiveDelivery:
                 return text
         return None  # it kept changing under us: the waiting loop looks again
 
-    def _deliver(
-        self, found: Peek, push_key: str, plan: Plan, attempt: int, *, asked: bool = False
-    ) -> str | None:
-        """The page `found`, composed and claimed; None when another delivery claimed it first. `asked`:
-        the push is a question (active mode: its own answer goes out as customer-service messages)."""
+    def _deliver(self, found: Peek, push_key: str, plan: Plan, attempt: int) -> str | None:
+        """The page `found`, composed and claimed; None when another delivery claimed it first."""
         target = found.target
         assert target is not None
         if found.page is None:
             return self._record(push_key, texts.NOTHING_MORE)
-        continues = plan.kind == "fetch" and not asked and target.reading  # 继续 on the answer being read
+        continues = found.fetch and target.reading  # a 继续 (peeked with the current answer) on it
         text = compose(target, found.page, late=target.answer.owner != push_key and not continues)
         release = ""
         if plan.kind == "ask" and plan.answer_id != target.answer.id:

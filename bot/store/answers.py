@@ -633,13 +633,12 @@ class AnswerStore:
     def next_target(self, openid: str, push_key: str, *, include_current: bool) -> Target | None:
         """The oldest *ready* owed answer this push may deliver, else the oldest one to wait for, else
         (for 继续) the current answer's next page. A ready answer never waits behind a slow one.
-        (`Target.rest_after` is PEEK's alone: False here.)"""
+        (`Target.reading` and `rest_after` are PEEK's alone: False here.)"""
         eligible = self._eligible_owed(openid, push_key)
         ready = [answer for answer in eligible if answer.page_ready(answer.owed_page)]
         if ready or eligible:
             first = (ready or eligible)[0]
-            reading = self.redis.hget(keys.current(openid), "answer") == first.id
-            return Target(first, first.owed_page, from_owed=True, reading=reading)
+            return Target(first, first.owed_page, from_owed=True)
         return self.current_target(openid) if include_current else None
 
     def _eligible_owed(self, openid: str, push_key: str) -> list[Answer]:
