@@ -633,7 +633,7 @@ class AnswerStore:
     def next_target(self, openid: str, push_key: str, *, include_current: bool) -> Target | None:
         """The oldest *ready* owed answer this push may deliver, else the oldest one to wait for, else
         (for 继续) the current answer's next page. A ready answer never waits behind a slow one.
-        (`Target.reading` and `rest_after` are PEEK's alone: False here.)"""
+        (For an owed answer `reading` and `rest_after` are PEEK's alone: False here.)"""
         eligible = self._eligible_owed(openid, push_key)
         ready = [answer for answer in eligible if answer.page_ready(answer.owed_page)]
         if ready or eligible:
