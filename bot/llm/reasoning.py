@@ -51,6 +51,9 @@ class ThinkFilter:
         # start | opened (maybe inside the template's thinking) | thinking | after (it ended) | answer
         self.state = "opened" if opened else "start"
         self.held = ""
+        #: in state `opened`: how much of `held` has been searched for `</think>` (each piece is searched
+        #: once, not the whole held text again: a long thinking streamed in small pieces stays linear)
+        self.searched = 0
 
     def feed(self, text: str) -> Iterator[Piece]:
         if self.state == "answer":
@@ -101,11 +104,13 @@ class ThinkFilter:
         # else: blank so far, or maybe the start of the tag: wait for more
 
     def _opened(self) -> Iterator[Piece]:
-        lead = self.held.lstrip()
-        if lead.startswith(OPEN_TAG) or OPEN_TAG.startswith(lead):
-            self._opening()  # the model opens its thinking itself (or may: wait for more)
-            return
-        end = self.held.find(CLOSE_TAG)
+        if not self.searched:
+            lead = self.held.lstrip()
+            if lead.startswith(OPEN_TAG) or OPEN_TAG.startswith(lead):
+                self._opening()  # the model opens its thinking itself (or may: wait for more)
+                return
+        end = self.held.find(CLOSE_TAG, max(self.searched - len(CLOSE_TAG) + 1, 0))
+        self.searched = len(self.held)
         if end >= 0:
             thought, self.held = self.held[:end], self.held[end + len(CLOSE_TAG) :]
             self.state = "after"
