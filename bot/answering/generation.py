@@ -147,10 +147,7 @@ class AnswerJob:
         page = self.answers.page(answer, index) or ""
         links = self.runtime.page_links
         url = links.url(answer.id) if index == 0 and links.enabled else None
-        if url is not None:
-            for note in (links.full_note(url), links.formatted_note(url)):
-                page = page.removesuffix(note)
-        return page
+        return page if url is None else links.without_note(page, url)
 
     def _produce(
         self, answer: Answer, kind: Kind, splitter: PageSplitter, resume: Resume, lease: str, writing: Writing

@@ -54,6 +54,13 @@ class PageLinks:
     def formatted_note(url: str) -> str:
         return texts.PAGE_LINK_FORMATTED.format(url=url)
 
+    @classmethod
+    def without_note(cls, page: str, url: str) -> str:
+        """A page without the link note it was given (the inverse of the notes above)."""
+        for note in (cls.full_note(url), cls.formatted_note(url)):
+            page = page.removesuffix(note)
+        return page
+
     @staticmethod
     def still_working(url: str) -> str:
         return texts.STILL_WORKING_LINK.format(url=url)
