@@ -22,7 +22,7 @@ from bot.console import console_blueprint
 from bot.delivery.hangup import still_connected
 from bot.delivery.passive import PassiveDelivery
 from bot.delivery.waiter import ReadyWaiter
-from bot.logs import configure_logging
+from bot.logs import APP_LOGGED, configure_logging
 from bot.pages.views import answer_pages
 from bot.runtime import Runtime, make_redis
 from bot.webhook import Inbound, Webhook
@@ -77,6 +77,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         connected = partial(still_connected, client)
         inbound = Inbound(request.method, request.args.to_dict(), body, arrived, connected)
         out = webhook.handle(inbound)
+        if out.logged:
+            request.environ[APP_LOGGED] = True  # gunicorn writes no second line for it
         return Response(out.body, status=out.status, content_type=out.content_type)
 
     # Health: the answer is a few plain words, never exception text (these may be public via nginx).

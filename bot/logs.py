@@ -18,6 +18,10 @@ import time
 
 from bot.config import Settings
 
+#: set in a request's WSGI environ when the app wrote that request's log line itself (a push's delivery):
+#: gunicorn then writes no access line for it (bot/access_log.py)
+APP_LOGGED = "bot.logged"
+
 #: the id of the push being handled in this thread ("-" outside a request)
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 

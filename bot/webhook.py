@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import redis
@@ -76,6 +76,8 @@ class Outbound:
     status: int
     body: str
     content_type: str = "text/plain; charset=utf-8"
+    #: the webhook wrote this request's log line (a push's delivery): the server need not write another
+    logged: bool = False
 
 
 def xml(body: str) -> Outbound:
@@ -212,7 +214,7 @@ class Webhook:
         plan = self._plan(push, key, arrival, ticket)
         out = self._respond(push, key, openid, plan, arrival.attempt, arrived, connected)
         self._log(push, key, plan, arrival.attempt, arrived, out)
-        return out
+        return replace(out, logged=True)
 
     def _respond(
         self,

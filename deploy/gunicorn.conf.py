@@ -35,6 +35,8 @@ keepalive = 5
 # behind nginx: bound by the proxy, small bodies only
 limit_request_line = 8190
 accesslog = "-"
+# no access line for a push: the webhook logs each delivery of a push itself (bot/access_log.py)
+logger_class = "bot.access_log.AccessLogger"
 # the path without the query string: WeChat's signature, nonce and openid are not logged
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 

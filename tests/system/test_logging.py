@@ -132,6 +132,9 @@ def test_workers_and_web_log_each_event_once_in_the_chosen_format(
     sim = WeChatSimulator(base + "/wechat", TOKEN, APPID, attempt_timeout=ATTEMPT_TIMEOUT)
     delivery = sim.send_text("user-1", "hello")
     assert delivery.reply is not None
+    forged = "/wechat?signature=x&timestamp=1&nonce=2&openid=o"
+    unsigned = requests.post(base + forged, data=b"<xml/>", timeout=10)
+    assert unsigned.status_code == 403
     wait_for(lambda: "failed" in workers_log.read_text(encoding="utf-8"))
     assert workers.poll() is None and web.poll() is None
     stop(workers)
@@ -147,9 +150,12 @@ def test_workers_and_web_log_each_event_once_in_the_chosen_format(
     web_events = events(web_log, log_format)
     assert count(web_events, r"^Starting gunicorn", "gunicorn.error") == 1
     assert count(web_events, r"^Booting worker with pid", "gunicorn.error") == 1
-    # one access line per POST (an attempt the simulator gave up on may end without one)
-    assert 1 <= count(web_events, r'"POST /wechat" 200 ', "gunicorn.access") <= len(delivery.attempts)
+    # a push's delivery: the webhook's line only, not gunicorn's too (an attempt the simulator gave up on
+    # may end without one); a refused POST, which the webhook logs as a warning, keeps its access line
+    assert 1 <= count(web_events, r"\battempt=\d\b.*\bplan=ask\b", "bot.") <= len(delivery.attempts)
     assert count(web_events, r"\battempt=1\b.*\bplan=ask\b", "bot.") == 1
+    assert count(web_events, r'"POST /wechat" 200 ', "gunicorn.access") == 0
+    assert count(web_events, r'"POST /wechat" 403 ', "gunicorn.access") == 1
     assert count(web_events, r'"GET /readyz" 200 ', "gunicorn.access") >= 1
 
 
