@@ -7,13 +7,27 @@ import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+#: every time zone's offset from UTC, and every change of it, is a whole number of quarter hours, at a
+#: quarter hour: within one quarter hour of UTC a zone's day and hour stay the same
+QUARTER_HOUR = 900
+#: the last quarter hour asked for, per zone, and its day and hour: a push asks three times (its
+#: statistics, its metric, its rate), a busy minute thousands of times
+_last: dict[ZoneInfo, tuple[int, tuple[str, str]]] = {}
+
 
 def day_of(zone: ZoneInfo, now: float | None = None) -> str:
     """YYYYMMDD of `now` (a Unix time; default: the current time) in `zone`."""
-    return datetime.fromtimestamp(time.time() if now is None else now, zone).strftime("%Y%m%d")
+    return day_hour_of(zone, time.time() if now is None else now)[0]
 
 
 def day_hour_of(zone: ZoneInfo, now: float) -> tuple[str, str]:
-    """YYYYMMDD and the hour ("00"…"23") of `now` in `zone` (the console's per-hour figures)."""
+    """YYYYMMDD and the hour ("00"…"23") of `now` in `zone` (the console's per-hour figures); worked
+    out once per quarter hour of UTC (QUARTER_HOUR)."""
+    quarter = int(now // QUARTER_HOUR)
+    cached = _last.get(zone)
+    if cached is not None and cached[0] == quarter:
+        return cached[1]
     moment = datetime.fromtimestamp(now, zone)
-    return moment.strftime("%Y%m%d"), moment.strftime("%H")
+    found = moment.strftime("%Y%m%d"), moment.strftime("%H")
+    _last[zone] = (quarter, found)
+    return found

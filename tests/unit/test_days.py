@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 import redis
 
-from bot.store.days import day_of
+from bot.store.days import day_hour_of, day_of
 from bot.store.limits import Limits
 from bot.store.metrics import Metrics
 from bot.store.stats import DailyStats
@@ -79,3 +80,22 @@ def test_histograms_keep_their_labels_apart_in_prometheus(redis_client: redis.Re
     assert 'wxbot_llm_latency_seconds_bucket{le="0.25",outcome="ok"} 1.0' in body
     assert 'wxbot_llm_latency_seconds_bucket{le="10.0",outcome="timeout"} 0.0' in body
     assert 'wxbot_llm_latency_seconds_sum{outcome="timeout"} 12.0' in body
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["Asia/Shanghai", "UTC", "Asia/Kolkata", "Asia/Kathmandu", "Australia/Lord_Howe", "America/St_Johns"],
+)
+def test_the_day_and_hour_of_every_minute_of_two_days_match_the_calendar(zone: str) -> None:
+    """The quarter-hour memo agrees with the calendar, across midnights and the changes of summer time
+    (Lord Howe Island moves by half an hour), asked in order and out of order."""
+    tz = ZoneInfo(zone)
+    starts = [
+        datetime(2026, 4, 4, 12, tzinfo=tz).timestamp(),
+        datetime(2026, 10, 3, 12, tzinfo=tz).timestamp(),
+    ]
+    moments = [start + minute * 60 + 7 for start in starts for minute in range(2 * 24 * 60)]
+    for now in [*moments, *reversed(moments)]:
+        moment = datetime.fromtimestamp(now, tz)
+        assert day_hour_of(tz, now) == (moment.strftime("%Y%m%d"), moment.strftime("%H")), now
+        assert day_of(tz, now) == moment.strftime("%Y%m%d")
