@@ -78,6 +78,7 @@ MINUTES_KEPT = "会议记录已保留，稍后发送 /minutes end 重试。"
 MINUTES_TRANSCRIBING = "（语音转写中）"
 MINUTES_PIECE_UNRECOGNISED = "（这一段语音未能识别）"
 MINUTES_PIECE_EMPTY = "（空白）"
+MINUTES_PIECE_BANNED = "（这一段语音未转写：发送者已被限制使用）"
 MINUTES_EMPTY = "还没有记录到任何内容，会议记录已结束。"
 MINUTES_NOT_STARTED = "当前没有在记录会议。发送 /minutes 开始。"
 MINUTES_SYSTEM = (

@@ -29,18 +29,26 @@ def record_minutes_piece(runtime: Runtime, openid: str, media_id: str, index: in
     if not minutes.awaits(openid, meeting, index):
         log.info("minutes piece %s of %s skipped: meeting %r over or piece done", index, openid, meeting)
         return
+    if runtime.admin.is_banned(openid):  # banned since it was queued: no download, no transcription
+        log.info("minutes piece %s of %s not transcribed: the user is banned", index, openid)
+        text = texts.MINUTES_PIECE_BANNED
+    else:
+        text = _transcribed(runtime, openid, media_id)
+    if not minutes.fill_voice(openid, meeting, index, text or texts.MINUTES_PIECE_EMPTY):
+        log.info("minutes piece %s of %s dropped: its meeting %r ended meanwhile", index, openid, meeting)
+
+
+def _transcribed(runtime: Runtime, openid: str, media_id: str) -> str:
+    """A voice piece's text; MINUTES_PIECE_UNRECOGNISED when it could not be had."""
     try:
-        text = runtime.transcriber.transcribe_media(media_id)
+        return runtime.transcriber.transcribe_media(media_id)
     except TranscriptionError as exc:
         log.warning("minutes piece of %s not transcribed: %s", openid, exc)
-        text = texts.MINUTES_PIECE_UNRECOGNISED
     except Exception:
         # whatever failed, the piece must not stay 「（语音转写中）」: /minutes end would wait for it, then
         # summarise the placeholder (when Redis is what failed, fill_voice raises too and the job is retried)
         log.exception("minutes piece of %s not transcribed: unexpected error", openid)
-        text = texts.MINUTES_PIECE_UNRECOGNISED
-    if not minutes.fill_voice(openid, meeting, index, text or texts.MINUTES_PIECE_EMPTY):
-        log.info("minutes piece %s of %s dropped: its meeting %r ended meanwhile", index, openid, meeting)
+    return texts.MINUTES_PIECE_UNRECOGNISED
 
 
 def broadcast(

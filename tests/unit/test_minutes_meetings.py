@@ -28,9 +28,12 @@ class CountingTranscriber:
         return self.text
 
 
-def runtime_with(store: MinutesStore, transcriber: CountingTranscriber) -> Runtime:
-    """What record_minutes_piece uses of a runtime: the minutes store and the transcriber."""
-    return cast(Runtime, SimpleNamespace(minutes=store, transcriber=transcriber))
+def runtime_with(
+    store: MinutesStore, transcriber: CountingTranscriber, banned: tuple[str, ...] = ()
+) -> Runtime:
+    """What record_minutes_piece uses of a runtime: the minutes store, the ban list and the transcriber."""
+    admin = SimpleNamespace(is_banned=lambda openid: openid in banned)
+    return cast(Runtime, SimpleNamespace(minutes=store, transcriber=transcriber, admin=admin))
 
 
 def test_a_late_piece_of_a_restarted_meeting_changes_nothing(redis_client: redis.Redis) -> None:
@@ -91,6 +94,21 @@ def test_the_job_of_a_current_piece_fills_it(redis_client: redis.Redis) -> None:
     assert store.pieces("u", meeting) == [texts.MINUTES_PIECE_EMPTY] and store.pending("u", meeting) == 0
 
 
+def test_the_piece_of_a_user_banned_since_it_was_queued_is_not_transcribed(redis_client: redis.Redis) -> None:
+    """A ban stops the work already queued for the user, as it stops their answers: no download, no
+    transcription; the piece is filled (a later /minutes end, after an unban, does not wait for it)."""
+    store = MinutesStore(redis_client)
+    transcriber = CountingTranscriber("said while banned")
+    meeting = store.start("u")
+    piece = store.add_pending_voice("u")
+    assert piece is not None
+    record_minutes_piece(
+        runtime_with(store, transcriber, banned=("u",)), "u", "media-1", piece.index, meeting
+    )
+    assert transcriber.calls == []
+    assert store.pieces("u", meeting) == [texts.MINUTES_PIECE_BANNED] and store.pending("u", meeting) == 0
+
+
 class FailingTranscriber:
     def __init__(self, error: Exception) -> None:
         self.error = error
@@ -115,7 +133,7 @@ def test_a_piece_that_cannot_be_transcribed_never_stays_pending(
     meeting = store.start("u")
     piece = store.add_pending_voice("u")
     assert piece is not None
-    runtime = cast(Runtime, SimpleNamespace(minutes=store, transcriber=FailingTranscriber(error)))
+    runtime = runtime_with(store, cast(CountingTranscriber, FailingTranscriber(error)))
     record_minutes_piece(runtime, "u", "media-1", piece.index, piece.meeting)
     assert (
         store.pieces("u", meeting) == [texts.MINUTES_PIECE_UNRECOGNISED] and store.pending("u", meeting) == 0
