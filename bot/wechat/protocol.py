@@ -216,8 +216,12 @@ def flat_message(xml: str) -> BaseMessage | None:
     event — built exactly as wechatpy's `parse_message` builds it, but read with ElementTree's C parser:
     the xmltodict that wechatpy reads it with calls Python for every element, about 30 µs of a push's
     ~400 against ~10. None for anything else (events, nested elements, attributes, a repeated element,
-    text between elements, XML that does not parse): `parse_message` reads those as before. Fields
-    are the elements' stripped text, or None when empty, as xmltodict gives them."""
+    text between elements, namespaces, XML that does not parse): `parse_message` reads those as before.
+    Fields are the elements' stripped text, or None when empty, as xmltodict gives them. ElementTree
+    hides a namespace declaration (no attribute) and names a prefixed tag `{uri}tag` where xmltodict keeps
+    `@xmlns…` and `prefix:tag`: any `xmlns` or `{` tag (the predeclared `xml:` prefix) is left too."""
+    if "xmlns" in xml:
+        return None
     try:
         root = ElementTree.fromstring(xml)
     except ElementTree.ParseError:
@@ -226,9 +230,10 @@ def flat_message(xml: str) -> BaseMessage | None:
         return None
     fields: dict[str, str | None] = {}
     for element in root:
-        if len(element) or element.attrib or element.tag in fields or (element.tail or "").strip():
+        tag = element.tag
+        if len(element) or element.attrib or tag in fields or tag[0] == "{" or (element.tail or "").strip():
             return None
-        fields[element.tag] = (element.text or "").strip() or None
+        fields[tag] = (element.text or "").strip() or None
     kind = (fields.get("MsgType") or "").lower()
     if not kind or kind == "event" or kind.startswith("device_"):
         return None

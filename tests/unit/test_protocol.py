@@ -148,3 +148,21 @@ def test_a_push_left_to_wechatpy_still_opens(xml: str) -> None:
     opened = protocol()._parse(xml.encode())
     assert type(opened) is type(parse_message(xml))
     assert parse_message(xml)._data.items() <= opened._data.items()  # plus the defaults it read (MsgId)
+
+
+@pytest.mark.parametrize(
+    "xml",
+    [
+        _push("text", "<Content>a</Content>").replace("<xml>", '<xml xmlns:a="urn:x">'),
+        _push("text", '<Content xmlns:a="urn:x">a</Content>'),
+        _push("text", '<Content xmlns="urn:x">a</Content>'),
+        _push("text", '<a:Content xmlns:a="urn:x">a</a:Content>'),
+        _push("text", "<xml:Content>a</xml:Content>"),
+    ],
+)
+def test_namespaces_are_left_to_wechatpy(xml: str) -> None:
+    """ElementTree hides namespace declarations (no attribute) and renames prefixed tags ({uri}tag), where
+    xmltodict keeps `@xmlns…` and `prefix:tag`: such a push is read by `parse_message`, as before."""
+    assert flat_message(xml) is None
+    opened = protocol()._parse(xml.encode())
+    assert parse_message(xml)._data.items() <= opened._data.items()
