@@ -241,6 +241,11 @@ def flat_message(xml: str) -> BaseMessage | None:
 
 
 def _reject_declarations(xml: bytes) -> None:
+    # a NUL is in no well-formed XML; UTF-16 has one in every ASCII character, and expat reads a document
+    # that starts `<\0` or `\0<` as UTF-16 whatever encoding it is given: the search below would not see
+    # its `<!DOCTYPE`, and ElementTree (unlike xmltodict) expands the entities it declares
+    if b"\x00" in xml:
+        raise ProtocolError(400, "NUL in the XML (UTF-16 or UTF-32 is not accepted)")
     if _FORBIDDEN_XML.search(xml):
         raise ProtocolError(400, "DOCTYPE/ENTITY declarations are not allowed")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
 
 from bot.config import load_settings
 from bot.wechat.protocol import ProtocolError, WeChatProtocol, flat_message, signature_of, xml_safe
@@ -166,3 +169,35 @@ def test_namespaces_are_left_to_wechatpy(xml: str) -> None:
     assert flat_message(xml) is None
     opened = protocol()._parse(xml.encode())
     assert parse_message(xml)._data.items() <= opened._data.items()
+
+
+_ENTITIES = (
+    '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa">'
+    '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><xml><ToUserName>gh_1</ToUserName>'
+    "<FromUserName>o1</FromUserName><CreateTime>1714036504</CreateTime><MsgType>text</MsgType>"
+    "<Content>&b;&b;</Content></xml>"
+)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_declarations_in_utf16_are_refused_too(encoding: str) -> None:
+    """UTF-16 of ASCII is valid UTF-8 (a NUL between the characters), so `<!DOCTYPE` is not found in its
+    bytes, and expat reads a document that starts `<\\0` or `\\0<` as UTF-16 whatever encoding it is told:
+    ElementTree would expand its entities (xmltodict refuses entity declarations)."""
+    with pytest.raises(ProtocolError) as info:
+        protocol().open({**signed(), "openid": "o1"}, _ENTITIES.encode(encoding))
+    assert info.value.status == 400
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_declarations_in_utf16_are_refused_in_an_encrypted_push(encoding: str) -> None:
+    key, appid = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "wx0123456789abcdef"
+    sealed = WeChatCrypto("AAAAA", key, appid).encrypt_message(
+        _ENTITIES.encode(encoding).decode("utf-8"), "1514711492", str(TS)
+    )
+    msg_signature = re.search(r"<MsgSignature><!\[CDATA\[(\w+)\]\]>", sealed)
+    assert msg_signature is not None
+    args = {**signed(), "openid": "o1", "encrypt_type": "aes", "msg_signature": msg_signature.group(1)}
+    with pytest.raises(ProtocolError) as info:
+        protocol(wechat_aes_key=key, wechat_appid=appid).open(args, sealed.encode())
+    assert info.value.status == 400
