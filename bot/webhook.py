@@ -214,7 +214,9 @@ class Webhook:
         plan = self._plan(push, key, arrival, ticket)
         out = self._respond(push, key, openid, plan, arrival.attempt, arrived, connected)
         self._log(push, key, plan, arrival.attempt, arrived, out)
-        return replace(out, logged=True)
+        # gunicorn's access line is left out only when this line was written: it is INFO, and gunicorn's
+        # access logger writes at INFO whatever LOG_LEVEL (deploy/gunicorn.conf.py)
+        return replace(out, logged=log.isEnabledFor(logging.INFO))
 
     def _respond(
         self,
