@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 import redis
 
+from bot.store import days
 from bot.store.days import day_hour_of, day_of
 from bot.store.limits import Limits
 from bot.store.metrics import Metrics
@@ -99,3 +101,32 @@ def test_the_day_and_hour_of_every_minute_of_two_days_match_the_calendar(zone: s
         moment = datetime.fromtimestamp(now, tz)
         assert day_hour_of(tz, now) == (moment.strftime("%Y%m%d"), moment.strftime("%H")), now
         assert day_of(tz, now) == moment.strftime("%Y%m%d")
+
+
+def utc(year: int, month: int, day: int, hour: int, minute: int = 0, second: int = 0) -> float:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("zone", "first", "then"),
+    [
+        # changes of summer time at 00:01 local time, one minute past a quarter hour of UTC
+        ("Antarctica/Casey", utc(2022, 10, 1, 16, 0, 30), utc(2022, 10, 1, 16, 5)),
+        ("America/Goose_Bay", utc(2010, 11, 7, 3, 0, 30), utc(2010, 11, 7, 3, 5)),
+        ("America/St_Johns", utc(2010, 3, 14, 3, 30, 30), utc(2010, 3, 14, 3, 40)),
+        # an offset of -0:44:30 (Liberia until 1972): its hours begin 14 min 30 s past a quarter hour
+        ("Africa/Monrovia", utc(1971, 6, 1, 12, 30), utc(1971, 6, 1, 12, 44, 40)),
+        # the first question of a quarter hour a fraction of a µs before its end: fromtimestamp rounds it up
+        ("Asia/Shanghai", math.nextafter(utc(2026, 12, 1, 16), 0), utc(2026, 12, 1, 15, 50)),
+    ],
+)
+def test_a_quarter_hour_in_which_the_hour_changes_is_not_memoised(
+    monkeypatch: pytest.MonkeyPatch, zone: str, first: float, then: float
+) -> None:
+    """Not every change of a zone's offset, nor every offset, is at a quarter hour of UTC: the memo is
+    kept only for a quarter hour whose first and last second have the same day and hour."""
+    monkeypatch.setattr(days, "_last", {})
+    tz = ZoneInfo(zone)
+    for now in (first, then):
+        local = datetime.fromtimestamp(now, tz)
+        assert day_hour_of(tz, now) == (local.strftime("%Y%m%d"), local.strftime("%H")), now
