@@ -259,7 +259,8 @@ def broadcast_command(ctx: Context, args: str) -> str:
         return texts.BROADCAST_PASSIVE
     if not args:
         return runtime.broadcasts.last_report() or texts.USAGE.format(usage=texts.USAGE_BROADCAST)
-    audience = runtime.stats.window_open()
+    # a banned user gets the ban sentence and nothing else from the bot: not an announcement either
+    audience = [openid for openid in runtime.stats.window_open() if not runtime.admin.is_banned(openid)]
     ctx.jobs.enqueue_broadcast(runtime.broadcasts.create(ctx.openid, args, audience))
     return texts.BROADCAST_QUEUED.format(count=len(audience))
 

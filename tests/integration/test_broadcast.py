@@ -98,7 +98,7 @@ def test_failures_are_counted_and_an_empty_audience_still_reports(
     ]
 
 
-def test_only_what_followers_send_puts_them_in_the_audience_and_unsubscribing_takes_them_out(
+def test_only_what_followers_send_puts_them_in_the_audience_and_unsubscribing_or_a_ban_takes_them_out(
     make_bot: Callable[..., Bot], fake_wechat: FakeWeChatAPI
 ) -> None:
     """Every push, events too, put its sender in the 48-hour window: a follower who unsubscribed, or only
@@ -117,7 +117,9 @@ def test_only_what_followers_send_puts_them_in_the_audience_and_unsubscribing_ta
     sim.push(sim.location_event_xml("reporter", 31.2, 121.5))
     sim.send_text("leaver", "/whoami")
     sim.push(sim.unsubscribe_xml("leaver"))
-    audience = sorted([ADMIN, "filmer", "linker", "walker", "writer"])
+    sim.send_text("troll", "/whoami")
+    assert sim.send_text(ADMIN, "/ban troll").text == texts.BANNED_DONE.format(openid="troll")
+    audience = sorted([ADMIN, "filmer", "linker", "walker", "writer"])  # not the banned troll
     assert sim.send_text(ADMIN, "/broadcast 通知").text == texts.BROADCAST_QUEUED.format(count=len(audience))
     report = texts.BROADCAST_REPORT.format(sent=len(audience), failed=0)
     wait_for(lambda: fake_wechat.sent_texts(ADMIN)[-1:] == [report], what="the broadcast's report")
