@@ -480,6 +480,12 @@ class Settings(BaseSettings):
         return bool(self.wechat_aes_key)
 
     @property
+    def openai_api_usable(self) -> bool:
+        """Whether the OpenAI API (/image, voice transcription, moderation) can be called at all: a key,
+        or OPENAI_BASE_URL moved off api.openai.com. Not so with `make run`'s first-run local model."""
+        return bool(self.openai_api_key) or self.openai_base_url != DEFAULT_OPENAI_BASE_URL
+
+    @property
     def zone(self) -> ZoneInfo:
         """TIMEZONE as a ZoneInfo (validated at startup, so this cannot fail)."""
         return ZoneInfo(self.timezone)

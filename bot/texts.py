@@ -56,6 +56,7 @@ SERVICE_DOWN = "服务暂时繁忙，请稍后再试。"
 
 IMAGE_FAILED = "抱歉，图片生成失败了，请换个描述再试。"
 IMAGE_NO_UPLOAD = "图片已生成，但本公众号没有上传图片素材的权限（需认证账号），暂时无法发送图片。"
+IMAGE_UNAVAILABLE = "本公众号暂未开启图片生成。"
 IMAGE_USAGE = "用法：/image 图片描述，例如 /image 一只在月球上喝茶的猫"
 
 REFUSED_SENSITIVE = "抱歉，这个问题无法回答。"

@@ -13,6 +13,7 @@ from Redis and changes nothing) is answered before its push reaches Redis (handl
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,8 @@ from bot.store.console import LOGIN_TTL as CONSOLE_LOGIN_TTL
 from bot.store.pushes import Plan
 from handlers.context import Context, NotReady
 from handlers.questions import ask, queue_answer, refusal
+
+log = logging.getLogger(__name__)
 
 #: a command returns a text to reply, or a Plan (e.g. a question for the LLM, an image)
 CommandFn = Callable[[Context, str], "str | Plan"]
@@ -148,6 +151,11 @@ def image_command(ctx: Context, args: str) -> str | Plan:
     """An image counts as a question and against the daily image quota (USER_DAILY_IMAGES)."""
     if not args:
         return refusal(ctx, "message") or texts.IMAGE_USAGE
+    if not ctx.runtime.settings.openai_api_usable:
+        # the first-run local model (or a FastChat cluster) leaves no OpenAI API to draw with: say so at
+        # once, instead of a job that fails on api.openai.com with "connection error" and a quota spent
+        log.warning("/image: OPENAI_IMAGE_MODEL needs OPENAI_API_KEY, or OPENAI_BASE_URL set to a server")
+        return refusal(ctx, "message") or texts.IMAGE_UNAVAILABLE
     return ask(ctx, args, kind="image")
 
 

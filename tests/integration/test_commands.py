@@ -179,6 +179,21 @@ def test_image_when_the_account_may_not_upload(
     assert say(admin_bot, "user-1", "/image") == texts.IMAGE_USAGE
 
 
+def test_image_without_an_openai_api_says_so_at_once(make_bot: Callable[..., Bot]) -> None:
+    """`make run`'s first-run model (FastChat, no key, OPENAI_BASE_URL left to api.openai.com): /image
+    has nothing to draw with. It used to queue a job that failed on api.openai.com ("connection error"
+    in the log) and told the follower to try another description."""
+    bot = make_bot(
+        with_worker=False,
+        llm_backend="fastchat",
+        fastchat_controller_url="http://127.0.0.1:9",
+        openai_api_key="",
+        openai_base_url="https://api.openai.com/v1",
+    )
+    assert say(bot, "user-1", "/image a cat") == texts.IMAGE_UNAVAILABLE
+    assert say(bot, "user-1", "/image") == texts.IMAGE_USAGE
+
+
 def test_minutes_from_voice_and_text(
     admin_bot: Bot, fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
 ) -> None:
