@@ -75,13 +75,14 @@ MODEL_UNAVAILABLE = "暂时无法获取模型列表，请稍后再试。"
 
 MINUTES_STARTED = "开始记录会议：接下来请发送语音（或文字），结束时发送 /minutes end 生成会议纪要。"
 MINUTES_PIECE = "已记录第 {n} 段。继续发送，或发送 /minutes end 生成纪要。"
-MINUTES_KEPT = "会议记录已保留，稍后发送 /minutes end 重试。"
+MINUTES_KEPT = "会议记录已保留，稍后发送 /minutes end 重试，或发送 /minutes cancel 放弃。"
 MINUTES_TRANSCRIBING = "（语音转写中）"
 MINUTES_PIECE_UNRECOGNISED = "（这一段语音未能识别）"
 MINUTES_PIECE_EMPTY = "（空白）"
 MINUTES_PIECE_BANNED = "（这一段语音未转写：发送者已被限制使用）"
 MINUTES_EMPTY = "还没有记录到任何内容，会议记录已结束。"
 MINUTES_NOT_STARTED = "当前没有在记录会议。发送 /minutes 开始。"
+MINUTES_CANCELLED = "会议记录已取消，记录的内容已删除。"
 MINUTES_SYSTEM = (
     "你是会议记录员。根据会议的语音转写内容，用中文写出会议纪要，分三部分："
     "一、要点；二、决定；三、待办事项（负责人和期限，如有）。不要编造转写中没有的内容。"
@@ -150,7 +151,7 @@ COMMAND_HELP = {
     "whoami": "查看我的 openid (whoami)",
     "model": "查看/切换模型：/model [名称] (model)",
     "image": "生成图片：/image 描述 (image)",
-    "minutes": "会议纪要：/minutes 开始，/minutes end 生成 (minutes)",
+    "minutes": "会议纪要：/minutes 开始，/minutes end 生成，/minutes cancel 放弃 (minutes)",
     "auth": "成为管理员：/auth 验证码",
     "stats": "今日统计 (stats)",
     "ban": "禁止用户：/ban OPENID (ban)",
@@ -165,6 +166,7 @@ COMMAND_HELP = {
 }
 #: words after /minutes that end the recording
 MINUTES_END_WORDS = ("end", "stop", "结束")
+MINUTES_CANCEL_WORDS = ("cancel", "取消", "放弃")
 #: how each usage is shown after 用法：
 USAGE_BAN = "/ban OPENID"
 USAGE_UNBAN = "/unban OPENID"

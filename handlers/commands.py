@@ -164,6 +164,8 @@ def minutes_command(ctx: Context, args: str) -> str | Plan:
     """Starting counts as a command; the minutes count as a question, checked before the recording
     stops, so that a refused /minutes end keeps it for a later one."""
     minutes = ctx.runtime.minutes
+    if args.lower() in texts.MINUTES_CANCEL_WORDS:
+        return refusal(ctx, "message") or _cancel_minutes(ctx)
     if args.lower() not in texts.MINUTES_END_WORDS:
         if (refused := refusal(ctx, "message")) is not None:
             return refused
@@ -178,6 +180,17 @@ def minutes_command(ctx: Context, args: str) -> str | Plan:
         return texts.MINUTES_NOT_STARTED
     # the job puts the transcript in the question; media_id: the meeting (bot/answering/kinds.py)
     return queue_answer(ctx, "", kind="minutes", media_id=meeting)
+
+
+def _cancel_minutes(ctx: Context) -> str:
+    """/minutes cancel: the recording ends and its pieces are dropped, no minutes written — the way out
+    when the minutes cannot be written (a model whose token limit cuts them every time keeps the
+    recording on for another /minutes end, and every message would otherwise become a piece)."""
+    meeting = ctx.runtime.minutes.stop(ctx.openid)
+    if meeting is None:
+        return texts.MINUTES_NOT_STARTED
+    ctx.runtime.minutes.clear(ctx.openid, meeting)
+    return texts.MINUTES_CANCELLED
 
 
 @command("auth", hidden=True)

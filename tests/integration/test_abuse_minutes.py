@@ -102,3 +102,26 @@ def test_a_late_piece_of_a_restarted_meeting_changes_nothing(
     assert say(bot, "user-1", "/minutes end") == "新会议纪要"
     prompt = fake_openai.chat_requests()[-1]["messages"][1]["content"]
     assert "1. 新会议第一段" in prompt and "旧会议" not in prompt
+
+
+def test_minutes_cut_at_the_token_limit_keep_the_recording_and_cancel_ends_it(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """A model whose token limit cuts the minutes every time (make run's first-run local model) kept the
+    follower in recording mode: every question became a piece, until the meeting expired hours later.
+    /minutes cancel ends the recording and drops it; the next question is a question again."""
+    bot = make_bot(user_rate_per_minute=60)
+    assert say(bot, "user-1", "/minutes") == texts.MINUTES_STARTED
+    assert say(bot, "user-1", "今天讨论预算") == texts.MINUTES_PIECE.format(n=1)
+    fake_openai.set_behavior(reply="要点：预算", finish_reason="length")
+    cut = say(bot, "user-1", "/minutes end")
+    assert cut.startswith("要点：预算") and cut.endswith(texts.MINUTES_KEPT)
+    assert "/minutes cancel" in texts.MINUTES_KEPT
+    assert say(bot, "user-1", "一个问题") == texts.MINUTES_PIECE.format(n=2)  # still recording
+
+    assert say(bot, "user-1", "/minutes cancel") == texts.MINUTES_CANCELLED
+    assert not bot.runtime.minutes.recording("user-1")
+    fake_openai.set_behavior(reply="回答", finish_reason="stop")
+    assert say(bot, "user-1", "一个问题") == "回答"
+    assert say(bot, "user-1", "/minutes 取消") == texts.MINUTES_NOT_STARTED  # nothing left to cancel
+    assert say(bot, "user-1", "/minutes end") == texts.MINUTES_NOT_STARTED  # its pieces are gone
