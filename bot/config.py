@@ -501,6 +501,10 @@ def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()))
     message = str(error.get("msg", "invalid"))
     message = message.removeprefix("Value error, ")
+    if error.get("type") == "missing":  # pydantic's "Field required": say where a setting goes
+        message = (
+            "not set (put it in the project's .env — start from deploy/.env.example — or the environment)"
+        )
     if location:
         return f"{location.upper()}: {message}"
     return message

@@ -74,6 +74,12 @@ def settings(
     return loaded.model_copy(update={"redis_url": _running_redis(loaded) if running_redis else ""})
 
 
+def webhook_url(loaded: Settings) -> str:
+    """The URL to paste in 公众号后台: PUBLIC_BASE_URL's /wechat, or a placeholder for the domain."""
+    base = loaded.public_base_url or "https://<your domain>"
+    return f"{base}/wechat"
+
+
 def uses_offline_llm(loaded: Settings) -> bool:
     """True when `settings(offline_llm=True)` chose the local cluster (it is not started yet)."""
     from bot.ops.local_llm import LOCAL_OVERRIDES

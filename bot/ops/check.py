@@ -220,7 +220,7 @@ def paste_instructions(settings: Settings, report: Report) -> None:
     aes_key = mask(settings.wechat_aes_key) or "(any; only used in 兼容/安全 mode — set WECHAT_AES_KEY)"
     print(
         "\n公众号后台 → 设置与开发 → 基本配置 → 服务器配置:\n"
-        f"  URL:            https://<your domain>/wechat   (nginx → http://{settings.host}:{settings.port}/wechat)\n"
+        f"  URL:            {bootstrap.webhook_url(settings)}   (nginx → http://{settings.host}:{settings.port}/wechat)\n"
         f"  Token:          {mask(settings.wechat_token)}\n"
         f"  EncodingAESKey: {aes_key}\n"
         f"  (masked; the full values: {full_values(settings)})\n"

@@ -91,8 +91,8 @@ class Launcher:
         log.info("bot running: http://%s:%s/wechat  (Ctrl-C stops everything)", settings.host, settings.port)
         mode = "安全/兼容" if settings.encrypted else "明文"
         log.info(
-            "公众号后台 → 基本配置: URL https://<your domain>/wechat, Token = WECHAT_TOKEN, mode %s, "
-            "replies: %s",
+            "公众号后台 → 基本配置: URL %s, Token = WECHAT_TOKEN, mode %s, replies: %s",
+            bootstrap.webhook_url(settings),
             mode,
             settings.wechat_reply_mode,
         )

@@ -32,6 +32,13 @@ def test_everything_fine_prints_what_to_paste(base_config: dict[str, Any]) -> No
     assert code == 0, text
     assert "Token:          te******en" in text and "明文模式" in text
     assert "[  ok] WeChat API" in text and "[  ok] LLM" in text
+    assert "URL:            https://<your domain>/wechat" in text
+
+
+def test_the_url_to_paste_is_public_base_urls(base_config: dict[str, Any]) -> None:
+    code, text = check(base_config, public_base_url="https://bot.example.com")
+    assert code == 0, text
+    assert "URL:            https://bot.example.com/wechat" in text
 
 
 def test_secrets_to_paste_are_masked_and_their_place_named(

@@ -178,3 +178,14 @@ def test_lists_split_at_a_full_width_comma_too(name: str, monkeypatch: pytest.Mo
     """A Chinese input method types ，: 赌博，色情 is two words, not one."""
     monkeypatch.setenv(name, "赌博，色情, a")
     assert getattr(load_settings(**BASE), name.lower()) == ["赌博", "色情", "a"]
+
+
+def test_a_setting_that_is_not_set_says_where_settings_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run` on a fresh clone with no .env: the message names the setting and where to put it, not
+    pydantic's "Field required"."""
+    monkeypatch.delenv("WECHAT_TOKEN", raising=False)
+    given = {key: value for key, value in BASE.items() if key != "wechat_token"}
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None, **given)
+    assert "WECHAT_TOKEN: not set" in str(info.value) and "deploy/.env.example" in str(info.value)
+    assert "Field required" not in str(info.value)
