@@ -205,7 +205,7 @@ class AnswerJob:
         when Redis fails here, that is a log line, not a failed answer."""
         pipe = self.runtime.history.pipeline()
         if turn is not None:
-            self.runtime.history.add_turn_in(pipe, answer.openid, *turn)
+            self.runtime.history.add_turn_in(pipe, answer.openid, *turn, answer.created)
         self.runtime.metrics.observe_in(pipe, "llm_latency_seconds", llm_seconds, outcome="ok")
         if first_seconds is not None:
             self.runtime.metrics.observe_in(pipe, "first_page_seconds", first_seconds)
@@ -337,7 +337,7 @@ class AnswerJob:
         pages, note = with_note(partial, error, splitter.budget)
         self.answers.finish(answer, pages, "failed", note, lease=lease)
         if isinstance(exc, LLMError) and exc.turn is not None:
-            self.runtime.history.add_turn(answer.openid, *exc.turn)
+            self.runtime.history.add_turn(answer.openid, *exc.turn, answer.created)
         return "failed"
 
     def _cause(self, exc: Exception, written: bool) -> str:

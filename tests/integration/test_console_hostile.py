@@ -234,7 +234,7 @@ def test_content_from_followers_documents_and_logs_is_escaped(
 ) -> None:
     runtime = console_bot.runtime
     follower = "o6_follower"
-    runtime.history.add_turn(follower, PAYLOADS[0], PAYLOADS[1])
+    runtime.history.add_turn(follower, PAYLOADS[0], PAYLOADS[1], 1.0)
     runtime.metrics.undelivered("answer-1", follower, PAYLOADS[1])
     runtime.admin.audit(ADMIN, "system", PAYLOADS[0])
     runtime.knowledge.add(

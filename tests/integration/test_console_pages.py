@@ -335,7 +335,7 @@ def test_no_page_shows_a_secret(make_bot: Callable[..., Bot]) -> None:
     )
     runtime = bot.runtime
     runtime.stats.seen("user-a")
-    runtime.history.add_turn("user-a", "问题", "回答")
+    runtime.history.add_turn("user-a", "问题", "回答", 1.0)
     runtime.metrics.undelivered("ans-1", "user-a", "failed")
     access_token = "ACCESS_TOKEN_console_7c6b5a4d3e2f1a0b"
     runtime.wechat_state.save_token(access_token, 7200)  # the overview shows the token's state, not it

@@ -102,7 +102,7 @@ def test_the_history_still_trims_answers_with_a_tool_note(redis_client: redis.Re
     history = History(redis_client, max_turns=10, max_chars=600, ttl=60)
     note = tool_note([ToolResult("calculator", '{"expression": "1+1"}', "1+1 = 2", "ok")])
     for index in range(5):
-        history.add_turn("user-1", f"问题{index}", note + "答" * 150)
+        history.add_turn("user-1", f"问题{index}", note + "答" * 150, float(index))
     prompt = history.prompt("user-1", "系统", "新问题")
     assert 2 <= len(prompt) - 2 < 10 and sum(len(m["content"]) for m in prompt) <= 600
     assert prompt[-2]["content"].startswith("［我用工具算过") and prompt[-1]["content"] == "新问题"
