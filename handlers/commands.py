@@ -98,7 +98,12 @@ def run(text: str, ctx: Context) -> Plan:
 # --- everyone ----------------------------------------------------------------------------------
 @command("help", stateless=True)
 def help_command(ctx: Context, args: str) -> str:
-    visible = [c for c in COMMANDS.values() if not c.hidden and (ctx.is_admin or not c.admin_only)]
+    drawing = ctx.runtime.settings.openai_api_usable  # /image needs the OpenAI API (or a server like it)
+    visible = [
+        c
+        for c in COMMANDS.values()
+        if not c.hidden and (ctx.is_admin or not c.admin_only) and (drawing or c.name != "image")
+    ]
     lines = [texts.HELP_HEADER] + [f"/{c.name} — {c.help}" for c in visible]
     return "\n".join([*lines, "", texts.HELP_FOOTER])
 

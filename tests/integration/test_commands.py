@@ -192,6 +192,8 @@ def test_image_without_an_openai_api_says_so_at_once(make_bot: Callable[..., Bot
     )
     assert say(bot, "user-1", "/image a cat") == texts.IMAGE_UNAVAILABLE
     assert say(bot, "user-1", "/image") == texts.IMAGE_USAGE
+    help_text = say(bot, "user-1", "/help")
+    assert "/image" not in help_text and "/minutes" in help_text  # not offered where it cannot work
 
 
 def test_minutes_from_voice_and_text(
