@@ -31,9 +31,13 @@ from typing import Any
 DEADLOCK_GUARD = 60.0
 
 
+#: the fake clock's resolution (seconds)
+GRID = 1e-9
+
+
 def on_grid(when: float) -> float:
     """Fake instants on a nanosecond grid, so that 0.1 + 4.2 is the same instant as 4.3."""
-    return when if math.isinf(when) else round(when, 9)
+    return when if math.isinf(when) else round(when, 9)  # GRID
 
 
 class Cancelled(BaseException):
@@ -136,6 +140,10 @@ class FakeClock:
             raise Cancelled
         task.poked = False
         task.pokeable = pokeable
+        if self._now < until < self._now + GRID:
+            # a wait shorter than the grid would be rounded to no wait at all: code that waits for a
+            # deadline a rounding error away (arrived + 4.5 computed in floats) would loop at one instant
+            until = self._now + GRID
         self._schedule(task, max(until, self._now))
         self._yielded.set()
         task.resume.wait()
