@@ -160,7 +160,11 @@ class PassiveDelivery:
         # the reply recorded, the page passed, the push's own answer released and the delivery counted:
         # one atomic step, one round trip before the reply goes out
         delivered = self.metrics.on_inc("pages_delivered", path=delivery_path(target, push_key, attempt))
-        claimed = self.answers.claim(push_key, found, text, release=release, then=delivered)
+        asked = plan.kind == "ask"  # its own answer is `release`, or else the answer claimed
+        quota = self.settings.wechat_cs_quota
+        claimed = self.answers.claim(
+            push_key, found, text, release=release, then=delivered, asked=asked, quota=quota
+        )
         return None if claimed is None else claimed.reply
 
     def _record(self, push_key: str, text: str) -> str:

@@ -69,6 +69,30 @@ local function unread(prefix, pages, sent, sending, owed, id, cursor, active_too
 end
 """
 
+#: Lua: put the answer being read (`id`, read up to `cursor`) back at the head of the owed list, from the
+#: page the user got to and with the late-answer heading there, when it has pages the user has not got
+#: (`unread`, counting what customer service sent) — not while its own customer-service sender is still
+#: at work (a page on its way, or the quota not used up): its next page makes it the answer being read
+#: again. True when kept.
+KEEP_FUNCTION = """
+local function keep(prefix, pages, sent, sending, owed, id, cursor, quota, ttl)
+    local key = prefix .. id
+    local a = redis.call('HMGET', key, 'delivery', 'status')
+    if a[1] == 'active' then
+        local done = tonumber(redis.call('GET', key .. sent) or '0')
+        if redis.call('GET', key .. sending) then return false end
+        if done < quota and (done < redis.call('LLEN', key .. pages)
+                or (a[2] ~= 'done' and a[2] ~= 'failed')) then return false end
+        cursor = math.max(cursor, done)
+    end
+    if not unread(prefix, pages, sent, sending, owed, id, cursor, true) then return false end
+    redis.call('HSET', key, 'owed_from', cursor, 'late_from', cursor, 'reserved_until', 0)
+    redis.call('LPUSH', owed, id)
+    redis.call('EXPIRE', owed, ttl)
+    return true
+end
+"""
+
 #: What a push may deliver now, read in one step (the Python of `next_target` and `page`, which say
 #: why): the push's reply if it has one; else the oldest ready owed answer it may deliver, else the
 #: oldest one to wait for, else (with include_current) the current answer's next page. An owed answer's
@@ -182,16 +206,20 @@ return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, pa
 #: release (the answer again when none). ARGV: reply text, answer id, page index, from owed (1/0), the
 #: answer's restarts when peeked, ttl, release (1/0), the user's ready channel, the answer's sent and
 #: sending keys, more follows the page (1/0), PEEK's rest after for a 继续 (1/0; '': not a 继续), the
-#: answer key's prefix, the suffixes of its pages, sent and sending keys. Returns
+#: answer key's prefix, the suffixes of its pages, sent and sending keys, now (the current hash's `at`:
+#: when the user last got a page, see KEEP_REST), a question's push (1/''; KEYS[6] is then its own answer:
+#: asked before `at`, its claim keeps the rest of the answer being read, KEEP_FUNCTION), the
+#: customer-service quota. Returns
 #: {"ok"}, {"reply", text} (another delivery of the push answered it), {"busy"} or {"changed"}.
 CLAIM = (
     UNREAD_FUNCTION
+    + KEEP_FUNCTION
     + """
 local reply = redis.call('HGET', KEYS[1], 'reply')
 if reply then return {'reply', reply} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
 if (redis.call('HGET', KEYS[5], 'restarts') or '0') ~= ARGV[5] then return {'changed'} end
-local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor')
+local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor', 'at')
 local cursor = 0
 if state[1] == ARGV[2] then cursor = tonumber(state[2] or '0') end
 local index = tonumber(ARGV[3])
@@ -220,6 +248,12 @@ if rest and not resumed then
     redis.call('HSET', ARGV[13] .. state[1], 'owed_from', from, 'late_from', from, 'reserved_until', 0)
     redis.call('LPUSH', KEYS[2], state[1])
     redis.call('EXPIRE', KEYS[2], ARGV[6])
+elseif ARGV[18] == '1' and not resumed and state[1] and state[1] ~= ARGV[2]
+        and tonumber(redis.call('HGET', KEYS[6], 'created') or '0') < tonumber(state[3] or '0') then
+    -- a question asked before the user got the last page of the answer being read is no question
+    -- "instead of 继续": its answer, coming now, keeps that answer's rest for the next message
+    keep(ARGV[13], ARGV[14], ARGV[15], ARGV[16], KEYS[2], state[1], tonumber(state[2] or '0'),
+         tonumber(ARGV[19]), ARGV[6])
 end
 if resumed then
     -- past what 继续 has read of it meanwhile (pages being sent are 继续's to skip, then owed on refusal)
@@ -231,9 +265,10 @@ if resumed then
         redis.call('HSET', KEYS[3], 'cursor', math.max(index + 1, cursor))
         redis.call('EXPIRE', KEYS[3], ARGV[6])
     end
+    if state[1] then redis.call('HSET', KEYS[3], 'at', ARGV[17]) end
 else
     if ARGV[4] == '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
-    redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', math.max(index + 1, cursor))
+    redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', math.max(index + 1, cursor), 'at', ARGV[17])
     redis.call('EXPIRE', KEYS[3], ARGV[6])
 end
 if ARGV[7] == '1' then
@@ -244,7 +279,7 @@ return {'ok'}
 """
 )
 #: CLAIM, then another store's work when the claim succeeds (`OnFirst`: its function's source follows
-#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 16): e.g. the pages_delivered metric, counted in
+#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 19): e.g. the pages_delivered metric, counted in
 #: the claim's round trip instead of one of its own before the reply goes out.
 CLAIM_THEN = (
     "local function claim(KEYS, ARGV)\n"
@@ -253,12 +288,33 @@ CLAIM_THEN = (
     + """if result[1] == 'ok' then
     local k, a = {}, {}
     for i = 7, #KEYS do k[#k + 1] = KEYS[i] end
-    for i = 17, #ARGV do a[#a + 1] = ARGV[i] end
+    for i = 20, #ARGV do a[#a + 1] = ARGV[i] end
     %s(k, a)
 end
 return result
 """
 )
+#: Active mode: customer service is about to send a page of answer `id` (asked at `created`), which makes
+#: it the answer being read. The answer being read now, another one, keeps its rest — put back at the head
+#: of the owed list from the page the user got to, with the late-answer heading there, as CLAIM does for a
+#: 继续 — when the user has not moved on from it: `id` was asked before the user last got a page (the
+#: current hash's `at`), so it is no new question "instead of 继续" but one asked earlier whose answer
+#: came later. Not while that answer's own sender is still sending it (its next page makes it the answer
+#: being read again). KEYS: the owed list, the current hash. ARGV: id, created, the answer key's prefix,
+#: the suffixes of its pages, sent and sending keys, ttl, the customer-service quota. Returns 1 when kept.
+KEEP_REST = (
+    UNREAD_FUNCTION
+    + KEEP_FUNCTION
+    + """
+local state = redis.call('HMGET', KEYS[2], 'answer', 'cursor', 'at')
+if not state[1] or state[1] == ARGV[1] then return 0 end
+if tonumber(ARGV[2]) >= tonumber(state[3] or '0') then return 0 end
+local kept = keep(ARGV[3], ARGV[4], ARGV[5], ARGV[6], KEYS[1], state[1], tonumber(state[2] or '0'),
+                  tonumber(ARGV[8]), ARGV[7])
+return kept and 1 or 0
+"""
+)
+
 #: while another holder has the user lock, a peek or claim looks again this often (seconds), this long
 BUSY_POLL = 0.005
 BUSY_LIMIT = 5.0
@@ -379,6 +435,7 @@ class AnswerStore:
         self._release = client.register_script(RELEASE_IF_OURS)
         self._peek = client.register_script(PEEK)
         self._claim = client.register_script(CLAIM)
+        self._keep_rest = client.register_script(KEEP_REST)
         self._claim_then: dict[str, Script] = {}  # by the OnFirst function's source
 
     # --- answers --------------------------------------------------------------------------
@@ -578,7 +635,15 @@ class AnswerStore:
         return Peek(target=target, ready=ready, page=text, restarts=answer.restarts, fetch=include_current)
 
     def claim(
-        self, push_key: str, peeked: Peek, text: str, *, release: str = "", then: OnFirst | None = None
+        self,
+        push_key: str,
+        peeked: Peek,
+        text: str,
+        *,
+        release: str = "",
+        then: OnFirst | None = None,
+        asked: bool = False,
+        quota: int = 5,
     ) -> Claimed | None:
         """Deliver the page `peeked` found as `text`, the reply of push `push_key`, if it is still this
         push's to deliver: the reply recorded and the page passed, atomically (one of any number of
@@ -586,7 +651,10 @@ class AnswerStore:
         answer, released for a later message when the push delivers another one. `then`: another
         store's work, done in the same step when this claim delivers the page. A 继续 (`peeked.fetch`)
         that makes an owed answer the one being read puts the answer being read back on the owed list
-        when it has pages the user has not got (`Target.rest_after`, checked again here)."""
+        when it has pages the user has not got (`Target.rest_after`, checked again here). `asked`: the push
+        is a question (`release`, or else the answer claimed, is its own answer): asked before the user
+        got the last page of the answer being read, it keeps that answer's rest (KEEP_FUNCTION). `quota`:
+        the customer-service quota (an active answer's own sender sends that many pages)."""
         target = peeked.target
         assert target is not None
         answer = target.answer
@@ -601,6 +669,9 @@ class AnswerStore:
             int(target.rest_after) if peeked.fetch else "",
             keys.answer(""),
             *_SUFFIXES_UNREAD,
+            time.time(),
+            "1" if asked else "",
+            quota,
         ]
         script = self._claim
         if then is not None:
@@ -685,9 +756,25 @@ class AnswerStore:
         pipe = self.redis.pipeline()
         if target.from_owed:
             pipe.lrem(keys.owed(answer.openid), 0, answer.id)
-        pipe.hset(keys.current(answer.openid), mapping={"answer": answer.id, "cursor": cursor})
+        pipe.hset(
+            keys.current(answer.openid), mapping={"answer": answer.id, "cursor": cursor, "at": time.time()}
+        )
         pipe.expire(keys.current(answer.openid), self.ttl)
         pipe.execute()
+
+    def keep_rest(self, answer: Answer, quota: int) -> bool:
+        """Before customer service makes `answer` the one being read: keep the rest of the answer being
+        read now, when the user has not moved on from it (KEEP_REST). Call under the user lock."""
+        names = [keys.owed(answer.openid), keys.current(answer.openid)]
+        args: list[EncodableT] = [
+            answer.id,
+            answer.created,
+            keys.answer(""),
+            *_SUFFIXES_UNREAD,
+            self.ttl,
+            quota,
+        ]
+        return bool(self._keep_rest(keys=names, args=args))
 
     def cursor(self, answer: Answer) -> int:
         """Pages of `answer` the user has read, when it is the answer being read (else 0)."""
