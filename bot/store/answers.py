@@ -257,7 +257,7 @@ elseif ARGV[18] == '1' and not resumed and state[1] and state[1] ~= ARGV[2]
 end
 if resumed then
     -- past what 继续 has read of it meanwhile (pages being sent are 继续's to skip, then owed on refusal)
-    local nxt = index + 1
+    local nxt = math.max(index + 1, tonumber(redis.call('HGET', KEYS[5], 'read') or '0'))
     if state[1] == ARGV[2] then nxt = math.max(nxt, cursor) end
     redis.call('HSET', KEYS[5], 'owed_from', nxt)
     if ARGV[11] ~= '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
@@ -268,8 +268,14 @@ if resumed then
     if state[1] then redis.call('HSET', KEYS[3], 'at', ARGV[17]) end
 else
     if ARGV[4] == '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
-    redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', math.max(index + 1, cursor), 'at', ARGV[17])
+    local read = math.max(index + 1, cursor)
+    redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', read, 'at', ARGV[17])
     redis.call('EXPIRE', KEYS[3], ARGV[6])
+    -- the answer keeps what was read of it (its `read`): the current hash forgets it when another answer
+    -- becomes the one being read, and its customer-service sender or its owed rest go on from there
+    if tonumber(redis.call('HGET', KEYS[5], 'read') or '0') < read then
+        redis.call('HSET', KEYS[5], 'read', read)
+    end
 end
 if ARGV[7] == '1' then
     redis.call('HSET', KEYS[6], 'reserved_until', 0)
@@ -777,9 +783,15 @@ class AnswerStore:
         return bool(self._keep_rest(keys=names, args=args))
 
     def cursor(self, answer: Answer) -> int:
-        """Pages of `answer` the user has read, when it is the answer being read (else 0)."""
-        state = self.redis.hgetall(keys.current(answer.openid))
-        return int(state.get("cursor", 0)) if state.get("answer") == answer.id else 0
+        """Pages of `answer` the user has read as the answer being read: its cursor while it is, and what
+        CLAIM recorded on the answer (`read`), which stays when another answer becomes the one being read
+        (pages 继续 read while customer service was still trying an earlier one are not sent again)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.current(answer.openid))
+        pipe.hget(keys.answer(answer.id), "read")
+        state, read = pipe.execute()
+        current = int(state.get("cursor", 0)) if state.get("answer") == answer.id else 0
+        return max(current, int(read or 0))
 
     def owe(self, answer_id: str, openid: str, *, start: int) -> None:
         """Put an answer the customer-service API stopped at page `start` (back) on the user's owed list,
