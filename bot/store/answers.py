@@ -206,9 +206,9 @@ return {is_ready and 'ready' or 'wait', target.id, index, owed, target.count, pa
 #: release (the answer again when none). ARGV: reply text, answer id, page index, from owed (1/0), the
 #: answer's restarts when peeked, ttl, release (1/0), the user's ready channel, the answer's sent and
 #: sending keys, more follows the page (1/0), PEEK's rest after for a 继续 (1/0; '': not a 继续), the
-#: answer key's prefix, the suffixes of its pages, sent and sending keys, now (the current hash's `at`:
-#: when the user last got a page, see KEEP_REST), a question's push (1/''; KEYS[6] is then its own answer:
-#: asked before `at`, its claim keeps the rest of the answer being read, KEEP_FUNCTION), the
+#: answer key's prefix, the suffixes of its pages, sent and sending keys, a question's push (1/''; KEYS[6]
+#: is then its own answer: asked before the user last got a page — its `seen` below the current hash's
+#: `got`, see KEEP_REST — its claim keeps the rest of the answer being read, KEEP_FUNCTION), the
 #: customer-service quota. Returns
 #: {"ok"}, {"reply", text} (another delivery of the push answered it), {"busy"} or {"changed"}.
 CLAIM = (
@@ -219,7 +219,7 @@ local reply = redis.call('HGET', KEYS[1], 'reply')
 if reply then return {'reply', reply} end
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'busy'} end
 if (redis.call('HGET', KEYS[5], 'restarts') or '0') ~= ARGV[5] then return {'changed'} end
-local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor', 'at')
+local state = redis.call('HMGET', KEYS[3], 'answer', 'cursor', 'got')
 local cursor = 0
 if state[1] == ARGV[2] then cursor = tonumber(state[2] or '0') end
 local index = tonumber(ARGV[3])
@@ -248,12 +248,12 @@ if rest and not resumed then
     redis.call('HSET', ARGV[13] .. state[1], 'owed_from', from, 'late_from', from, 'reserved_until', 0)
     redis.call('LPUSH', KEYS[2], state[1])
     redis.call('EXPIRE', KEYS[2], ARGV[6])
-elseif ARGV[18] == '1' and not resumed and state[1] and state[1] ~= ARGV[2]
-        and tonumber(redis.call('HGET', KEYS[6], 'created') or '0') < tonumber(state[3] or '0') then
+elseif ARGV[17] == '1' and not resumed and state[1] and state[1] ~= ARGV[2]
+        and tonumber(redis.call('HGET', KEYS[6], 'seen') or state[3] or '0') < tonumber(state[3] or '0') then
     -- a question asked before the user got the last page of the answer being read is no question
     -- "instead of 继续": its answer, coming now, keeps that answer's rest for the next message
     keep(ARGV[13], ARGV[14], ARGV[15], ARGV[16], KEYS[2], state[1], tonumber(state[2] or '0'),
-         tonumber(ARGV[19]), ARGV[6])
+         tonumber(ARGV[18]), ARGV[6])
 end
 if resumed then
     -- past what 继续 has read of it meanwhile (pages being sent are 继续's to skip, then owed on refusal)
@@ -265,11 +265,12 @@ if resumed then
         redis.call('HSET', KEYS[3], 'cursor', math.max(index + 1, cursor))
         redis.call('EXPIRE', KEYS[3], ARGV[6])
     end
-    if state[1] then redis.call('HSET', KEYS[3], 'at', ARGV[17]) end
+    if state[1] then redis.call('HINCRBY', KEYS[3], 'got', 1) end
 else
     if ARGV[4] == '1' then redis.call('LREM', KEYS[2], 0, ARGV[2]) end
     local read = math.max(index + 1, cursor)
-    redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', read, 'at', ARGV[17])
+    redis.call('HSET', KEYS[3], 'answer', ARGV[2], 'cursor', read)
+    redis.call('HINCRBY', KEYS[3], 'got', 1)
     redis.call('EXPIRE', KEYS[3], ARGV[6])
     -- the answer keeps what was read of it (its `read`): the current hash forgets it when another answer
     -- becomes the one being read, and its customer-service sender or its owed rest go on from there
@@ -285,7 +286,7 @@ return {'ok'}
 """
 )
 #: CLAIM, then another store's work when the claim succeeds (`OnFirst`: its function's source follows
-#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 19): e.g. the pages_delivered metric, counted in
+#: this one's; its KEYS follow CLAIM's 6, its ARGV CLAIM's 18): e.g. the pages_delivered metric, counted in
 #: the claim's round trip instead of one of its own before the reply goes out.
 CLAIM_THEN = (
     "local function claim(KEYS, ARGV)\n"
@@ -294,32 +295,49 @@ CLAIM_THEN = (
     + """if result[1] == 'ok' then
     local k, a = {}, {}
     for i = 7, #KEYS do k[#k + 1] = KEYS[i] end
-    for i = 20, #ARGV do a[#a + 1] = ARGV[i] end
+    for i = 19, #ARGV do a[#a + 1] = ARGV[i] end
     %s(k, a)
 end
 return result
 """
 )
-#: Active mode: customer service is about to send a page of answer `id` (asked at `created`), which makes
+#: Active mode: customer service is about to send a page of answer `id`, which makes
 #: it the answer being read. The answer being read now, another one, keeps its rest — put back at the head
 #: of the owed list from the page the user got to, with the late-answer heading there, as CLAIM does for a
-#: 继续 — when the user has not moved on from it: `id` was asked before the user last got a page (the
-#: current hash's `at`), so it is no new question "instead of 继续" but one asked earlier whose answer
-#: came later. Not while that answer's own sender is still sending it (its next page makes it the answer
-#: being read again). KEYS: the owed list, the current hash. ARGV: id, created, the answer key's prefix,
+#: 继续 — when the user has not moved on from it: `id` was asked before the user last got a page, so it
+#: is no new question "instead of 继续" but one asked earlier whose answer came later. "Before" in Redis's
+#: own order, not in time (the question's web process and the page's sender have clocks of their own): the
+#: current hash counts the pages the user got (`got`), and an answer records that count when it is
+#: created (`seen`). Not while that answer's own sender is still sending it (its next page makes it the
+#: answer being read again). KEYS: the owed list, the current hash. ARGV: id, the answer key's prefix,
 #: the suffixes of its pages, sent and sending keys, ttl, the customer-service quota. Returns 1 when kept.
 KEEP_REST = (
     UNREAD_FUNCTION
     + KEEP_FUNCTION
     + """
-local state = redis.call('HMGET', KEYS[2], 'answer', 'cursor', 'at')
+local state = redis.call('HMGET', KEYS[2], 'answer', 'cursor', 'got')
 if not state[1] or state[1] == ARGV[1] then return 0 end
-if tonumber(ARGV[2]) >= tonumber(state[3] or '0') then return 0 end
-local kept = keep(ARGV[3], ARGV[4], ARGV[5], ARGV[6], KEYS[1], state[1], tonumber(state[2] or '0'),
-                  tonumber(ARGV[8]), ARGV[7])
+local seen = redis.call('HGET', ARGV[2] .. ARGV[1], 'seen')
+if not seen or tonumber(seen) >= tonumber(state[3] or '0') then return 0 end
+local kept = keep(ARGV[2], ARGV[3], ARGV[4], ARGV[5], KEYS[1], state[1], tonumber(state[2] or '0'),
+                  tonumber(ARGV[7]), ARGV[6])
 return kept and 1 or 0
 """
 )
+
+#: A new answer: its fields, `seen` (the pages its user has got so far, the current hash's `got`: a page
+#: that comes after it has a greater count, KEEP_REST), and (passive) its place on the owed list. KEYS: the
+#: answer, the current hash, the owed list. ARGV: ttl, delivery, answer id, field, value, ...
+CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], 'seen', redis.call('HGET', KEYS[2], 'got') or '0')
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if ARGV[2] == 'passive' then
+    redis.call('RPUSH', KEYS[3], ARGV[3])
+    redis.call('EXPIRE', KEYS[3], ARGV[1])
+end
+return 1
+"""
 
 #: while another holder has the user lock, a peek or claim looks again this often (seconds), this long
 BUSY_POLL = 0.005
@@ -442,6 +460,7 @@ class AnswerStore:
         self._peek = client.register_script(PEEK)
         self._claim = client.register_script(CLAIM)
         self._keep_rest = client.register_script(KEEP_REST)
+        self._create = client.register_script(CREATE)
         self._claim_then: dict[str, Script] = {}  # by the OnFirst function's source
 
     # --- answers --------------------------------------------------------------------------
@@ -468,13 +487,10 @@ class AnswerStore:
             "kind": kind,
             "media_id": media_id,
         }
-        pipe = self.redis.pipeline()
-        pipe.hset(keys.answer(answer_id), mapping=fields)
-        pipe.expire(keys.answer(answer_id), self.ttl)
-        if delivery == "passive":
-            pipe.rpush(keys.owed(openid), answer_id)
-            pipe.expire(keys.owed(openid), self.ttl)
-        pipe.execute()
+        names = [keys.answer(answer_id), keys.current(openid), keys.owed(openid)]
+        args: list[EncodableT] = [self.ttl, delivery, answer_id]
+        args += [item for pair in fields.items() for item in pair]
+        self._create(keys=names, args=args)
         return answer_id
 
     def get(self, answer_id: str) -> Answer | None:
@@ -675,7 +691,6 @@ class AnswerStore:
             int(target.rest_after) if peeked.fetch else "",
             keys.answer(""),
             *_SUFFIXES_UNREAD,
-            time.time(),
             "1" if asked else "",
             quota,
         ]
@@ -762,9 +777,8 @@ class AnswerStore:
         pipe = self.redis.pipeline()
         if target.from_owed:
             pipe.lrem(keys.owed(answer.openid), 0, answer.id)
-        pipe.hset(
-            keys.current(answer.openid), mapping={"answer": answer.id, "cursor": cursor, "at": time.time()}
-        )
+        pipe.hset(keys.current(answer.openid), mapping={"answer": answer.id, "cursor": cursor})
+        pipe.hincrby(keys.current(answer.openid), "got", 1)  # KEEP_REST: a page the user got
         pipe.expire(keys.current(answer.openid), self.ttl)
         pipe.execute()
 
@@ -774,7 +788,6 @@ class AnswerStore:
         names = [keys.owed(answer.openid), keys.current(answer.openid)]
         args: list[EncodableT] = [
             answer.id,
-            answer.created,
             keys.answer(""),
             *_SUFFIXES_UNREAD,
             self.ttl,
