@@ -32,7 +32,7 @@ def test_a_page_read_with_continue_during_a_retry_is_not_sent_again_after_anothe
     scene.settle()
     scene.run_until(scene.jobs_done)
     assert more.text is not None
-    received = scene.cs.texts(USER)[:1] + [more.text] + scene.cs.texts(USER)[1:]
+    received = [*scene.cs.texts(USER)[:1], more.text, *scene.cs.texts(USER)[1:]]
     for _ in range(40):
         got = scene.say(USER, "继续", at=scene.now + 1.0).text or ""
         if got == texts.NOTHING_MORE:
@@ -60,7 +60,7 @@ def test_a_page_read_with_continue_during_a_retry_is_not_owed_again_when_custome
     scene.settle()
     scene.run_until(scene.jobs_done)
     assert more.text is not None
-    received = scene.cs.texts(USER)[:1] + [more.text] + scene.cs.texts(USER)[1:]
+    received = [*scene.cs.texts(USER)[:1], more.text, *scene.cs.texts(USER)[1:]]
     for _ in range(40):
         got = scene.say(USER, "继续", at=scene.now + 1.0).text or ""
         if got == texts.NOTHING_MORE:

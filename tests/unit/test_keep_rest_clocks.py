@@ -28,7 +28,9 @@ def skewed(monkeypatch: pytest.MonkeyPatch, scene: Scene, worker_offset: float) 
         offset = worker_offset if task is not None and task.name.startswith("job") else 0.0
         return scene.clock.time() + offset
 
-    fake = types.SimpleNamespace(time=now, monotonic=answers_module.time.monotonic, sleep=answers_module.time.sleep)
+    fake = types.SimpleNamespace(
+        time=now, monotonic=answers_module.time.monotonic, sleep=answers_module.time.sleep
+    )
     monkeypatch.setattr(answers_module, "time", fake)
 
 
