@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 
 from bot import texts
-from testing.scene import Scene
+from testing.scene import Push, Scene
 
 USER = "user-1"
 MARK = re.compile(r"q(\d+)行(\d+)号")
@@ -17,6 +17,25 @@ LONG = "".join(f"q1行{i}号：客服消息分页测试内容，用来测试继�
 
 def lines_of(texts_: list[str], q: int) -> list[int]:
     return [int(line) for text in texts_ for qq, line in MARK.findall(text) if int(qq) == q]
+
+
+def assert_each_line_once(scene: Scene, read_ahead: Push) -> None:
+    """Once the jobs are done, 继续 until nothing more: every line of both answers came exactly once
+    (the page that the 继续 `read_ahead` read came after customer service's first page)."""
+    scene.settle()
+    scene.run_until(scene.jobs_done)
+    assert read_ahead.text is not None
+    received = [*scene.cs.texts(USER)[:1], read_ahead.text, *scene.cs.texts(USER)[1:]]
+    for _ in range(40):
+        got = scene.say(USER, "继续", at=scene.now + 1.0).text or ""
+        if got == texts.NOTHING_MORE:
+            break
+        received.append(got)
+    read = lines_of(received, 1)
+    doubled = sorted({line for line in read if read.count(line) > 1})
+    assert doubled == [], f"lines of the long answer received twice: {doubled[:10]}"
+    assert sorted(read) == list(range(60))
+    assert lines_of(received, 2) == [0]
 
 
 def test_a_page_read_with_continue_during_a_retry_is_not_sent_again_after_another_answer(
@@ -29,20 +48,7 @@ def test_a_page_read_with_continue_during_a_retry_is_not_sent_again_after_anothe
     scene.send(USER, "long", at=0.0)
     scene.send(USER, "short", at=0.5)
     more = scene.send(USER, "继续", at=1.2)  # while customer service waits to try page 1 again
-    scene.settle()
-    scene.run_until(scene.jobs_done)
-    assert more.text is not None
-    received = [*scene.cs.texts(USER)[:1], more.text, *scene.cs.texts(USER)[1:]]
-    for _ in range(40):
-        got = scene.say(USER, "继续", at=scene.now + 1.0).text or ""
-        if got == texts.NOTHING_MORE:
-            break
-        received.append(got)
-    read = lines_of(received, 1)
-    doubled = sorted({line for line in read if read.count(line) > 1})
-    assert doubled == [], f"lines of the long answer received twice: {doubled[:10]}"
-    assert sorted(read) == list(range(60))
-    assert lines_of(received, 2) == [0]
+    assert_each_line_once(scene, more)
 
 
 def test_a_page_read_with_continue_during_a_retry_is_not_owed_again_when_customer_service_gives_up(
@@ -57,17 +63,4 @@ def test_a_page_read_with_continue_during_a_retry_is_not_owed_again_when_custome
     scene.send(USER, "long", at=0.0)
     scene.send(USER, "short", at=0.5)
     more = scene.send(USER, "继续", at=1.2)
-    scene.settle()
-    scene.run_until(scene.jobs_done)
-    assert more.text is not None
-    received = [*scene.cs.texts(USER)[:1], more.text, *scene.cs.texts(USER)[1:]]
-    for _ in range(40):
-        got = scene.say(USER, "继续", at=scene.now + 1.0).text or ""
-        if got == texts.NOTHING_MORE:
-            break
-        received.append(got)
-    read = lines_of(received, 1)
-    doubled = sorted({line for line in read if read.count(line) > 1})
-    assert doubled == [], f"lines of the long answer received twice: {doubled[:10]}"
-    assert sorted(read) == list(range(60))
-    assert lines_of(received, 2) == [0]
+    assert_each_line_once(scene, more)

@@ -13,6 +13,18 @@ USER = "user-1"
 LONG = "".join(f"第{i}行：客服消息分页测试内容，用来测试超过配额的回答。\n" for i in range(300))
 
 
+def assert_read_once_with_continue(scene: Scene, pages: list[str]) -> None:
+    """继续 until nothing more: with the `pages` already received, each line of the long answer came once."""
+    for _ in range(60):
+        got = scene.say(USER, "继续").text or ""
+        if got == texts.NOTHING_MORE:
+            break
+        pages.append(got)
+    read = "".join(pages)
+    missing = [i for i in range(300) if read.count(f"第{i}行：") != 1]
+    assert missing == [], f"lines of the long answer not read exactly once: {missing[:10]}…"
+
+
 def test_an_older_answer_sent_later_keeps_the_rest_of_the_answer_being_read(
     make_scene: Callable[..., Scene],
 ) -> None:
@@ -26,15 +38,7 @@ def test_an_older_answer_sent_later_keeps_the_rest_of_the_answer_being_read(
     assert len(sent) == scene.settings.wechat_cs_quota and sent[-1].endswith(texts.MORE_HINT)
     scene.advance_to(30.0)
     assert scene.cs.texts(USER)[-1] == "echo: old"  # the older question's answer, through customer service
-    pages = list(sent)
-    for _ in range(60):
-        got = scene.say(USER, "继续").text or ""
-        if got == texts.NOTHING_MORE:
-            break
-        pages.append(got)
-    read = "".join(pages)
-    missing = [i for i in range(300) if read.count(f"第{i}行：") != 1]
-    assert missing == [], f"lines of the long answer not read exactly once: {missing[:10]}…"
+    assert_read_once_with_continue(scene, list(sent))
 
 
 def test_passive_an_older_question_answered_later_keeps_the_rest_of_the_answer_being_read(
@@ -50,12 +54,4 @@ def test_passive_an_older_question_answered_later_keeps_the_rest_of_the_answer_b
     scene.settle()
     assert long.text is not None and long.text.endswith(texts.MORE_HINT) and long.replied_at == 2.5
     assert old.text == "echo: old" and (old.replied_at or 0) > 2.5
-    pages = [long.text]
-    for _ in range(60):
-        got = scene.say(USER, "继续").text or ""
-        if got == texts.NOTHING_MORE:
-            break
-        pages.append(got)
-    read = "".join(pages)
-    missing = [i for i in range(300) if read.count(f"第{i}行：") != 1]
-    assert missing == [], f"lines of the long answer not read exactly once: {missing[:10]}…"
+    assert_read_once_with_continue(scene, [long.text])
