@@ -234,7 +234,7 @@ class AnswerJob:
         started, parts, used = self.clock(), [], []
         said: list[str] = []
         llm = prompt.llm or self.runtime.backend
-        model = prompt.model or self.runtime.models.get(answer.openid)
+        model = prompt.model or self.runtime.models.of_question(answer.openid, answer.model)
         messages = list(prompt.messages)
         try:
             for rounds in itertools.count():

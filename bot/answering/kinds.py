@@ -90,7 +90,7 @@ class TextKind:
         if prompt.model is not None:
             route = Route("", prompt.model, "vision")
         else:
-            chosen = self.runtime.models.get(answer.openid)
+            chosen = self.runtime.models.of_question(answer.openid, answer.model)
             route = router.route(question, chosen=chosen, kb_hit=kb_hit)
         router.record(answer.id, route)
         return replace(prompt, model=route.model)

@@ -326,11 +326,14 @@ return kept and 1 or 0
 )
 
 #: A new answer: its fields, `seen` (the pages its user has got so far, the current hash's `got`: a page
-#: that comes after it has a greater count, KEEP_REST), and (passive) its place on the owed list. KEYS: the
-#: answer, the current hash, the owed list. ARGV: ttl, delivery, answer id, field, value, ...
+#: that comes after it has a greater count, KEEP_REST), `model` (the model its user has picked with /model
+#: now, '' for none: a /model sent while the question waits for a worker does not change it; the choice
+#: is ModelChoices', read only), and (passive) its place on the owed list. KEYS: the answer, the current
+#: hash, the owed list, the user's model choice. ARGV: ttl, delivery, answer id, field, value, ...
 CREATE = """
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('HSET', KEYS[1], 'seen', redis.call('HGET', KEYS[2], 'got') or '0')
+redis.call('HSET', KEYS[1], 'model', redis.call('GET', KEYS[4]) or '')
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 if ARGV[2] == 'passive' then
     redis.call('RPUSH', KEYS[3], ARGV[3])
@@ -380,6 +383,9 @@ class Answer:
     owed_from: int | None = None
     #: the first page that reaches the user late, which carries the late-answer heading
     late_from: int = 0
+    #: the model its user had picked with /model when asking ('' for none; None: an answer created before
+    #: the choice was recorded with it)
+    model: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -487,7 +493,7 @@ class AnswerStore:
             "kind": kind,
             "media_id": media_id,
         }
-        names = [keys.answer(answer_id), keys.current(openid), keys.owed(openid)]
+        names = [keys.answer(answer_id), keys.current(openid), keys.owed(openid), keys.user_model(openid)]
         args: list[EncodableT] = [self.ttl, delivery, answer_id]
         args += [item for pair in fields.items() for item in pair]
         self._create(keys=names, args=args)
@@ -843,6 +849,7 @@ def _answer_of(answer_id: str, fields: dict[str, str], page_count: int) -> Answe
         created=float(fields.get("created", 0)),
         owed_from=int(fields["owed_from"]) if "owed_from" in fields else None,
         late_from=int(fields.get("late_from", 0)),
+        model=fields.get("model"),
     )
 
 

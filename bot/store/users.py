@@ -168,6 +168,14 @@ class ModelChoices:
         found = self.redis.get(keys.user_model(openid))
         return str(found) if found is not None and str(found) in self.allowed else None
 
+    def of_question(self, openid: str, picked: str | None) -> str | None:
+        """The model of a question: the one its user had picked when asking (`picked`, recorded with the
+        answer; '' for none), if still allowed; None: the configured default. `picked` None (an answer
+        from before the choice was recorded): the user's choice now."""
+        if picked is None:
+            return self.get(openid)
+        return picked if picked and picked in self.allowed else None
+
     def set(self, openid: str, model: str) -> None:
         if model not in self.allowed:
             raise ValueError(f"model {model!r} is not allowed (ALLOWED_MODELS)")

@@ -123,3 +123,28 @@ def test_a_banned_followers_continue_gets_the_ban_not_a_page(
     last_read = int(re.findall(r"第(\d+)句", first)[-1])
     assert second.startswith(f"第{last_read + 1}句。"), second
     assert texts.HELP_HEADER in say(bot, "user-9", "/help")  # the rate's second message, not the fifth
+
+
+def test_a_model_picked_after_a_question_applies_to_the_next_one_not_to_it(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """/model sent while a question still waits for a worker changed the model of that question too: the
+    job read the user's choice when it started. The choice is recorded with the question when it is asked."""
+    from bot.answering.generation import AnswerJob
+
+    bot = make_bot(with_worker=False, allowed_models=["gpt-4o"])
+    runtime, default = bot.runtime, bot.runtime.settings.openai_model
+
+    def ask(question: str) -> str:
+        return str(runtime.answers.create("user-1", question, owner="", reserved_for=0, delivery="active"))
+
+    first = ask("第一个问题")
+    assert say(bot, "user-1", "/model gpt-4o") == texts.MODEL_SWITCHED.format(model="gpt-4o")
+    second = ask("第二个问题")
+    job = AnswerJob(runtime)
+    job.run(first)
+    job.run(second)
+    models = [request["model"] for request in fake_openai.chat_requests()]
+    assert models == [default, "gpt-4o"]
+    assert say(bot, "user-1", f"/model {default}") == texts.MODEL_SWITCHED.format(model=default)
+    assert runtime.models.of_question("user-1", None) == default  # an answer from before: the choice now
