@@ -330,7 +330,7 @@ class AnswerJob:
         partial += splitter.finish() if splitter.rest.strip() else []
         written = _pages_so_far(answer, splitter) > len(partial) or any(page.strip() for page in partial)
         failure = describe(exc, written)
-        log.warning("answer %s failed: %s", answer.id, self._cause(exc, written))
+        log.log(self._level(exc, written), "answer %s failed: %s", answer.id, self._cause(exc, written))
         self.runtime.metrics.inc("job_failures", reason=failure.reason)
         error = failure.text + kind.failure_note(answer)
         writing.end("failed", error)
@@ -341,11 +341,24 @@ class AnswerJob:
         return "failed"
 
     def _cause(self, exc: Exception, written: bool) -> str:
-        """The failure for the log; the token limit reached before any text names its setting."""
-        if isinstance(exc, LLMError) and exc.detail == "length" and not written:
+        """The failure for the log; the token limit names its setting."""
+        if isinstance(exc, LLMError) and exc.detail == "length":
             limit = self.runtime.settings.llm_max_tokens
-            return f"LLM_MAX_TOKENS ({limit}) reached before any text (a reasoning model's thinking counts)"
+            if not written:
+                return (
+                    f"LLM_MAX_TOKENS ({limit}) reached before any text (a reasoning model's thinking counts)"
+                )
+            return f"length: cut at LLM_MAX_TOKENS ({limit}); the text so far was delivered with a note"
         return str(exc)
+
+    @staticmethod
+    def _level(exc: Exception, written: bool) -> int:
+        """An answer cut at the token limit after some text is the limit the operator set doing its work
+        (the follower has the text and a note): INFO, not a WARNING on every long answer of a small limit
+        (make run's first-run model: 64 tokens). It still counts in job_failures, as `cut_short`."""
+        if isinstance(exc, LLMError) and exc.detail == "length" and written:
+            return logging.INFO
+        return logging.WARNING
 
     def _deliver_active(self, answer: Answer) -> None:
         if answer.delivery == "active":

@@ -108,3 +108,24 @@ def test_an_answer_stopped_midway_says_it_is_incomplete(
     fake_openai.set_behavior(reply="第一步：先烧水。第二步：", **behavior)
     text = bot.simulator().send_text("user-1", "怎么泡茶").text
     assert text is not None and text.startswith("第一步") and text.endswith(f"\n\n{note}")
+
+
+def test_an_answer_cut_at_the_token_limit_is_logged_as_information_naming_the_setting(
+    bot: Bot, fake_openai: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a small LLM_MAX_TOKENS (make run's first-run model: 64) every long answer is cut: the follower
+    has the text and a note, and the log says which limit cut it, at INFO — not a WARNING each time. A
+    stream cut without its end stays a WARNING."""
+    caplog.set_level(logging.INFO, logger="bot.answering")
+    fake_openai.set_behavior(reply="前半部分的回答", finish_reason="length")
+    assert bot.simulator().send_text("user-1", "写一篇长文").text is not None
+    wait_for(lambda: any("failed" in r.getMessage() for r in caplog.records), what="the answer's log line")
+    cut = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert [r.levelno for r in cut] == [logging.INFO]
+    assert "LLM_MAX_TOKENS" in cut[0].getMessage()
+
+    caplog.clear()
+    fake_openai.set_behavior(reply="又一个回答", finish_reason="stop", end_without_done=True)
+    assert bot.simulator().send_text("user-2", "写一篇长文").text is not None
+    wait_for(lambda: any("failed" in r.getMessage() for r in caplog.records), what="the answer's log line")
+    assert [r.levelno for r in caplog.records if "failed" in r.getMessage()] == [logging.WARNING]
