@@ -39,6 +39,13 @@ def test_log_in_read_a_conversation_and_change_the_system_prompt(
     sign_in(page, link.group(0))  # a second opening: the first spent nothing
     page.goto(f"{base}/console/users")
     assert page.locator("nav.nav a.here").inner_text() == "会话"
+    # every tab whole on a narrower phone too (at 375 px the last one was cut at the edge of a strip that
+    # scrolled sideways, with nothing to say that it did)
+    page.set_viewport_size({"width": 360, "height": PHONE["height"]})
+    for tab in page.locator("nav.nav a").all():
+        box = tab.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360, tab.inner_text()
+    page.set_viewport_size(PHONE)
     assert FOLLOWER in page.locator("ul.rows").inner_text()
     shot(page, "users")
 
