@@ -93,8 +93,7 @@ class ActiveSender:
             with self.answers.user_lock(answer.openid):
                 self.answers.confirm_sent(answer.id, index)
                 # an older question's answer coming now takes no rest the user was told to read with 继续
-                self.answers.keep_rest(answer, self.quota)
-                self.answers.mark_delivered(Target(answer, index, from_owed=False))
+                self.answers.mark_delivered(Target(answer, index, from_owed=False), keep_rest=self.quota)
             self.metrics.inc("pages_delivered", path="customer_service")
             return True
         return False

@@ -465,7 +465,6 @@ class AnswerStore:
         self._release = client.register_script(RELEASE_IF_OURS)
         self._peek = client.register_script(PEEK)
         self._claim = client.register_script(CLAIM)
-        self._keep_rest = client.register_script(KEEP_REST)
         self._create = client.register_script(CREATE)
         self._claim_then: dict[str, Script] = {}  # by the OnFirst function's source
 
@@ -776,30 +775,24 @@ class AnswerStore:
             cursor = max(cursor, self._shown_or_showing(answer.id))
         return Target(answer, cursor, from_owed=False, reading=True)
 
-    def mark_delivered(self, target: Target, pages: int = 1) -> None:
-        """Advance past `pages` pages of the target (call under the user lock)."""
+    def mark_delivered(self, target: Target, pages: int = 1, *, keep_rest: int | None = None) -> None:
+        """Advance past `pages` pages of the target (call under the user lock). `keep_rest` (active mode,
+        the customer-service quota): first, in the same round trip, the answer being read keeps its rest
+        when the user has not moved on from it (KEEP_REST), before the target becomes the one being read."""
         answer = target.answer
         cursor = max(target.page + pages, self.cursor(answer))  # never back: a page is read once
         pipe = self.redis.pipeline()
+        if keep_rest is not None:  # EVAL, not a Script: in a pipeline that costs a SCRIPT EXISTS round trip
+            names = [keys.owed(answer.openid), keys.current(answer.openid)]
+            pipe.eval(
+                KEEP_REST, 2, *names, answer.id, keys.answer(""), *_SUFFIXES_UNREAD, self.ttl, keep_rest
+            )
         if target.from_owed:
             pipe.lrem(keys.owed(answer.openid), 0, answer.id)
         pipe.hset(keys.current(answer.openid), mapping={"answer": answer.id, "cursor": cursor})
         pipe.hincrby(keys.current(answer.openid), "got", 1)  # KEEP_REST: a page the user got
         pipe.expire(keys.current(answer.openid), self.ttl)
         pipe.execute()
-
-    def keep_rest(self, answer: Answer, quota: int) -> bool:
-        """Before customer service makes `answer` the one being read: keep the rest of the answer being
-        read now, when the user has not moved on from it (KEEP_REST). Call under the user lock."""
-        names = [keys.owed(answer.openid), keys.current(answer.openid)]
-        args: list[EncodableT] = [
-            answer.id,
-            keys.answer(""),
-            *_SUFFIXES_UNREAD,
-            self.ttl,
-            quota,
-        ]
-        return bool(self._keep_rest(keys=names, args=args))
 
     def cursor(self, answer: Answer) -> int:
         """Pages of `answer` the user has read as the answer being read: its cursor while it is, and what

@@ -50,7 +50,6 @@ class History:
         self.max_turns = max_turns
         self.max_chars = max_chars
         self.ttl = ttl
-        self._add_turn = client.register_script(ADD_TURN)
 
     def messages(self, openid: str) -> list[ChatMessage]:
         """The conversation as the model reads it (without the questions' times)."""
@@ -70,9 +69,9 @@ class History:
         user = json.dumps({"role": "user", "content": question, "at": asked}, ensure_ascii=False)
         assistant = json.dumps({"role": "assistant", "content": answer}, ensure_ascii=False)
         kept = 2 * max(self.max_turns, 1)
-        self._add_turn(
-            keys=[keys.history(openid)], args=[asked, user, assistant, kept, self.ttl], client=pipe
-        )
+        # EVAL with its source, not the registered script: a Script in a pipeline makes redis-py ask
+        # SCRIPT EXISTS first, a round trip of its own at every answer's end (as Metrics.inc_in does)
+        pipe.eval(ADD_TURN, 1, keys.history(openid), asked, user, assistant, kept, self.ttl)
 
     def pipeline(self) -> Pipeline:
         """A pipeline (no MULTI) in which several stores queue the writes that end an answer."""
