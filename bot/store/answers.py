@@ -461,7 +461,6 @@ class AnswerStore:
         self.ttl = ttl
         self.notices = ReadyNotices(client)
         self._guarded_write = client.register_script(GUARDED_WRITE)
-        self._renew = client.register_script(RENEW_IF_OURS)
         self._release = client.register_script(RELEASE_IF_OURS)
         self._peek = client.register_script(PEEK)
         self._claim = client.register_script(CLAIM)
@@ -584,7 +583,7 @@ class AnswerStore:
         """Renew runs' leases ((answer id, token) each) in one round trip; False for one no longer theirs."""
         pipe = self.redis.pipeline(transaction=False)
         for answer_id, token in leases:
-            self._renew(keys=[keys.answer_lease(answer_id)], args=[token, lease_ms], client=pipe)
+            pipe.eval(RENEW_IF_OURS, 1, keys.answer_lease(answer_id), token, lease_ms)  # no SCRIPT EXISTS
         return [bool(renewed) for renewed in pipe.execute()]
 
     def release_lease(self, answer_id: str, token: str) -> None:
