@@ -189,6 +189,10 @@ class Jobs:
         """`notify` False: started from the console, whose page shows the report (a chat message about a
         sync the admin did not ask for in the chat would puzzle them)."""
         runtime = self.runtime
+        if runtime.admin.is_banned(admin):  # banned since asking: nothing of it runs, the lock is free again
+            runtime.knowledge.store.release_sync(token)
+            log.info("knowledge base sync asked by %s not run: banned since", admin)
+            return
         report = run_sync(runtime.knowledge, runtime.wechat, token, by=admin)
         if report is not None and notify:  # None: another sync runs, and will report
             mode = delivery_mode(runtime.settings, runtime.wechat_state)

@@ -129,6 +129,23 @@ def test_sync_needs_the_accounts_credentials(make_bot: Callable[..., Bot]) -> No
     assert not bot.runtime.knowledge.store.sync_running()
 
 
+def test_a_sync_asked_by_an_admin_banned_since_does_not_run(
+    admin_bot: Bot, fake_wechat: FakeWeChatAPI
+) -> None:
+    fake_wechat.published = [published_item("ART1", 1_700_000_000, ROTATION)]
+    store = admin_bot.runtime.knowledge.store
+    assert store.claim_sync("queued")  # as /kb sync claims it before queueing the job
+    admin_bot.runtime.admin.ban(ADMIN)
+    admin_bot.ext["jobs"].enqueue_kb_sync(ADMIN, "queued")
+    wait_for(lambda: not store.sync_running())  # the job gave the lock back
+    assert admin_bot.runtime.knowledge.documents() == [] and store.sync_record() == {}
+    assert fake_wechat.sent_messages() == []
+    admin_bot.runtime.admin.unban(ADMIN)
+    assert say(admin_bot, ADMIN, "/kb sync") == texts.KB_SYNC_STARTED_PASSIVE  # not left busy
+    wait_for(lambda: store.sync_record().get("status") == "done")
+    assert len(admin_bot.runtime.knowledge.documents()) == 1
+
+
 def test_a_second_sync_waits_for_the_first(admin_bot: Bot) -> None:
     store = admin_bot.runtime.knowledge.store
     assert store.claim_sync("running")
