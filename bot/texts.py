@@ -190,6 +190,14 @@ BROADCAST_UNKNOWN = "另有 {unknown} 位因发送中断结果未知（不会重
 ADMINS_LIST = "管理员：\n{admins}"
 USAGE = "用法：{usage}"
 
+#: read by the model before a question sent in a burst: the user's questions just before it, whose answers
+#: are still being written (the history has them only once they are); in the user's words, in their message
+EARLIER_QUESTIONS = (
+    "（在这条消息之前我刚发了下面的消息，它们的回答会另外发给我，这里不用再回答：\n"
+    "{questions}）\n\n{question}"
+)
+EARLIER_QUESTION = "「{text}」"
+
 # --- knowledge base (bot/knowledge/, /kb) -----------------------------------------------------------
 #: added to the system prompt when passages of the knowledge base go with a question
 KB_SYSTEM = (

@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from bot import texts
 from bot.llm.base import ChatMessage, LLMError
 from testing.clock import Cancelled, FakeClock
 
@@ -54,8 +55,19 @@ class Call:
 
 
 def question_of(messages: list[ChatMessage]) -> str:
+    """The question the last user message asks: its text, without the earlier questions that a question
+    sent in a burst carries before it (texts.EARLIER_QUESTIONS) — the model answers the question, and
+    scripts are keyed by it."""
     users = [message for message in messages if message.get("role") == "user"]
-    return str(users[-1].get("content", "")) if users else ""
+    return without_earlier(str(users[-1].get("content", ""))) if users else ""
+
+
+def without_earlier(content: str) -> str:
+    head, _, rest = texts.EARLIER_QUESTIONS.partition("{questions}")
+    between = rest.partition("{question}")[0]
+    if not content.startswith(head) or between not in content[len(head) :]:
+        return content
+    return content[len(head) :].split(between, 1)[1]
 
 
 class ScriptedBackend:

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 #: /minutes end waits this long for voice pieces still being transcribed (seconds)
 MINUTES_WAIT_SECONDS = 60
+#: a question sent in a burst reads at most this many of the questions just before it, each cut to this long
+EARLIER_QUESTIONS = 3
+EARLIER_QUESTION_CHARS = 300
+#: the kinds of answer whose question goes into the history (and so is context for the next question)
+REMEMBERED_KINDS = ("text", "voice")
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,26 @@ class TextKind:
             raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
         system = self.runtime.overrides.system_prompt()
         grounded = self.runtime.knowledge.ground(system, question)  # unchanged when nothing is relevant
-        messages = self.runtime.history.prompt(answer.openid, grounded.system, grounded.question)
+        asked = self._after_earlier(answer, grounded.question)
+        messages = self.runtime.history.prompt(answer.openid, grounded.system, asked)
         tools = self.tools.offered() if self.tools else None  # e.g. no search of an empty knowledge base
         prompt = Prompt(messages, remember=question, sources=grounded.sources, tools=tools)
         return self._routed(answer, question, self._about_photo(answer, prompt), kb_hit=bool(grounded.hits))
+
+    def _after_earlier(self, answer: Answer, question: str) -> str:
+        """The question, after the questions its user sent just before it that are still being answered: in
+        a burst (「帮我翻译这句话」 then 「I love you」) the second one is answered at the same time as the
+        first, before the history has it. Those moderation refuses are left out; with the history off
+        (HISTORY_MAX_TURNS=0) there is no context to give."""
+        runtime = self.runtime
+        if not runtime.history.max_turns:
+            return question
+        earlier = runtime.answers.asked_before(answer, REMEMBERED_KINDS, EARLIER_QUESTIONS)
+        shown = [_cut(text) for text in earlier if not runtime.moderator.refuses(text)]
+        if not shown:
+            return question
+        listed = "\n".join(texts.EARLIER_QUESTION.format(text=text) for text in shown)
+        return texts.EARLIER_QUESTIONS.format(questions=listed, question=question)
 
     def _routed(self, answer: Answer, question: str, prompt: Prompt, *, kb_hit: bool) -> Prompt:
         """The model for the question (EXPERTS, bot/experts/): the follower's /model choice, else the
@@ -204,6 +225,10 @@ class MinutesKind:
     def failure_note(self, answer: Answer) -> str:
         """The recording is kept (and on again) so that /minutes end can be sent again."""
         return texts.MINUTES_KEPT if self.runtime.minutes.resume(answer.openid, answer.media_id) else ""
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= EARLIER_QUESTION_CHARS else text[: EARLIER_QUESTION_CHARS - 1] + "…"
 
 
 def offered_tools(runtime: Runtime) -> ToolBox | None:

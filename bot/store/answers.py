@@ -328,13 +328,18 @@ return kept and 1 or 0
 #: A new answer: its fields, `seen` (the pages its user has got so far, the current hash's `got`: a page
 #: that comes after it has a greater count, KEEP_REST), `model` (the model its user has picked with /model
 #: now, '' for none: a /model sent while the question waits for a worker does not change it; the choice
-#: is ModelChoices', read only), and (passive) its place on the owed list. KEYS: the answer, the current
-#: hash, the owed list, the user's model choice. ARGV: ttl, delivery, answer id, field, value, ...
+#: is ModelChoices', read only), its place among the user's questions (`asking`, the last ASKING_WINDOW
+#: seconds of them), and (passive) its place on the owed list. KEYS: the answer, the current hash, the owed
+#: list, the user's model choice, the user's questions. ARGV: ttl, delivery, answer id, the question's
+#: time, ASKING_WINDOW, field, value, ...
 CREATE = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('HSET', KEYS[1], 'seen', redis.call('HGET', KEYS[2], 'got') or '0')
 redis.call('HSET', KEYS[1], 'model', redis.call('GET', KEYS[4]) or '')
 redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
+redis.call('EXPIRE', KEYS[5], ARGV[5])
 if ARGV[2] == 'passive' then
     redis.call('RPUSH', KEYS[3], ARGV[3])
     redis.call('EXPIRE', KEYS[3], ARGV[1])
@@ -479,23 +484,41 @@ class AnswerStore:
         kind: str = "text",
         media_id: str = "",
     ) -> str:
-        answer_id = uuid.uuid4().hex
+        answer_id, now = uuid.uuid4().hex, time.time()
         fields: dict[FieldT, EncodableT] = {
             "openid": openid,
             "question": question,
             "status": "queued",
             "owner": owner,
-            "reserved_until": time.time() + reserved_for,
+            "reserved_until": now + reserved_for,
             "delivery": delivery,
-            "created": time.time(),
+            "created": now,
             "kind": kind,
             "media_id": media_id,
         }
         names = [keys.answer(answer_id), keys.current(openid), keys.owed(openid), keys.user_model(openid)]
-        args: list[EncodableT] = [self.ttl, delivery, answer_id]
+        names.append(keys.asking(openid))
+        args: list[EncodableT] = [self.ttl, delivery, answer_id, now, keys.ASKING_WINDOW]
         args += [item for pair in fields.items() for item in pair]
         self._create(keys=names, args=args)
         return answer_id
+
+    def asked_before(self, answer: Answer, kinds: tuple[str, ...], limit: int) -> list[str]:
+        """The questions (of these kinds) its user asked before `answer` whose answers are not finished yet,
+        oldest first, the last `limit` of them: a question sent in a burst is answered while the one before
+        it still is, so the history has neither yet."""
+        earlier = self.redis.zrangebyscore(
+            keys.asking(answer.openid), answer.created - keys.ASKING_WINDOW, f"({answer.created!r}"
+        )
+        pipe = self.redis.pipeline(transaction=False)
+        for answer_id in earlier:
+            pipe.hmget(keys.answer(str(answer_id)), "status", "kind", "question")
+        found = [
+            str(question)
+            for status, kind, question in (pipe.execute() if earlier else [])
+            if status is not None and status not in TERMINAL and kind in kinds and question
+        ]
+        return found[-limit:]
 
     def get(self, answer_id: str) -> Answer | None:
         pipe = self.redis.pipeline()

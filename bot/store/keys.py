@@ -87,6 +87,16 @@ def history(openid: str) -> str:
     return f"{PREFIX}:user:{openid}:history"
 
 
+def asking(openid: str) -> str:
+    """Sorted set: the user's answers (ids) by the time their questions were asked, the last ASKING_WINDOW
+    seconds — which questions asked before a new one are still being answered when its prompt is built."""
+    return f"{PREFIX}:user:{openid}:asking"
+
+
+#: how far back `asking` looks (seconds): an answer unfinished for longer is given up (ABANDONED_AFTER)
+ASKING_WINDOW = 600
+
+
 def user_lock(openid: str) -> str:
     return f"{PREFIX}:user:{openid}:lock"
 

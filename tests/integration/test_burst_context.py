@@ -1,0 +1,131 @@
+"""A question sent in a burst is answered while the one before it still is: the history has neither yet,
+so the model read 「I love you」 without the 「帮我翻译下面这句话」 sent a second before. Its prompt now
+carries the user's earlier questions whose answers are still being written — in the user's message, not
+the system prompt (they are the user's words) — and the history keeps each question as it was asked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import redis
+
+from bot import texts
+from bot.answering.kinds import EARLIER_QUESTION_CHARS, EARLIER_QUESTIONS, REMEMBERED_KINDS
+from bot.store import keys
+from bot.store.answers import AnswerStore
+from testing.fakes.openai_server import FakeOpenAI
+from testing.fakes.wechat_api import FakeWeChatAPI
+from testing.patience import wait_for
+from tests.conftest import Bot
+
+FIRST = "帮我把下面这句话翻译成中文"
+SECOND = "I love you"
+
+
+def asked(request: dict[str, Any]) -> str:
+    """The last user message of a chat request: what the model is asked now."""
+    return str(request["messages"][-1]["content"])
+
+
+def with_earlier(question: str, *earlier: str) -> str:
+    listed = "\n".join(texts.EARLIER_QUESTION.format(text=text) for text in earlier)
+    return texts.EARLIER_QUESTIONS.format(questions=listed, question=question)
+
+
+def has_requests(fake_openai: FakeOpenAI, count: int) -> bool:
+    return len(fake_openai.chat_requests()) == count
+
+
+def burst(make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, *questions: str, **config: Any) -> Bot:
+    """Active mode (each push is acknowledged at once): the questions sent one after the other while every
+    answer holds after its first chunk, until the test releases them."""
+    bot = make_bot(wechat_reply_mode="active", **config)
+    fake_openai.set_behavior(reply="好的。", hold_after_chunks=1)
+    sim = bot.simulator()
+    for count, question in enumerate(questions, 1):
+        assert sim.send_text("user-1", question).acknowledged
+        wait_for(partial(has_requests, fake_openai, count), what=f"the LLM request of {question!r}")
+    return bot
+
+
+def test_a_question_sent_while_the_one_before_is_answered_reads_it(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    bot = burst(make_bot, fake_openai, FIRST, SECOND)
+    first, second = fake_openai.chat_requests()
+    assert asked(first) == FIRST
+    assert asked(second) == with_earlier(SECOND, FIRST)
+    assert all(FIRST not in str(m["content"]) for m in second["messages"] if m["role"] == "system")
+    fake_openai.release()
+    wait_for(lambda: len(fake_wechat.sent_texts("user-1")) == 2, what="both answers")
+    # the history keeps each question as asked, and the next question, with nothing pending, reads it
+    history = bot.runtime.history.messages("user-1")
+    assert [m["content"] for m in history if m["role"] == "user"] == [FIRST, SECOND]
+    assert bot.simulator().send_text("user-1", "谢谢").acknowledged
+    wait_for(lambda: len(fake_openai.chat_requests()) == 3)
+    third = fake_openai.chat_requests()[2]
+    assert asked(third) == "谢谢"
+    assert [m["content"] for m in third["messages"] if m["role"] == "user"] == [FIRST, SECOND, "谢谢"]
+
+
+def test_only_the_last_few_pending_questions_go_with_it_each_cut_short(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    long = "很长的问题" * 100
+    questions = ["q1", "q2", long, "q4", "最后一问"]
+    burst(make_bot, fake_openai, *questions)
+    last = fake_openai.chat_requests()[-1]
+    cut = long[: EARLIER_QUESTION_CHARS - 1] + "…"
+    assert asked(last) == with_earlier("最后一问", *["q2", cut, "q4"][-EARLIER_QUESTIONS:])
+    fake_openai.release()
+
+
+def test_a_pending_question_moderation_refuses_is_not_given(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """Refused when its own job starts; one still waiting for a worker is not checked yet."""
+    bot = make_bot(wechat_reply_mode="active", sensitive_words=["违禁词"])
+    store = bot.runtime.answers
+    store.create("user-1", "我想问问违禁词的事", owner="p", reserved_for=0, delivery="active")  # queued
+    store.create("user-1", "可以问的", owner="p", reserved_for=0, delivery="active")
+    assert bot.simulator().send_text("user-1", "q3").acknowledged
+    wait_for(lambda: fake_openai.chat_requests())
+    assert [asked(r) for r in fake_openai.chat_requests()] == [with_earlier("q3", "可以问的")]
+
+
+def test_without_a_history_no_pending_question_is_given(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    burst(make_bot, fake_openai, FIRST, SECOND, history_max_turns=0)
+    assert [asked(r) for r in fake_openai.chat_requests()] == [FIRST, SECOND]
+    fake_openai.release()
+
+
+def test_the_store_lists_unfinished_questions_of_the_user_asked_before(redis_client: redis.Redis) -> None:
+    store = AnswerStore(redis_client, ttl=3600)
+
+    def ask(openid: str, question: str, kind: str = "text") -> str:
+        return store.create(openid, question, owner="p", reserved_for=0, delivery="passive", kind=kind)
+
+    ask("u", "queued")
+    store.set_status(store.get(ask("u", "running")) or _gone(), "running")
+    done = ask("u", "answered")
+    redis_client.hset(keys.answer(done), "status", "done")
+    ask("u", "/image 一只猫", kind="image")
+    ask("u", "", kind="voice")  # not transcribed yet: nothing to give
+    ask("someone-else", "not theirs")
+    answer = store.get(ask("u", "now")) or _gone()
+    ask("u", "asked after")
+    assert store.asked_before(answer, REMEMBERED_KINDS, 10) == ["queued", "running"]
+    assert store.asked_before(answer, REMEMBERED_KINDS, 1) == ["running"]
+    # older than the window: trimmed when the next question is asked, and never read
+    redis_client.zadd(keys.asking("u"), {"stale": answer.created - keys.ASKING_WINDOW - 1})
+    ask("u", "one more")
+    assert "stale" not in map(str, redis_client.zrange(keys.asking("u"), 0, -1))
+    assert 0 < redis_client.ttl(keys.asking("u")) <= keys.ASKING_WINDOW
+
+
+def _gone() -> Any:
+    raise AssertionError("the answer just created is gone")
