@@ -98,11 +98,13 @@ class Runtime:
         )
 
     def reset_conversation(self, openid: str) -> None:
-        """A user starts again (/reset, the console's reset): their conversation and the photo their
-        questions were about are forgotten together, in one round trip (each store queues its own key)."""
+        """A user starts again (/reset, the console's reset): their conversation, the photo their
+        questions were about and the questions still being answered (no context for the next one any more)
+        are forgotten together, in one round trip (each store queues its own key)."""
         pipe = self.history.pipeline()
         self.history.clear_in(pipe, openid)
         self.photos.forget_in(pipe, openid)
+        self.answers.forget_asked_in(pipe, openid)
         pipe.execute()
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.typing import EncodableT, FieldT
 
@@ -519,6 +520,11 @@ class AnswerStore:
             if status is not None and status not in TERMINAL and kind in kinds and question
         ]
         return found[-limit:]
+
+    def forget_asked_in(self, pipe: Pipeline, openid: str) -> None:
+        """A reset, queued in the caller's pipeline: the questions asked before it are no context for the
+        next one (`asked_before`); their answers still come."""
+        pipe.delete(keys.asking(openid))
 
     def get(self, answer_id: str) -> Answer | None:
         pipe = self.redis.pipeline()

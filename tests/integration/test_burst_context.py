@@ -95,6 +95,19 @@ def test_a_pending_question_moderation_refuses_is_not_given(
     assert [asked(r) for r in fake_openai.chat_requests()] == [with_earlier("q3", "可以问的")]
 
 
+def test_after_a_reset_the_questions_asked_before_it_are_not_given(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    bot = burst(make_bot, fake_openai, FIRST)
+    sim = bot.simulator()
+    assert sim.send_text("user-1", "/reset").text == texts.RESET_DONE
+    assert sim.send_text("user-1", SECOND).acknowledged
+    wait_for(partial(has_requests, fake_openai, 2))
+    assert asked(fake_openai.chat_requests()[1]) == SECOND
+    fake_openai.release()
+    wait_for(lambda: len(fake_wechat.sent_texts("user-1")) == 2, what="both answers, the first one too")
+
+
 def test_without_a_history_no_pending_question_is_given(
     make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
 ) -> None:
