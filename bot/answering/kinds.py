@@ -168,7 +168,9 @@ class PhotoKind(TextKind):
         except PhotoError as exc:
             raise Refusal(texts.PHOTO_FAILED, f"photo unavailable: {exc}") from exc
         system = runtime.overrides.system_prompt()
-        messages = runtime.history.prompt(answer.openid, system, texts.PHOTO_DESCRIBE)
+        # 「这是什么花？」 sent just before the photo: the description answers it
+        asked = self._after_earlier(answer, texts.PHOTO_DESCRIBE)
+        messages = runtime.history.prompt(answer.openid, system, asked)
         messages[-1] = with_image(messages[-1], image)
         vision = runtime.vision
         return Prompt(messages, remember=texts.PHOTO_NOTE, llm=vision.backend, model=vision.model)

@@ -15,7 +15,7 @@ from bot import texts
 from bot.answering.kinds import EARLIER_QUESTION_CHARS, EARLIER_QUESTIONS, REMEMBERED_KINDS
 from bot.store import keys
 from bot.store.answers import AnswerStore
-from testing.fakes.openai_server import FakeOpenAI
+from testing.fakes.openai_server import FakeOpenAI, tiny_png
 from testing.fakes.wechat_api import FakeWeChatAPI
 from testing.patience import wait_for
 from tests.conftest import Bot
@@ -114,6 +114,25 @@ def test_without_a_history_no_pending_question_is_given(
     burst(make_bot, fake_openai, FIRST, SECOND, history_max_turns=0)
     assert [asked(r) for r in fake_openai.chat_requests()] == [FIRST, SECOND]
     fake_openai.release()
+
+
+def test_a_photo_sent_right_after_a_question_is_described_with_it(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    """「这是什么花？」 then the photo: the question was answered without it; the description answers it."""
+    bot = burst(make_bot, fake_openai, "这是什么花？", vision_model="gpt-4o-vision")
+    fake_wechat.add_media("photo-1", tiny_png(), "image/png")
+    assert bot.simulator().send_image("user-1", "photo-1").acknowledged
+    wait_for(partial(has_requests, fake_openai, 2))
+    text_part, image_part = fake_openai.chat_requests()[1]["messages"][-1]["content"]
+    assert text_part == {"type": "text", "text": with_earlier(texts.PHOTO_DESCRIBE, "这是什么花？")}
+    assert image_part["type"] == "image_url"
+    fake_openai.release()
+    wait_for(lambda: len(bot.runtime.history.messages("user-1")) == 4, what="both turns")
+    assert [m["content"] for m in bot.runtime.history.messages("user-1") if m["role"] == "user"] == [
+        "这是什么花？",
+        texts.PHOTO_NOTE,
+    ]
 
 
 def test_the_store_lists_unfinished_questions_of_the_user_asked_before(redis_client: redis.Redis) -> None:
