@@ -31,6 +31,8 @@ TERMINAL = ("done", "failed")
 ABANDONED_AFTER = 600
 #: a message looks at most this many of its user's owed answers (oldest first)
 OWED_SCAN = 20
+#: a question looks at most this many of the questions its user asked just before it (asked_before)
+ASKED_SCAN = 20
 
 
 #: KEYS: lease, pages, answer. ARGV: lease token, ttl, status ("" = unchanged), error, the user's ready
@@ -333,12 +335,19 @@ return kept and 1 or 0
 #: seconds of them), and (passive) its place on the owed list. KEYS: the answer, the current hash, the owed
 #: list, the user's model choice, the user's questions. ARGV: ttl, delivery, answer id, the question's
 #: time, ASKING_WINDOW, field, value, ...
+#: Its place among the user's questions is after every one already there — Redis's own order, not the
+#: clock's: the question's time is its score unless a question already there has that time or a later one
+#: (another web process's clock ahead of this one's, a clock stepped back, the same microsecond), when it
+#: comes just after that one. Trimmed by this process's clock.
 CREATE = """
 redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('HSET', KEYS[1], 'seen', redis.call('HGET', KEYS[2], 'got') or '0')
 redis.call('HSET', KEYS[1], 'model', redis.call('GET', KEYS[4]) or '')
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+local score = ARGV[4]
+local last = redis.call('ZREVRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+if last[2] and tonumber(last[2]) >= tonumber(score) then score = tonumber(last[2]) + 0.001 end
+redis.call('ZADD', KEYS[5], score, ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(ARGV[4]) - tonumber(ARGV[5]))
 redis.call('EXPIRE', KEYS[5], ARGV[5])
 if ARGV[2] == 'passive' then
@@ -362,6 +371,24 @@ return 0
 RELEASE_IF_OURS = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+
+#: The questions asked just before an answer's, in the order CREATE gave them (`asking`), the last ARGV[2]
+#: of them: for each, its status, kind and question (false when its answer is gone). Nothing when the
+#: answer has no place there (forgotten by a reset, or older than ASKING_WINDOW). KEYS: the user's
+#: questions. ARGV: the answer id, how many to look at, the answer key's prefix.
+ASKED_BEFORE = """
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if not rank or rank == 0 then return {} end
+local found = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], math.max(rank - tonumber(ARGV[2]), 0), rank - 1)) do
+    local a = redis.call('HMGET', ARGV[3] .. id, 'status', 'kind', 'question')
+    found[#found + 1] = a[1]
+    found[#found + 1] = a[2]
+    found[#found + 1] = a[3]
+end
+return found
 """
 
 
@@ -471,6 +498,7 @@ class AnswerStore:
         self._peek = client.register_script(PEEK)
         self._claim = client.register_script(CLAIM)
         self._create = client.register_script(CREATE)
+        self._asked_before = client.register_script(ASKED_BEFORE)
         self._claim_then: dict[str, Script] = {}  # by the OnFirst function's source
 
     # --- answers --------------------------------------------------------------------------
@@ -507,16 +535,14 @@ class AnswerStore:
     def asked_before(self, answer: Answer, kinds: tuple[str, ...], limit: int) -> list[str]:
         """The questions (of these kinds) its user asked before `answer` whose answers are not finished yet,
         oldest first, the last `limit` of them: a question sent in a burst is answered while the one before
-        it still is, so the history has neither yet."""
-        earlier = self.redis.zrangebyscore(
-            keys.asking(answer.openid), answer.created - keys.ASKING_WINDOW, f"({answer.created!r}"
-        )
-        pipe = self.redis.pipeline(transaction=False)
-        for answer_id in earlier:
-            pipe.hmget(keys.answer(str(answer_id)), "status", "kind", "question")
+        it still is, so the history has neither yet. "Before" in the order Redis created them (CREATE), not
+        by the creators' clocks; only the last ASKED_SCAN questions before it are looked at, in one round
+        trip, however many the user has pending."""
+        args = [answer.id, ASKED_SCAN, keys.answer("")]
+        fields = self._asked_before(keys=[keys.asking(answer.openid)], args=args)
         found = [
             str(question)
-            for status, kind, question in (pipe.execute() if earlier else [])
+            for status, kind, question in zip(fields[0::3], fields[1::3], fields[2::3], strict=True)
             if status is not None and status not in TERMINAL and kind in kinds and question
         ]
         return found[-limit:]

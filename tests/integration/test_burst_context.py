@@ -161,3 +161,58 @@ def test_the_store_lists_unfinished_questions_of_the_user_asked_before(redis_cli
 
 def _gone() -> Any:
     raise AssertionError("the answer just created is gone")
+
+
+def _asker(store: AnswerStore) -> Callable[..., str]:
+    def ask(openid: str, question: str, kind: str = "text") -> str:
+        return store.create(openid, question, owner="p", reserved_for=0, delivery="passive", kind=kind)
+
+    return ask
+
+
+def test_before_is_the_order_redis_saw_the_questions_in_not_the_creators_clocks(
+    redis_client: redis.Redis, monkeypatch: Any
+) -> None:
+    """Two web processes with clocks 5 s apart (or a clock stepped back): the question sent first is
+    still the earlier one for the one sent after it, and the one sent after is never 「before」 it."""
+    import bot.store.answers as answers_module
+
+    store, real = AnswerStore(redis_client, ttl=3600), answers_module.time.time
+    ask = _asker(store)
+    monkeypatch.setattr(answers_module.time, "time", lambda: real() + 5)  # the first process, ahead
+    first = ask("u", "帮我翻译下面这句话")
+    monkeypatch.setattr(answers_module.time, "time", real)
+    second = ask("u", "I love you")
+    assert store.asked_before(store.get(second) or _gone(), REMEMBERED_KINDS, 3) == ["帮我翻译下面这句话"]
+    assert store.asked_before(store.get(first) or _gone(), REMEMBERED_KINDS, 3) == []
+
+
+def test_questions_created_at_the_same_instant_keep_their_order(
+    redis_client: redis.Redis, monkeypatch: Any
+) -> None:
+    import bot.store.answers as answers_module
+
+    store, now = AnswerStore(redis_client, ttl=3600), answers_module.time.time()
+    ask = _asker(store)
+    monkeypatch.setattr(answers_module.time, "time", lambda: now)
+    first, second = ask("u", "one"), ask("u", "two")
+    assert store.asked_before(store.get(second) or _gone(), REMEMBERED_KINDS, 3) == ["one"]
+    assert store.asked_before(store.get(first) or _gone(), REMEMBERED_KINDS, 3) == []
+
+
+def test_a_user_with_many_pending_questions_costs_a_bounded_read(redis_client: redis.Redis) -> None:
+    """An admin (no rate limit) or a backlog: hundreds of unfinished questions in the window. Each new
+    question reads a few of the last ones, not every one of them."""
+    store = AnswerStore(redis_client, ttl=3600)
+    ask = _asker(store)
+    for n in range(300):
+        ask("u", f"q{n}")
+    answer = store.get(ask("u", "now")) or _gone()
+
+    def hmgets() -> int:
+        stats = redis_client.info("commandstats")
+        return int(stats.get("cmdstat_hmget", {}).get("calls", 0))
+
+    before = hmgets()
+    assert store.asked_before(answer, REMEMBERED_KINDS, 3) == ["q297", "q298", "q299"]
+    assert hmgets() - before <= 30
