@@ -96,7 +96,8 @@ class TextKind:
         if not runtime.history.max_turns:
             return question
         earlier = runtime.answers.asked_before(answer, REMEMBERED_KINDS, EARLIER_QUESTIONS)
-        shown = [_cut(text) for text in earlier if not runtime.moderator.refuses(text)]
+        refused = runtime.moderator.refused(earlier) if earlier else []
+        shown = [_cut(text) for text, no in zip(earlier, refused, strict=True) if not no]
         if not shown:
             return question
         listed = "\n".join(texts.EARLIER_QUESTION.format(text=text) for text in shown)

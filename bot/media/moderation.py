@@ -119,17 +119,25 @@ class Moderator:
 
     def refuses(self, question: str) -> bool:
         """True when the question has a sensitive word or the moderation endpoint flags it."""
+        return self.refused([question])[0]
+
+    def refused(self, questions: list[str]) -> list[bool]:
+        """`refuses` for each question, with one call to the moderation endpoint for all of those the
+        sensitive words let through (a question waits for it before its LLM request)."""
         pattern = self.pattern
-        if pattern is not None and pattern.search(question):
-            return True
-        if self.client is None:
-            return False
+        verdicts = [pattern is not None and pattern.search(question) is not None for question in questions]
+        asked = [index for index, refused in enumerate(verdicts) if not refused]
+        if self.client is None or not asked:
+            return verdicts
         try:
-            result = self.client.moderations.create(input=question)
+            inputs = [questions[index] for index in asked]
+            result = self.client.moderations.create(input=inputs[0] if len(inputs) == 1 else inputs)
         except openai.OpenAIError as exc:  # fail open: an outage of moderation must not stop answers
             log.warning("moderation unavailable, question allowed: %s", exc)
-            return False
-        return any(item.flagged for item in result.results)
+            return verdicts
+        for index, item in zip(asked, result.results, strict=False):  # one result per input, in order
+            verdicts[index] = bool(item.flagged)
+        return verdicts
 
     def mask(self, text: str) -> str:
         return self._words().mask(text)

@@ -216,3 +216,24 @@ def test_a_user_with_many_pending_questions_costs_a_bounded_read(redis_client: r
     before = hmgets()
     assert store.asked_before(answer, REMEMBERED_KINDS, 3) == ["q297", "q298", "q299"]
     assert hmgets() - before <= 30
+
+
+def moderated(fake_openai: FakeOpenAI) -> list[Any]:
+    return [request.json.get("input") for request in fake_openai.requests_to("/v1/moderations")]
+
+
+def test_the_moderation_endpoint_checks_the_earlier_questions_in_one_call(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """MODERATION=true: each question waits for its moderation before its LLM request; its earlier
+    questions are checked together with one more call, not one call each (3 more round trips to the
+    endpoint, one after the other, before the first token of a question sent in a burst)."""
+    fake_openai.set_behavior(flagged_words=("attack",))
+    bot = make_bot(wechat_reply_mode="active", moderation=True)
+    store = bot.runtime.answers
+    for earlier in ("q1", "plan an attack", "q3"):  # still waiting for a worker: not checked yet
+        store.create("user-1", earlier, owner="p", reserved_for=0, delivery="active")
+    assert bot.simulator().send_text("user-1", "q4").acknowledged
+    wait_for(lambda: fake_openai.chat_requests())
+    assert [asked(r) for r in fake_openai.chat_requests()] == [with_earlier("q4", "q1", "q3")]
+    assert len(moderated(fake_openai)) == 2
