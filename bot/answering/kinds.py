@@ -77,31 +77,26 @@ class TextKind:
 
     def prepare(self, answer: Answer) -> Prompt | Made:
         question = self.question(answer)
-        if self.runtime.moderator.refuses(question):
+        earlier = self._earlier(answer)
+        refused = self.runtime.moderator.refused([question, *earlier])  # one call to the endpoint for all
+        if refused[0]:
             raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
+        shown = [_cut(text) for text, no in zip(earlier, refused[1:], strict=True) if not no]
         system = self.runtime.overrides.system_prompt()
-        grounded = self.runtime.knowledge.ground(system, question)  # unchanged when nothing is relevant
-        asked = self._after_earlier(answer, grounded.question)
-        messages = self.runtime.history.prompt(answer.openid, grounded.system, asked)
+        # the passages are found for the question alone; the earlier questions stay next to it, after them
+        grounded = self.runtime.knowledge.ground(system, question, _after_earlier(shown, question))
+        messages = self.runtime.history.prompt(answer.openid, grounded.system, grounded.question)
         tools = self.tools.offered() if self.tools else None  # e.g. no search of an empty knowledge base
         prompt = Prompt(messages, remember=question, sources=grounded.sources, tools=tools)
         return self._routed(answer, question, self._about_photo(answer, prompt), kb_hit=bool(grounded.hits))
 
-    def _after_earlier(self, answer: Answer, question: str) -> str:
-        """The question, after the questions its user sent just before it that are still being answered: in
-        a burst (「帮我翻译这句话」 then 「I love you」) the second one is answered at the same time as the
-        first, before the history has it. Those moderation refuses are left out; with the history off
-        (HISTORY_MAX_TURNS=0) there is no context to give."""
-        runtime = self.runtime
-        if not runtime.history.max_turns:
-            return question
-        earlier = runtime.answers.asked_before(answer, REMEMBERED_KINDS, EARLIER_QUESTIONS)
-        refused = runtime.moderator.refused(earlier) if earlier else []
-        shown = [_cut(text) for text, no in zip(earlier, refused, strict=True) if not no]
-        if not shown:
-            return question
-        listed = "\n".join(texts.EARLIER_QUESTION.format(text=text) for text in shown)
-        return texts.EARLIER_QUESTIONS.format(questions=listed, question=question)
+    def _earlier(self, answer: Answer) -> list[str]:
+        """The questions its user sent just before this one that are still being answered: in a burst
+        (「帮我翻译这句话」 then 「I love you」) the second one is answered at the same time as the first,
+        before the history has it. With the history off (HISTORY_MAX_TURNS=0) there is no context to give."""
+        if not self.runtime.history.max_turns:
+            return []
+        return self.runtime.answers.asked_before(answer, REMEMBERED_KINDS, EARLIER_QUESTIONS)
 
     def _routed(self, answer: Answer, question: str, prompt: Prompt, *, kb_hit: bool) -> Prompt:
         """The model for the question (EXPERTS, bot/experts/): the follower's /model choice, else the
@@ -228,6 +223,14 @@ class MinutesKind:
     def failure_note(self, answer: Answer) -> str:
         """The recording is kept (and on again) so that /minutes end can be sent again."""
         return texts.MINUTES_KEPT if self.runtime.minutes.resume(answer.openid, answer.media_id) else ""
+
+
+def _after_earlier(earlier: list[str], question: str) -> str:
+    """The question, after the earlier questions its user sent (those moderation lets through), if any."""
+    if not earlier:
+        return question
+    listed = "\n".join(texts.EARLIER_QUESTION.format(text=text) for text in earlier)
+    return texts.EARLIER_QUESTIONS.format(questions=listed, question=question)
 
 
 def _cut(text: str) -> str:

@@ -167,21 +167,24 @@ class KnowledgeBase:
         """Whether there is anything to search (one GET of the version, as a question costs)."""
         return not self.index.snapshot().empty
 
-    def ground(self, system: str, question: str) -> Grounded:
-        """The question with its passages and the instruction to answer from them, or unchanged."""
+    def ground(self, system: str, question: str, asked: str | None = None) -> Grounded:
+        """The question with its passages and the instruction to answer from them, or unchanged. The
+        passages are found for `question`; `asked`, when given, is the user's message that follows them
+        (the question with the questions sent just before it), and is the message when none is found."""
+        asked = question if asked is None else asked
         try:
             hits = self.retrieve(question)
         except Exception as exc:  # a bug in retrieval never costs the answer: it goes without the KB
             log.exception("knowledge base: retrieval failed (%s); answering without it", exc)
             hits = []
         if not hits:
-            return Grounded(system, question)
+            return Grounded(system, asked)
         passages = "\n".join(
             texts.KB_PASSAGE.format(n=n, title=_quoted(hit.passage.title), text=_data(_shown(hit.passage)))
             for n, hit in enumerate(hits, 1)
         )
         instruction = f"{system}\n\n{texts.KB_SYSTEM}" if system else texts.KB_SYSTEM
-        grounded = texts.KB_CONTEXT.format(passages=passages, question=question)
+        grounded = texts.KB_CONTEXT.format(passages=passages, question=asked)
         return Grounded(instruction, grounded, sources_of([hit.passage for hit in hits]), tuple(hits))
 
 

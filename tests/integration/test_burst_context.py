@@ -226,8 +226,8 @@ def test_the_moderation_endpoint_checks_the_earlier_questions_in_one_call(
     make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
 ) -> None:
     """MODERATION=true: each question waits for its moderation before its LLM request; its earlier
-    questions are checked together with one more call, not one call each (3 more round trips to the
-    endpoint, one after the other, before the first token of a question sent in a burst)."""
+    questions are checked in the same call, not one call each (3 more round trips to the endpoint, one
+    after the other, before the first token of a question sent in a burst)."""
     fake_openai.set_behavior(flagged_words=("attack",))
     bot = make_bot(wechat_reply_mode="active", moderation=True)
     store = bot.runtime.answers
@@ -236,4 +236,24 @@ def test_the_moderation_endpoint_checks_the_earlier_questions_in_one_call(
     assert bot.simulator().send_text("user-1", "q4").acknowledged
     wait_for(lambda: fake_openai.chat_requests())
     assert [asked(r) for r in fake_openai.chat_requests()] == [with_earlier("q4", "q1", "q3")]
-    assert len(moderated(fake_openai)) == 2
+    assert moderated(fake_openai) == [["q4", "q1", "plan an attack", "q3"]]
+
+
+def test_with_passages_of_the_knowledge_base_the_earlier_questions_stay_next_to_the_question(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI
+) -> None:
+    """「帮我把下面这句话翻译成中文」 refers to what follows it: that must be the user's next question, not
+    the passages retrieved for it — the earlier questions go in the user-question slot of KB_CONTEXT."""
+    from tests.integration.test_knowledge_chat import QUESTION, article
+
+    bot = make_bot(wechat_reply_mode="active")
+    article(bot.runtime)
+    fake_openai.set_behavior(reply="好的。", hold_after_chunks=1)
+    sim = bot.simulator()
+    for count, question in enumerate((FIRST, QUESTION), 1):
+        assert sim.send_text("user-1", question).acknowledged
+        wait_for(partial(has_requests, fake_openai, count))
+    second = asked(fake_openai.chat_requests()[1])
+    fake_openai.release()
+    assert second.startswith("参考资料：\n<资料")
+    assert second.endswith("\n\n用户问题：" + with_earlier(QUESTION, FIRST))
