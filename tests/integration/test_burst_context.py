@@ -147,6 +147,7 @@ def test_the_store_lists_unfinished_questions_of_the_user_asked_before(redis_cli
     redis_client.hset(keys.answer(done), "status", "done")
     ask("u", "/image 一只猫", kind="image")
     ask("u", "", kind="voice")  # not transcribed yet: nothing to give
+    redis_client.delete(keys.answer(ask("u", "expired")))  # its hash gone (ANSWER_TTL)
     ask("someone-else", "not theirs")
     answer = store.get(ask("u", "now")) or _gone()
     ask("u", "asked after")
@@ -157,6 +158,11 @@ def test_the_store_lists_unfinished_questions_of_the_user_asked_before(redis_cli
     ask("u", "one more")
     assert "stale" not in map(str, redis_client.zrange(keys.asking("u"), 0, -1))
     assert 0 < redis_client.ttl(keys.asking("u")) <= keys.ASKING_WINDOW
+    # a reset: a run of a question asked before it (a restarted one) has no earlier questions either
+    pipe = redis_client.pipeline()
+    store.forget_asked_in(pipe, "u")
+    pipe.execute()
+    assert store.asked_before(answer, REMEMBERED_KINDS, 10) == []
 
 
 def _gone() -> Any:
@@ -257,3 +263,26 @@ def test_with_passages_of_the_knowledge_base_the_earlier_questions_stay_next_to_
     fake_openai.release()
     assert second.startswith("参考资料：\n<资料")
     assert second.endswith("\n\n用户问题：" + with_earlier(QUESTION, FIRST))
+
+
+def test_a_question_about_a_photo_keeps_its_earlier_questions_in_the_text_part(
+    make_bot: Callable[..., Bot], fake_openai: FakeOpenAI, fake_wechat: FakeWeChatAPI
+) -> None:
+    from tests.integration.test_photos import PHOTO, VISION
+
+    fake_openai.set_behavior(vision_models=(VISION,))
+    fake_wechat.add_media("photo-1", PHOTO, "image/png")
+    bot = make_bot(wechat_reply_mode="active", vision_model=VISION)
+    sim = bot.simulator()
+    assert sim.send_image("user-1", "photo-1").acknowledged
+    wait_for(lambda: len(fake_wechat.sent_texts("user-1")) == 1, what="the photo's description")
+    fake_openai.set_behavior(reply="好的。", hold_after_chunks=1)
+    for count, question in enumerate(("图里的字是什么意思？", "翻译成英文"), 2):
+        assert sim.send_text("user-1", question).acknowledged
+        wait_for(partial(has_requests, fake_openai, count))
+    last = fake_openai.chat_requests()[2]
+    fake_openai.release()
+    assert last["model"] == VISION
+    text_part, image_part = last["messages"][-1]["content"]
+    assert text_part == {"type": "text", "text": with_earlier("翻译成英文", "图里的字是什么意思？")}
+    assert image_part["type"] == "image_url"
