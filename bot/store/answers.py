@@ -538,7 +538,7 @@ class AnswerStore:
         it still is, so the history has neither yet. "Before" in the order Redis created them (CREATE), not
         by the creators' clocks; only the last ASKED_SCAN questions before it are looked at, in one round
         trip, however many the user has pending."""
-        args = [answer.id, ASKED_SCAN, keys.answer("")]
+        args: list[EncodableT] = [answer.id, ASKED_SCAN, keys.answer("")]
         fields = self._asked_before(keys=[keys.asking(answer.openid)], args=args)
         found = [
             str(question)
