@@ -81,7 +81,7 @@ class TextKind:
         refused = self.runtime.moderator.refused([question, *earlier])  # one call to the endpoint for all
         if refused[0]:
             raise Refusal(texts.REFUSED_SENSITIVE, "question refused by moderation")
-        shown = [_cut(text) for text, no in zip(earlier, refused[1:], strict=True) if not no]
+        shown = _let_through(earlier, refused[1:])
         system = self.runtime.overrides.system_prompt()
         # the passages are found for the question alone; the earlier questions stay next to it, after them
         grounded = self.runtime.knowledge.ground(system, question, _after_earlier(shown, question))
@@ -165,8 +165,9 @@ class PhotoKind(TextKind):
             raise Refusal(texts.PHOTO_FAILED, f"photo unavailable: {exc}") from exc
         system = runtime.overrides.system_prompt()
         # 「这是什么花？」 sent just before the photo: the description answers it
-        asked = self._after_earlier(answer, texts.PHOTO_DESCRIBE)
-        messages = runtime.history.prompt(answer.openid, system, asked)
+        earlier = self._earlier(answer)
+        shown = _let_through(earlier, runtime.moderator.refused(earlier))
+        messages = runtime.history.prompt(answer.openid, system, _after_earlier(shown, texts.PHOTO_DESCRIBE))
         messages[-1] = with_image(messages[-1], image)
         vision = runtime.vision
         return Prompt(messages, remember=texts.PHOTO_NOTE, llm=vision.backend, model=vision.model)
@@ -231,6 +232,11 @@ def _after_earlier(earlier: list[str], question: str) -> str:
         return question
     listed = "\n".join(texts.EARLIER_QUESTION.format(text=text) for text in earlier)
     return texts.EARLIER_QUESTIONS.format(questions=listed, question=question)
+
+
+def _let_through(earlier: list[str], refused: list[bool]) -> list[str]:
+    """The earlier questions moderation lets through, each cut to EARLIER_QUESTION_CHARS."""
+    return [_cut(text) for text, no in zip(earlier, refused, strict=True) if not no]
 
 
 def _cut(text: str) -> str:
