@@ -114,6 +114,7 @@ class Runtime:
             if client is not None:
                 client.close()
         self.knowledge.close()
+        self.pushes.close()
         self._redis.close()
 
     @cached_property

@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 import redis
 from redis.client import Pipeline
-from redis.commands.core import Script
 from redis.typing import EncodableT
 from wechatpy.messages import BaseMessage
 
 from bot.store import keys
+from bot.store.direct import DirectConnections, DirectScript
 
 PlanKind = Literal["reply", "image", "silent", "ask", "fetch"]
 
@@ -153,8 +153,10 @@ class PushLog:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._arrive = client.register_script(ARRIVE)
-        self._arrive_then: dict[tuple[str, ...], Script] = {}  # by the OnFirst parts' function sources
+        # on connections of their own: the push's one round trip without redis-py's wrapping (direct.py)
+        self._connections = DirectConnections(client)
+        self._arrive = DirectScript(self._connections, ARRIVE)
+        self._arrive_then: dict[tuple[str, ...], DirectScript] = {}  # by the OnFirst parts' function sources
 
     def pipeline(self) -> Pipeline:
         """A pipeline (no MULTI) in which several stores queue the writes of one push: one round trip."""
@@ -229,14 +231,18 @@ class PushLog:
             attempt, chosen, None if reply is None else str(reply), tuple(found[3:]) if attempt == 1 else ()
         )
 
-    def _script_then(self, parts: Sequence[OnFirst]) -> Script:
+    def close(self) -> None:
+        """Close the arrival scripts' idle connections."""
+        self._connections.close()
+
+    def _script_then(self, parts: Sequence[OnFirst]) -> DirectScript:
         """The arrival script with these parts (registered once per process for each combination)."""
         functions = tuple(part.function for part in parts)
         script = self._arrive_then.get(functions)
         if script is None:
             calls = ARRIVE_THEN % ", ".join(part.name for part in parts)
-            script = self._arrive_then[functions] = self.redis.register_script(
-                ARRIVE_FUNCTION + "".join(functions) + calls
+            script = self._arrive_then[functions] = DirectScript(
+                self._connections, ARRIVE_FUNCTION + "".join(functions) + calls
             )
         return script
 
