@@ -9,10 +9,15 @@ in-process and under wrk), where the round trip on the socket itself costs about
 lighter public call for it; what talks to Redis here is still its Connection (socket, handshake, hiredis
 parser, health check after idling), only the client's wrapping is left out.
 
-What the wrapping did that this keeps: a connection Redis closed (a restart) is dropped and the call is
-made once more on a new one (ConnectionError only: after a timeout the script may have run); NOSCRIPT
-(Redis restarted or its scripts were flushed) is answered by EVAL with the source, which loads it, as
-redis-py's Script does. A connection that failed is never reused.
+What the wrapping did that this keeps: an idle connection Redis closed (a restart, its idle timeout) or
+that holds anything unread is dropped before it carries a command, and another one is taken — the poll()
+redis-py's pool makes at each checkout (about 1.5 µs); NOSCRIPT (Redis restarted or its scripts were
+flushed) is answered by EVAL with the source, which loads it, as redis-py's Script does. A connection that
+failed is never reused. A call is made once more, on a new connection, only when its command did not reach
+Redis whole (a ConnectionError while connecting, in the health check's PING or while sending): once it was
+sent the script may have run, and running the arrival script again would count a push's first delivery
+as its second. The client this replaces retried nothing (`make_redis` builds it from a URL: its
+connections' Retry makes no retries).
 """
 
 from __future__ import annotations
@@ -48,10 +53,14 @@ class DirectConnections:
     def take(self) -> AbstractConnection:
         if self._pid != os.getpid():  # forked: the parent's sockets are not this process's
             self._idle, self._pid = [], os.getpid()
-        try:
-            return self._idle.pop()
-        except IndexError:
-            return self.new()
+        while True:
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                return self.new()
+            if _still_open(connection):
+                return connection
+            connection.disconnect()  # closed by Redis while it idled (a restart): the next one
 
     def new(self) -> AbstractConnection:
         connection: AbstractConnection = self._connection_class(**self._connection_kwargs)
@@ -80,19 +89,35 @@ class DirectScript:
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
     def __call__(self, keys: Sequence[str], args: Sequence[EncodableT]) -> Any:
-        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        tail = (len(keys), *keys, *args)
+        command = _packed(("EVALSHA", self.sha, *tail))
+        connection = self.connections.take()
         try:
-            return self._run(command, self.connections.take())
-        except redis.exceptions.ConnectionError:  # closed by Redis while it idled (a restart): once more
-            return self._run(command, self.connections.new())
+            connection.send_packed_command([command])
+        except redis.exceptions.ConnectionError:
+            # not sent whole (a failed connect or health check, a send cut short), so not run: once more
+            connection.disconnect()
+            connection = self.connections.new()
+            self._send(connection, command)
+        except BaseException:
+            connection.disconnect()
+            raise
+        # sent: whatever happens now, never sent again (the script may have run)
+        return self._answer(connection, tail)
 
-    def _run(self, command: tuple[EncodableT, ...], connection: AbstractConnection) -> Any:
+    def _send(self, connection: AbstractConnection, command: bytes) -> None:
+        try:
+            connection.send_packed_command([command])
+        except BaseException:
+            connection.disconnect()
+            raise
+
+    def _answer(self, connection: AbstractConnection, tail: tuple[EncodableT, ...]) -> Any:
         try:
             try:
-                connection.send_packed_command([_packed(command)])
                 found = connection.read_response()
             except redis.exceptions.NoScriptError:  # not loaded (yet, or any more): EVAL loads it
-                connection.send_packed_command([_packed(("EVAL", self.source, *command[2:]))])
+                connection.send_packed_command([_packed(("EVAL", self.source, *tail))])
                 found = connection.read_response()
         except redis.exceptions.ResponseError:  # the script's own error: the connection is fine
             self.connections.give_back(connection)
@@ -102,6 +127,15 @@ class DirectScript:
             raise
         self.connections.give_back(connection)
         return found
+
+
+def _still_open(connection: AbstractConnection) -> bool:
+    """Whether an idle connection can carry a command: Redis did not close it and nothing unread waits on
+    it (redis-py's pool asks the same at each checkout)."""
+    try:
+        return not connection.can_read()
+    except (redis.exceptions.RedisError, OSError):  # closed by Redis, or could not connect again
+        return False
 
 
 def _packed(command: tuple[EncodableT, ...]) -> bytes:

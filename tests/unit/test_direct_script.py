@@ -5,17 +5,32 @@ reused, a script's error is the caller's, and Redis down is a RedisError — wit
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
+from bot.ops.processes import free_port
+from bot.ops.redis_server import RedisServer
+from bot.store import keys
 from bot.store.direct import CLIENT_NAME, DirectConnections, DirectScript
+from bot.store.pushes import PushLog
 from testing.patience import wait_for
+
+T = TypeVar("T")
 
 #: the name of the test's connections: those of other runtimes alive in this process are not counted
 NAME = f"{CLIENT_NAME}-test"
 ECHO = "return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1}"
+#: a script that keeps Redis busy for 0.6 s, then answers 'late'
+SLOW = """
+local function now() local t = redis.call('TIME') return t[1] * 1e6 + t[2] end
+local start = now()
+while now() - start < 600000 do end
+return 'late'
+"""
 
 
 @pytest.fixture
@@ -104,3 +119,92 @@ def test_a_forked_process_does_not_reuse_the_parents_connections(
     child = connections.take()
     assert child is not parent
     connections.give_back(child)
+
+
+class LosesAReply(redis.Connection):
+    """A connection whose next reply, once `armed`, is lost after Redis sent it: the script ran, then the
+    connection broke before its answer was read (a network blip, Redis killed right after the script)."""
+
+    armed = False
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        found = super().read_response(*args, **kwargs)
+        if LosesAReply.armed:
+            LosesAReply.armed = False
+            self.disconnect()
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        return found
+
+
+def test_a_reply_lost_after_the_script_ran_does_not_run_it_again(redis_server: RedisServer) -> None:
+    """As through the client (`make_redis`: from_url, whose connections retry nothing): the push is
+    refused (SERVICE_DOWN), and counted once — not run a second time and taken for WeChat's retry."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True, connection_class=LosesAReply)
+    log = PushLog(client)
+    try:
+        assert log.bind_signature("1", "warm", "d0", 1e10, 0.0, push="p0") is not None  # one idle connection
+        LosesAReply.armed = True
+        with pytest.raises(redis.exceptions.ConnectionError):
+            log.bind_signature("1", "n", "d1", 1e10, 0.0, push="p1")
+        assert client.hget(keys.message("p1"), "attempts") == "1"  # it ran once
+    finally:
+        LosesAReply.armed = False
+        log.close()
+        client.close()
+
+
+def test_a_redis_restart_leaves_no_push_unanswered(tmp_path: Path) -> None:
+    """Redis restarted while the process keeps idle connections: the pushes that follow (one, then several
+    at once) are each answered, and counted once."""
+    with RedisServer(tmp_path / "redis", port=free_port()) as server:
+        client = redis.Redis.from_url(
+            server.url, decode_responses=True, socket_timeout=10, health_check_interval=30
+        )
+        log = PushLog(client)
+        try:
+            at_once(6, lambda i: log.bind_signature("1", f"a{i}", "d", 1e10, 0.0, push=f"a{i}"))
+            server.stop()
+            server.start()
+            arrival = log.bind_signature("1", "b", "d", 1e10, 0.0, push="b")
+            assert arrival is not None and arrival.attempt == 1
+            found = at_once(6, lambda i: log.bind_signature("1", f"c{i}", "d", 1e10, 0.0, push=f"c{i}"))
+            assert [arrival.attempt if arrival else None for arrival in found] == [1] * 6
+        finally:
+            log.close()
+            client.close()
+
+
+def test_a_reply_that_times_out_is_not_read_by_the_next_call(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """The script outlasts the socket's timeout: its late reply, left on the connection, must not become
+    the next call's answer."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True, socket_timeout=0.3)
+    connections = DirectConnections(client, name=NAME)
+    slow = DirectScript(connections, SLOW)
+    try:
+        with pytest.raises(redis.exceptions.TimeoutError):
+            slow([], [])
+        assert redis_client.ping()  # answered once the script is over: its reply is on the socket now
+        assert DirectScript(connections, ECHO)(["k"], ["a", 1]) == ["k", "a", 2]
+        assert DirectScript(connections, ECHO)(["k"], ["b", 2]) == ["k", "b", 3]
+    finally:
+        connections.close()
+        client.close()
+
+
+def at_once(count: int, call: Callable[[int], T]) -> list[T]:
+    """`call(i)` for i in range(count), in as many threads started together; their results in order."""
+    start = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        start.wait()
+        results[i] = call(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
