@@ -139,4 +139,9 @@ def _still_open(connection: AbstractConnection) -> bool:
 
 
 def _packed(command: tuple[EncodableT, ...]) -> bytes:
-    return hiredis.pack_command(cast(Any, command))
+    """The command in Redis' protocol; an argument it cannot carry is a DataError, as through redis-py's
+    client (a RedisError: the webhook refuses the push politely instead of failing with a 500)."""
+    try:
+        return hiredis.pack_command(cast(Any, command))
+    except (TypeError, UnicodeEncodeError) as exc:
+        raise redis.exceptions.DataError(str(exc)) from exc

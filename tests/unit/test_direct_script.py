@@ -193,6 +193,16 @@ def test_a_reply_that_times_out_is_not_read_by_the_next_call(
         client.close()
 
 
+@pytest.mark.parametrize("argument", [None, True, [1], "\ud800"])
+def test_an_argument_hiredis_cannot_pack_is_a_redis_error(
+    connections: DirectConnections, argument: Any
+) -> None:
+    """As through redis-py (a DataError), and a string UTF-8 cannot encode too: the webhook answers politely
+    (SERVICE_DOWN), never with a 500."""
+    with pytest.raises(redis.exceptions.DataError):
+        DirectScript(connections, ECHO)(["k"], [argument, 1])
+
+
 def at_once(count: int, call: Callable[[int], T]) -> list[T]:
     """`call(i)` for i in range(count), in as many threads started together; their results in order."""
     start = threading.Barrier(count)
