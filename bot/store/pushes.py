@@ -236,7 +236,8 @@ class PushLog:
         self._connections.close()
 
     def _script_then(self, parts: Sequence[OnFirst]) -> DirectScript:
-        """The arrival script with these parts (registered once per process for each combination)."""
+        """The arrival script with these parts (built once per process for each combination; loaded into Redis
+        by its first call)."""
         functions = tuple(part.function for part in parts)
         script = self._arrive_then.get(functions)
         if script is None:
