@@ -9,7 +9,10 @@ asyncio loop (bench/loop.py), WeChat's real timing (5 s attempts, 3 attempts, re
 * ready at 4.3 s — the LLM takes 4.3 s: which attempt shows the answer, and when;
 * spread — 100 users at once, answers ready over 0.3–3 s: LLM's last byte → reply read by WeChat;
 * together — 100 users at once, all 100 answers finishing in the same instant (the fake holds every
-  request until all have arrived, then ends them together): LLM's last byte → reply read by WeChat.
+  request until all have arrived, then ends them together): LLM's last byte → reply read by WeChat;
+* held (bare) — the together case's floor, after the stack is stopped: a bare Flask app under the same
+  gunicorn (bench/held_app.py) holds 100 requests until a notice each over Redis pub/sub, then replies;
+  the notices sent → the replies read.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+import redis
+
+from bench import held_app, procs
 from bench.common import APPID, TOKEN, app_env, bad_log_lines, log_dir
-from bench.loop import Delivery, FakeLLM, Loop, Script, WeChat, answer_of, new_openids
+from bench.loop import Delivery, FakeLLM, Loop, Script, WeChat, answer_of, new_openids, post
 from bench.stats import ms, percentile
 from bot.config import Settings
 from bot.ops.redis_server import RedisServer, free_port
@@ -36,6 +41,8 @@ ATTEMPTS = 3
 REPLY_MARGIN: float = Settings.model_fields["wechat_reply_margin"].default
 #: the together case holds every request until all have arrived, then this long more (a quiet stack)
 SETTLE = 0.3
+#: the held baseline's requests time out after held_app.HOLD_SECONDS; the round ends before that
+HOLD_MARGIN = held_app.HOLD_SECONDS
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,66 @@ def run(params: Params, logs: Path) -> dict[str, Any]:
         results["log_errors"] = {c.name: bad_log_lines(c)[0] for c in (web, worker)}
         results["log_evidence"] = [line for c in (web, worker) for line in bad_log_lines(c)[1]]
         fake.stop()
+        for child in (web, worker):  # the baseline has the machine to itself, as the stack had
+            child.stop()
+        results["held"] = held(loop, children, redis_server.url, params.users)
         return results
+
+
+def held(loop: Loop, children: procs.Children, redis_url: str, users: int) -> dict[str, Any]:
+    """The together case's baseline: bare Flask under the same gunicorn holds `users` requests, the bench
+    releases them all at once (one pipeline of `held:<openid>` notices), each reply read → its delay."""
+    port = free_port()
+    env = procs.clean_env(redis_url=redis_url, port=str(port), host="127.0.0.1")
+    app = children.start("gunicorn-held", procs.gunicorn_command("bench.held_app:create_app()"), env)
+    procs.wait_http(app, port, "/healthz")
+    client = redis.Redis.from_url(redis_url)
+    groups = {"web": procs.tree(app.process.pid), "bench": [os.getpid()]}
+    try:
+        held_round(loop, client, port, users, None)  # warm-up: every thread and connection made
+        result = held_round(loop, client, port, users, lambda: procs.cpu_seconds(groups))
+    finally:
+        client.close()
+        app.stop()
+    result["log_errors"] = bad_log_lines(app)[0]
+    return result
+
+
+def held_round(
+    loop: Loop, client: redis.Redis, port: int, users: int, cpu: Callable[[], dict[str, float]] | None
+) -> dict[str, Any]:
+    openids = new_openids("held", users)
+    used: dict[str, float] = {}
+    client.delete(held_app.HELD)
+
+    async def scenario() -> tuple[float, list[tuple[int, bytes, float]]]:
+        async def one(openid: str) -> tuple[int, bytes, float]:
+            status, body = await post(port, f"/wechat?openid={openid}", b"")
+            return status, body, time.time()
+
+        replies = asyncio.gather(*(one(openid) for openid in openids))
+        deadline = time.time() + ATTEMPT_TIMEOUT
+        while int(client.get(held_app.HELD) or 0) < users and time.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(SETTLE)
+        before = cpu() if cpu is not None else {}
+        pipe = client.pipeline(transaction=False)
+        for openid in openids:
+            pipe.publish(held_app.PREFIX + openid, "1")
+        released = time.time()
+        pipe.execute()
+        read = list(await replies)
+        after = cpu() if cpu is not None else {}
+        used.update({name: after[name] - before.get(name, 0.0) for name in after})
+        return released, read
+
+    released, read = loop.run(scenario(), ATTEMPT_TIMEOUT + HOLD_MARGIN)
+    delays = [received - released for status, body, received in read if status == 200 and b"held " in body]
+    result: dict[str, Any] = {"users": users, "answered": len(delays), **_figures(delays, "delay")}
+    result["problems"] = [f"{status}: {body[:40]!r}" for status, body, _ in read if b"held " not in body][:5]
+    if used:
+        result["cpu_ms_per_answer"] = _per_answer(used, users)
+    return result
 
 
 def _warm_up(loop: Loop, wechat: WeChat, fake: FakeLLM) -> int:
@@ -181,9 +247,13 @@ def together(
     result = {"users": users, **_delays(deliveries, fake)}
     result["finish_spread_ms"] = ms(max(finished) - min(finished)) if finished else None
     if used:
-        per_answer = {name: round(seconds * 1000 / users, 2) for name, seconds in used.items()}
-        result["cpu_ms_per_answer"] = per_answer
+        result["cpu_ms_per_answer"] = _per_answer(used, users)
     return result
+
+
+def _per_answer(used: dict[str, float], users: int) -> dict[str, float]:
+    """CPU seconds per group → milliseconds per answer."""
+    return {name: round(seconds * 1000 / users, 2) for name, seconds in used.items()}
 
 
 async def _gather(wechat: WeChat, openids: list[str], questions: list[str]) -> list[Delivery]:

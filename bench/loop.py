@@ -233,28 +233,33 @@ class WeChat:
         return delivery
 
     async def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        reader, writer = await asyncio.open_connection(HOST, self.port)
-        try:
-            head = (
-                f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Type: text/xml\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + body)
-            await writer.drain()
-            status_line = await reader.readuntil(b"\r\n")
-            headers = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                (
-                    int(line.split(b":", 1)[1])
-                    for line in headers.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                ),
-                None,
-            )
-            data = await (reader.readexactly(length) if length is not None else reader.read())
-            return int(status_line.split()[1]), data
-        finally:
-            writer.close()
+        return await post(self.port, path, body)
+
+
+async def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
+    """One POST on a connection of its own (as WeChat makes each attempt): the status and the body."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: text/xml\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()
+        status_line = await reader.readuntil(b"\r\n")
+        headers = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in headers.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            None,
+        )
+        data = await (reader.readexactly(length) if length is not None else reader.read())
+        return int(status_line.split()[1]), data
+    finally:
+        writer.close()
 
 
 def _content(reply: bytes) -> str | None:

@@ -173,12 +173,15 @@ def evidence(results: dict[str, Any]) -> list[str]:
             )
     for name in ("latency", "in_flight"):
         found = results.get(name) or {}
-        cases = [found.get(case) or {} for case in ("warmup", "pickup", "ready_at", "spread", "together")]
+        names = ("warmup", "pickup", "ready_at", "spread", "together", "held")
+        cases = [found.get(case) or {} for case in names]
         for case in [found, *cases]:
             if isinstance(case, dict):
                 lines += [f"{name}: {problem}" for problem in case.get("problems", [])[:5]]
         if any(found.get("log_errors", {}).values()):
             lines.append(f"{name}: error log lines {found['log_errors']} {found['log_evidence'][:2]}")
+        if (found.get("held") or {}).get("log_errors"):
+            lines.append(f"{name}: the bare held app logged {found['held']['log_errors']} error lines")
     if "fastchat_overhead" in results:
         lines += fastchat_overhead.evidence(results["fastchat_overhead"])
     return lines
