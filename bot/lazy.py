@@ -16,6 +16,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from bot import heap
+
 
 class LazyModule:
     """The module `name`, imported (once, under a lock) when an attribute is first read. `setup` runs on
@@ -39,6 +41,7 @@ class LazyModule:
                     module = importlib.import_module(self._name)
                 if self._setup is not None:
                     self._setup(module)
+                heap.settle()  # the library's tables join what the process is built from
                 self._module = module
         return self._module
 

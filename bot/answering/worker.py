@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import dramatiq
 from dramatiq import cli
 
+from bot import heap
 from bot.config import ConfigError, load_settings
 from bot.logs import configure_logging
 
@@ -43,6 +44,7 @@ def boot() -> Jobs:
     jobs = Jobs(Runtime(settings))
     jobs.broker.broker_id = new_job_worker_id()  # before the first command: Dramatiq reads it on each
     dramatiq.set_broker(jobs.broker)
+    heap.settle()
     return jobs
 
 
