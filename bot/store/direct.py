@@ -32,8 +32,11 @@ import redis
 from redis.connection import AbstractConnection
 from redis.typing import EncodableT
 
-#: idle connections kept for the next calls (a process runs at most this many at once without opening more)
-KEEP_IDLE = 32
+#: idle connections kept for the next calls: as many as the process ever ran at once, like redis-py's own
+#: pool (whose limit, REDIS_MAX_CONNECTIONS in bot/runtime.py, this is). 32 closed, at every burst, the
+#: connections a burst of pushes had opened beyond it — 100 followers from one article are 50 at once in
+#: each web process — and the next burst opened them again (a connect, HELLO, CLIENT SETINFO, SETNAME).
+KEEP_IDLE = 1024
 #: their name in Redis' CLIENT LIST
 CLIENT_NAME = "wxbot-direct"
 

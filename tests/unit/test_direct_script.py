@@ -218,3 +218,24 @@ def at_once(count: int, call: Callable[[int], T]) -> list[T]:
     for thread in threads:
         thread.join()
     return results
+
+
+def test_a_burst_keeps_its_connections_for_the_next_burst(redis_client: redis.Redis) -> None:
+    """50 pushes at once in one web process (100 followers from one article): their connections stay open
+    for the next burst, which opens none (keeping 32 reopened the rest at every burst)."""
+    connections = DirectConnections(redis_client, name=NAME)
+    try:
+        burst = [connections.take() for _ in range(50)]
+        for connection in burst:
+            connection.send_command("PING")
+            assert connection.read_response() in (b"PONG", "PONG")
+        for connection in burst:
+            connections.give_back(connection)
+        again = [connections.take() for _ in range(50)]
+        assert {id(c) for c in again} == {id(c) for c in burst}
+        assert len(ours(redis_client)) == 50
+        for connection in again:
+            connections.give_back(connection)
+    finally:
+        connections.close()
+    wait_for(lambda: ours(redis_client) == [], what="Redis to see them closed")
