@@ -43,7 +43,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per server")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before that")
     parser.add_argument("--users", type=int, default=100, help="simultaneous users (reply delay)")
-    parser.add_argument("--pickups", type=int, default=50, help="pushes of the pick-up measure")
+    parser.add_argument(
+        "--pickups", type=int, default=latency.Params.pickups, help="pushes of the pick-up measure"
+    )
     parser.add_argument("--in-flight", type=int, default=1000, help="questions in flight (active mode)")
     parser.add_argument("--no-safe", action="store_true", help="skip the AES (safe mode) variant")
     parser.add_argument("--skip-throughput", action="store_true", help="skip the throughput benchmark")
