@@ -6,8 +6,10 @@ libraries are loaded (bot/lazy.py), and a full walk of them took 27–42 ms on t
 machine: a pause of every thread of the process, each time the collector decides on one under load —
 in a burst of answers, the delay of every reply the process holds. `settle()` collects once, then moves
 everything alive into the permanent generation (`gc.freeze`): later full collections walk only what the
-process allocated since. Nothing is leaked by it: what was garbage is collected first, and what is
-frozen was alive and stays referenced (modules, the runtime, the libraries' tables).
+process allocated since. What was garbage is collected first; what is frozen was alive, and nearly all of
+it stays so (modules, the runtime, the libraries' tables). The exception: a library first loaded while
+requests are in flight freezes their objects too, and those that end up in reference cycles stay
+allocated — a few kilobytes, once per library and process.
 """
 
 from __future__ import annotations
