@@ -11,8 +11,12 @@ import sys
 import weakref
 from pathlib import Path
 
+import requests
+
 from bot import heap
+from bot.ops.processes import free_port
 from bot.ops.redis_server import RedisServer
+from testing.patience import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,15 +62,40 @@ def run_python(code: str, **env: str) -> str:
     return done.stdout.split()[-1]
 
 
-def test_a_gunicorn_worker_settles_once_the_app_is_built() -> None:
-    code = """
-import gc, runpy
-config = runpy.run_path("deploy/gunicorn.conf.py")
-before = gc.get_freeze_count()
-config["post_worker_init"](None)
-print(before == 0 and gc.get_freeze_count() > 0)
+PROBE = """
+import gc
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/frozen")
+def frozen() -> str:
+    return str(gc.get_freeze_count())
 """
-    assert run_python(code) == "True"
+
+
+def test_a_real_gunicorn_worker_has_frozen_its_objects(tmp_path: Path) -> None:
+    """The hook as gunicorn calls it: in each worker, after the app is built there."""
+    (tmp_path / "probe.py").write_text(PROBE, encoding="utf-8")
+    port = free_port()
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_WORKERS": "1", "WEB_THREADS": "2"}
+    command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+    command += ["--pythonpath", str(tmp_path), "probe:app"]
+    web = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def answer() -> str | None:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/frozen", timeout=5).text
+            except requests.ConnectionError:
+                return None
+
+        frozen = wait_for(answer, what="gunicorn to answer", timeout=60)
+        assert int(frozen) > 10_000  # Flask, the app, the config: thousands of objects
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
 
 
 def test_a_job_worker_settles_once_its_actors_are_registered(redis_server: RedisServer) -> None:
