@@ -92,7 +92,7 @@ def test_a_real_gunicorn_worker_has_frozen_its_objects(tmp_path: Path) -> None:
                 return None
 
         frozen = wait_for(answer, what="gunicorn to answer", timeout=60)
-        assert int(frozen) > 10_000  # Flask, the app, the config: thousands of objects
+        assert frozen is not None and int(frozen) > 10_000  # Flask, the app, the config: thousands
     finally:
         web.terminate()
         web.wait(timeout=30)
