@@ -4,47 +4,18 @@ What was garbage at that moment is collected, not kept."""
 
 from __future__ import annotations
 
-import gc
 import os
 import subprocess
 import sys
-import weakref
 from pathlib import Path
 
 import requests
 
-from bot import heap
 from bot.ops.processes import free_port
 from bot.ops.redis_server import RedisServer
 from testing.patience import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Node:
-    """A container the collector tracks; two of them referring to each other make a cycle."""
-
-    def __init__(self) -> None:
-        self.other: Node | None = None
-
-
-def test_settle_collects_the_garbage_then_freezes_what_is_alive() -> None:
-    alive = Node()
-    cycle = Node()
-    cycle.other = Node()
-    cycle.other.other = cycle
-    dead = weakref.ref(cycle)
-    del cycle
-    assert dead() is not None  # a cycle: only the collector frees it
-    try:
-        heap.settle()
-        assert dead() is None  # collected before the freeze, not kept forever
-        assert gc.get_freeze_count() > 0
-        tracked = gc.get_objects()  # the generations a collection walks, not the permanent one
-        assert not any(found is alive for found in tracked)
-    finally:
-        gc.unfreeze()
-    assert any(found is alive for found in gc.get_objects())
 
 
 def run_python(code: str, **env: str) -> str:
@@ -60,6 +31,32 @@ def run_python(code: str, **env: str) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.split()[-1]
+
+
+def test_settle_collects_the_garbage_then_freezes_what_is_alive() -> None:
+    """In a process of its own: the test session has frozen its imports (tests/conftest.py), which an
+    unfreeze here would give back to every later test's collections."""
+    code = """
+import gc, weakref
+from bot import heap
+
+
+class Node:
+    def __init__(self):
+        self.other = None
+
+
+alive, cycle = Node(), Node()
+cycle.other = Node()
+cycle.other.other = cycle  # a cycle: only the collector frees it
+dead = weakref.ref(cycle)
+del cycle
+assert dead() is not None
+heap.settle()
+tracked = gc.get_objects()  # the generations a collection walks, not the permanent one
+print(dead() is None and gc.get_freeze_count() > 0 and not any(o is alive for o in tracked))
+"""
+    assert run_python(code) == "True"
 
 
 PROBE = """
@@ -82,13 +79,15 @@ def test_a_real_gunicorn_worker_has_frozen_its_objects(tmp_path: Path) -> None:
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WEB_WORKERS": "1", "WEB_THREADS": "2"}
     command = [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
     command += ["--pythonpath", str(tmp_path), "probe:app"]
-    web = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (tmp_path / "gunicorn.log").open("wb")
+    web = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
 
         def answer() -> str | None:
+            assert web.poll() is None, (tmp_path / "gunicorn.log").read_text(errors="replace")[-2000:]
             try:
                 return requests.get(f"http://127.0.0.1:{port}/frozen", timeout=5).text
-            except requests.ConnectionError:
+            except requests.RequestException:
                 return None
 
         frozen = wait_for(answer, what="gunicorn to answer", timeout=60)
@@ -96,6 +95,7 @@ def test_a_real_gunicorn_worker_has_frozen_its_objects(tmp_path: Path) -> None:
     finally:
         web.terminate()
         web.wait(timeout=30)
+        log.close()
 
 
 def test_a_job_worker_settles_once_its_actors_are_registered(redis_server: RedisServer) -> None:
