@@ -7,9 +7,10 @@ machine: a pause of every thread of the process, each time the collector decides
 in a burst of answers, the delay of every reply the process holds. `settle()` collects once, then moves
 everything alive into the permanent generation (`gc.freeze`): later full collections walk only what the
 process allocated since. What was garbage is collected first; what is frozen was alive, and nearly all of
-it stays so (modules, the runtime, the libraries' tables). The exception: a library first loaded while
-requests are in flight freezes their objects too, and those that end up in reference cycles stay
-allocated — a few kilobytes, once per library and process.
+it stays so (modules, the runtime, the libraries' tables). The exception: a lazy module first loaded
+while requests are in flight (bot/lazy.py: a dozen of them, a few per library) freezes their objects
+too, and those that end up in reference cycles stay allocated — a few kilobytes, at most once per lazy
+module and process.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ class LazyModule:
         self._module: ModuleType | None = None
 
     def _load(self) -> ModuleType:
+        loaded = False
         with self._lock:
             if self._module is None:
                 with warnings.catch_warnings():
@@ -41,8 +42,9 @@ class LazyModule:
                     module = importlib.import_module(self._name)
                 if self._setup is not None:
                     self._setup(module)
-                heap.settle()  # the library's tables join what the process is built from
-                self._module = module
+                self._module, loaded = module, True
+        if loaded:  # outside the lock: nothing the collection finalises can wait on it
+            heap.settle()  # the library's tables join what the process is built from
         return self._module
 
     def __getattr__(self, attr: str) -> Any:
