@@ -55,21 +55,24 @@ class Holder:
                 self.events.pop(openid, None)
 
     def _ensure_listener(self) -> None:
+        """Every request waits until the process's listener is subscribed (Redis confirmed it)."""
         with self.lock:
-            if self.pid == os.getpid():
-                return
-            self.pid = os.getpid()  # gunicorn forks its workers after the app is made
-            self.subscribed = threading.Event()
-            threading.Thread(target=self._listen, name="held-listener", daemon=True).start()
-        self.subscribed.wait(5)
+            if self.pid != os.getpid():  # gunicorn forks its workers after the app is made
+                self.pid = os.getpid()
+                self.subscribed = threading.Event()
+                threading.Thread(target=self._listen, name="held-listener", daemon=True).start()
+            subscribed = self.subscribed
+        subscribed.wait(5)
 
     def _listen(self) -> None:
-        pubsub = redis.Redis.from_url(self.url).pubsub(ignore_subscribe_messages=True)
+        pubsub = redis.Redis.from_url(self.url).pubsub()
         pubsub.psubscribe(PREFIX + "*")
+        while (message := pubsub.get_message(timeout=1.0)) is None or message["type"] != "psubscribe":
+            pass
         self.subscribed.set()
         while True:
             message = pubsub.get_message(timeout=1.0)
-            if message is None:
+            if message is None or message["type"] != "pmessage":
                 continue
             with self.lock:
                 event = self.events.get(message["channel"].decode()[len(PREFIX) :])

@@ -91,19 +91,24 @@ def run(params: Params, logs: Path) -> dict[str, Any]:
         fake.stop()
         for child in (web, worker):  # the baseline has the machine to itself, as the stack had
             child.stop()
-        results["held"] = held(loop, children, redis_server.url, params.users)
+        results["held"] = held(loop, children, redis_server, params.users)
         return results
 
 
-def held(loop: Loop, children: procs.Children, redis_url: str, users: int) -> dict[str, Any]:
+def held(loop: Loop, children: procs.Children, redis_server: RedisServer, users: int) -> dict[str, Any]:
     """The together case's baseline: bare Flask under the same gunicorn holds `users` requests, the bench
     releases them all at once (one pipeline of `held:<openid>` notices), each reply read → its delay."""
-    port = free_port()
+    port, redis_url = free_port(), redis_server.url
     env = procs.clean_env(redis_url=redis_url, port=str(port), host="127.0.0.1")
     app = children.start("gunicorn-held", procs.gunicorn_command("bench.held_app:create_app()"), env)
     procs.wait_http(app, port, "/healthz")
     client = redis.Redis.from_url(redis_url)
-    groups = {"web": procs.tree(app.process.pid), "bench": [os.getpid()]}
+    # as the together case counts them (Redis carries the notices here too)
+    groups = {
+        "web": procs.tree(app.process.pid),
+        "Redis": procs.tree(redis_server.pid),
+        "bench": [os.getpid()],
+    }
     try:
         held_round(loop, client, port, users, None)  # warm-up: every thread and connection made
         result = held_round(loop, client, port, users, lambda: procs.cpu_seconds(groups))

@@ -118,6 +118,7 @@ class Child:
     def __init__(self, name: str, command: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
+        self._stopped = False
         self._log: IO[bytes] = log_path.open("wb")
         self.process = subprocess.Popen(
             command,
@@ -137,7 +138,11 @@ class Child:
 
         Only the leader gets SIGTERM: gunicorn and Dramatiq forward it to their workers, and a
         Dramatiq worker process that gets a second SIGTERM (ours, then its parent's) dies at once.
+        Once only: a phase may stop a child early, and its group id may be reused by then.
         """
+        if self._stopped:  # its process group may be another's by now
+            return
+        self._stopped = True
         if self.alive():
             self.process.terminate()
             try:
