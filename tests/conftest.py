@@ -29,6 +29,7 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
+from bot import heap
 from bot.answering.jobs import worker_command
 from bot.ops.redis_server import RedisServer, free_port
 from bot.store.workers import new_job_worker_id
@@ -55,9 +56,8 @@ SERVE_POLL_INTERVAL = 0.02
 def frozen_imports() -> None:
     """Move what the imports made (modules, dictionaries of jieba, pygments…) out of the collector's
     sight once: the collection after each test then walks only what tests made (it took 0.2–0.5 s a
-    test with a large heap)."""
-    gc.collect()
-    gc.freeze()
+    test with a large heap): what a built process does too (bot/heap.py)."""
+    heap.settle()
 
 
 @pytest.fixture
