@@ -41,8 +41,6 @@ ATTEMPTS = 3
 REPLY_MARGIN: float = Settings.model_fields["wechat_reply_margin"].default
 #: the together case holds every request until all have arrived, then this long more (a quiet stack)
 SETTLE = 0.3
-#: the held baseline's requests time out after held_app.HOLD_SECONDS; the round ends before that
-HOLD_MARGIN = held_app.HOLD_SECONDS
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,7 @@ def held_round(
         used.update({name: after[name] - before.get(name, 0.0) for name in after})
         return released, read
 
-    released, read = loop.run(scenario(), ATTEMPT_TIMEOUT + HOLD_MARGIN)
+    released, read = loop.run(scenario(), ATTEMPT_TIMEOUT + held_app.HOLD_SECONDS)
     delays = [received - released for status, body, received in read if status == 200 and b"held " in body]
     result: dict[str, Any] = {"users": users, "answered": len(delays), **_figures(delays, "delay")}
     result["problems"] = [f"{status}: {body[:40]!r}" for status, body, _ in read if b"held " not in body][:5]
